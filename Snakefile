@@ -1,0 +1,22 @@
+# covidct: chest CT DICOM -> anonymized DICOM -> HU volume -> resampled volume ->
+# lung mask -> model-ready .npy, per patient. See README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/anonymize.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/lungs.smk"
+include: "workflow/rules/export.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_output(),

@@ -1,0 +1,158 @@
+"""``covidct <verb>``: each per-patient step on one patient, without Snakemake.
+
+Thin: argparse, then calls into ``covidct.steps``. Defaults match config/config.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from covidct import __version__
+from covidct.errors import CovidctError
+
+
+def _patient(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--patient", required=True, help="pseudonymous patient id used in messages and outputs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="covidct", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"covidct {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("synth", help="write the synthetic demo cohort (DICOM + patient sheet + truth)")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--patients", nargs="*", help="only these demo ids")
+
+    p = sub.add_parser("anonymize", help="anonymize one patient's DICOM folder (PS3.15 Basic Profile)")
+    p.add_argument("raw_dir", type=Path)
+    p.add_argument("out_dir", type=Path)
+    _patient(p)
+    p.add_argument("--key-file", help="secret file (else $COVIDCT_ANON_KEY)")
+    p.add_argument("--dates", choices=["shift", "remove"], default="shift")
+
+    p = sub.add_parser("verify", help="check an anonymized folder against the original")
+    p.add_argument("raw_dir", type=Path)
+    p.add_argument("anon_dir", type=Path)
+    p.add_argument("report", type=Path)
+    _patient(p)
+
+    p = sub.add_parser("hu", help="DICOM folder to a HU NIfTI volume")
+    p.add_argument("dicom_dir", type=Path)
+    p.add_argument("out_volume", type=Path)
+    p.add_argument("--info", type=Path, help="series-choice JSON (default: beside the volume)")
+    _patient(p)
+    p.add_argument("--series-uid")
+    p.add_argument("--min-slices", type=int, default=3)
+
+    p = sub.add_parser("resample", help="resample a volume to isotropic spacing")
+    p.add_argument("in_volume", type=Path)
+    p.add_argument("out_volume", type=Path)
+    p.add_argument("--spacing-mm", type=float, default=1.5)
+
+    p = sub.add_parser("segment", help="lung mask (threshold or lungmask R231)")
+    p.add_argument("in_volume", type=Path)
+    p.add_argument("out_mask", type=Path)
+    _patient(p)
+    p.add_argument("--backend", choices=["threshold", "lungmask"], default="threshold")
+    p.add_argument("--weights", help="R231 weights file (default: torch hub cache)")
+    p.add_argument("--force-cpu", action="store_true")
+    p.add_argument("--batch-size", type=int, default=20)
+
+    p = sub.add_parser("export", help="model-ready .npy from a volume and its lung mask")
+    p.add_argument("in_volume", type=Path)
+    p.add_argument("in_mask", type=Path)
+    p.add_argument("out_npy", type=Path)
+    _patient(p)
+    p.add_argument("--shape", type=int, nargs=3, default=[64, 128, 128], metavar=("D", "H", "W"))
+    p.add_argument("--margin-mm", type=float, default=5.0)
+    p.add_argument("--hu-window", type=float, nargs=2, default=[-1000.0, 400.0], metavar=("LO", "HI"))
+
+    p = sub.add_parser("qc", help="QC montage PNG of a lung mask")
+    p.add_argument("in_volume", type=Path)
+    p.add_argument("in_labels", type=Path)
+    p.add_argument("out_png", type=Path)
+    _patient(p)
+    p.add_argument("--n-slices", type=int, default=12)
+
+    p = sub.add_parser("run", help="the whole per-patient chain on one DICOM folder")
+    p.add_argument("raw_dir", type=Path)
+    p.add_argument("out_dir", type=Path)
+    _patient(p)
+    p.add_argument("--key-file")
+    p.add_argument("--backend", choices=["threshold", "lungmask"], default="threshold")
+    p.add_argument("--weights")
+    p.add_argument("--spacing-mm", type=float, default=1.5)
+    p.add_argument("--shape", type=int, nargs=3, default=[64, 128, 128], metavar=("D", "H", "W"))
+    return parser
+
+
+def _labels_path(mask: Path) -> Path:
+    name = mask.name
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else mask.stem
+    return mask.with_name(f"{stem}_labels.nii.gz")
+
+
+def _run_chain(a: argparse.Namespace) -> None:
+    from covidct import steps
+
+    out, pid = a.out_dir, a.patient
+    steps.anonymize(a.raw_dir, out / "anonymized" / pid, pid, key_file=a.key_file)
+    steps.verify(a.raw_dir, out / "anonymized" / pid, out / "verify" / f"{pid}.json", pid)
+    steps.dicom_to_hu(out / "anonymized" / pid, out / "hu" / f"{pid}.nii.gz", out / "hu" / f"{pid}.json", pid)
+    steps.resample(out / "hu" / f"{pid}.nii.gz", out / "resampled" / f"{pid}.nii.gz", a.spacing_mm)
+    mask = out / "lung_mask" / f"{pid}.nii.gz"
+    steps.segment_lungs(out / "resampled" / f"{pid}.nii.gz", mask, _labels_path(mask),
+                        out / "lung_mask" / f"{pid}.json", pid, backend=a.backend, weights=a.weights)
+    steps.export_npy(out / "resampled" / f"{pid}.nii.gz", mask, out / "npy" / f"{pid}.npy", pid, shape=a.shape)
+    steps.qc_montage(out / "resampled" / f"{pid}.nii.gz", _labels_path(mask), out / "qc" / f"{pid}.png", pid,
+                     provenance=out / "lung_mask" / f"{pid}.json")
+    print(f"{pid}: outputs under {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``covidct`` command."""
+    a = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from covidct import steps
+
+    try:
+        if a.verb == "synth":
+            from covidct.synth import DEMO_COHORT, write_cohort
+
+            specs = [s for s in DEMO_COHORT if not a.patients or s.patient_id in a.patients]
+            print(write_cohort(a.out_dir, specs))
+        elif a.verb == "anonymize":
+            print(steps.anonymize(a.raw_dir, a.out_dir, a.patient, key_file=a.key_file, dates=a.dates))
+        elif a.verb == "verify":
+            steps.verify(a.raw_dir, a.anon_dir, a.report, a.patient)
+            print(f"{a.patient}: verification passed, report {a.report}")
+        elif a.verb == "hu":
+            info = a.info or a.out_volume.with_name(a.out_volume.name.split(".")[0] + ".json")
+            steps.dicom_to_hu(a.dicom_dir, a.out_volume, info, a.patient, a.series_uid, a.min_slices)
+        elif a.verb == "resample":
+            steps.resample(a.in_volume, a.out_volume, a.spacing_mm)
+        elif a.verb == "segment":
+            prov = a.out_mask.with_name(a.out_mask.name.split(".")[0] + ".json")
+            steps.segment_lungs(a.in_volume, a.out_mask, _labels_path(a.out_mask), prov, a.patient,
+                                backend=a.backend, weights=a.weights, force_cpu=a.force_cpu,
+                                batch_size=a.batch_size)
+        elif a.verb == "export":
+            steps.export_npy(a.in_volume, a.in_mask, a.out_npy, a.patient, tuple(a.shape), a.margin_mm,
+                             tuple(a.hu_window))
+        elif a.verb == "qc":
+            steps.qc_montage(a.in_volume, a.in_labels, a.out_png, a.patient, a.n_slices)
+        elif a.verb == "run":
+            _run_chain(a)
+    except CovidctError as exc:
+        print(f"covidct {a.verb}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""DICOM series to a Hounsfield-unit volume.
+
+Reading (pydicom) is kept here; the pure array functions (``to_hu``,
+``slice_positions``) know nothing of files.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from covidct.errors import DicomInputError
+
+log = logging.getLogger(__name__)
+
+HU_AIR = -1000
+HU_MIN = -1024
+HU_MAX = 3071
+#: Stored HU below this after rescaling are padding / outside the reconstruction circle.
+HU_PADDING_BELOW = -1500
+#: A series is axial when its slice normal is within this cosine of the patient z axis.
+AXIAL_MIN_COSINE = 0.9
+#: Relative deviation of a slice gap from the median gap that counts as non-uniform.
+SPACING_TOLERANCE = 0.1
+
+
+def to_hu(
+    pixels: np.ndarray,
+    slope: float = 1.0,
+    intercept: float = 0.0,
+    padding_value: int | None = None,
+) -> np.ndarray:
+    """Convert stored pixel values to Hounsfield units.
+
+    Padding (the stored ``PixelPaddingValue``, and anything far below air such as
+    the -2048 or -3024 outside the reconstruction circle) becomes air.
+
+    Args:
+        pixels: Stored values as read from the file.
+        slope: RescaleSlope.
+        intercept: RescaleIntercept.
+        padding_value: PixelPaddingValue (a stored value), if the file has one.
+
+    Returns:
+        int16 HU array clipped to [HU_MIN, HU_MAX].
+
+    >>> to_hu(np.array([0, 1024, 24]), 1.0, -1024.0).tolist()
+    [-1000, 0, -1000]
+    """
+    hu = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    pad = hu < HU_PADDING_BELOW
+    if padding_value is not None:
+        pad |= pixels == padding_value
+    hu[pad] = HU_AIR
+    return np.clip(np.rint(hu), HU_MIN, HU_MAX).astype(np.int16)
+
+
+@dataclass
+class SliceInfo:
+    """What we need of one DICOM image to place it in a volume."""
+
+    path: Path
+    series_uid: str
+    modality: str
+    image_type: tuple[str, ...]
+    position: np.ndarray  # ImagePositionPatient (3,)
+    orientation: np.ndarray  # ImageOrientationPatient (6,)
+    pixel_spacing: tuple[float, float]  # (row spacing, column spacing)
+    rows: int
+    columns: int
+    description: str = ""
+    instance_number: int | None = None
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.orientation[:3], self.orientation[3:])
+
+
+@dataclass
+class SeriesInfo:
+    """One series found in a patient's folder."""
+
+    uid: str
+    slices: list[SliceInfo] = field(default_factory=list)
+
+    @property
+    def first(self) -> SliceInfo:
+        return self.slices[0]
+
+    @property
+    def is_localizer(self) -> bool:
+        return "LOCALIZER" in self.first.image_type
+
+    @property
+    def plane(self) -> str:
+        normal = np.abs(self.first.normal)
+        return ("sagittal", "coronal", "axial")[int(np.argmax(normal))]
+
+    def summary(self) -> dict:
+        return {
+            "series_uid": self.uid,
+            "n_slices": len(self.slices),
+            "modality": self.first.modality,
+            "plane": self.plane,
+            "image_type": "\\".join(self.first.image_type),
+            "description": self.first.description,
+        }
+
+
+def read_slice_infos(folder: str | Path, patient: str | None = None) -> list[SliceInfo]:
+    """Read the headers of every DICOM image in ``folder`` (recursively).
+
+    Args:
+        folder: The patient's DICOM folder.
+        patient: Pseudonymous id, for error messages.
+
+    Returns:
+        One SliceInfo per image file (files without pixel data are skipped).
+
+    Raises:
+        DicomInputError: empty folder, unreadable file, image without geometry.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DicomInputError("DICOM folder does not exist", patient, folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise DicomInputError("DICOM folder is empty", patient, folder)
+    infos = []
+    for path in files:
+        try:
+            ds = pydicom.dcmread(path, defer_size=1024)  # large values (pixels) stay on disk
+        except InvalidDicomError:
+            raise DicomInputError("not a DICOM file", patient, path) from None
+        except Exception as exc:  # truncated or corrupt headers raise many kinds
+            raise DicomInputError(f"unreadable DICOM file ({type(exc).__name__}: {exc})", patient, path) from None
+        if "PixelData" not in ds:
+            log.info("patient %s: %s has no pixel data, skipped", patient, path.name)
+            continue
+        missing = [k for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing") if k not in ds]
+        if missing:
+            raise DicomInputError(f"image lacks {', '.join(missing)}: cannot place it in a volume", patient, path)
+        try:
+            infos.append(
+                SliceInfo(
+                    path=path,
+                    series_uid=str(ds.get("SeriesInstanceUID", "unknown")),
+                    modality=str(ds.get("Modality", "")),
+                    image_type=tuple(str(v).upper() for v in ds.get("ImageType", [])),
+                    position=np.array([float(v) for v in ds.ImagePositionPatient]),
+                    orientation=np.array([float(v) for v in ds.ImageOrientationPatient]),
+                    pixel_spacing=(float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1])),
+                    rows=int(ds.Rows),
+                    columns=int(ds.Columns),
+                    description=str(ds.get("SeriesDescription", "")),
+                    instance_number=int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None,
+                )
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise DicomInputError(f"malformed geometry tags ({exc})", patient, path) from None
+    if not infos:
+        raise DicomInputError("no DICOM images with pixel data in the folder", patient, folder)
+    return infos
+
+
+def group_series(infos: list[SliceInfo]) -> list[SeriesInfo]:
+    """Group slices by SeriesInstanceUID, largest series first."""
+    by_uid: dict[str, SeriesInfo] = {}
+    for info in infos:
+        by_uid.setdefault(info.series_uid, SeriesInfo(info.series_uid)).slices.append(info)
+    return sorted(by_uid.values(), key=lambda s: (-len(s.slices), s.uid))
+
+
+def choose_series(
+    series: list[SeriesInfo], patient: str | None = None, series_uid: str | None = None, folder: Path | None = None
+) -> SeriesInfo:
+    """Choose the CT axial series: the override if given, else the axial CT series with most slices.
+
+    Localizers and non-axial (coronal, sagittal) reformats are refused.
+
+    Raises:
+        DicomInputError: the override is absent, or no axial CT series exists.
+    """
+    if series_uid:
+        for s in series:
+            if s.uid == series_uid:
+                if s.plane != "axial":
+                    raise DicomInputError(f"series {series_uid} is {s.plane}, not axial", patient, folder)
+                return s
+        raise DicomInputError(f"configured series {series_uid} not found among {len(series)} series", patient, folder)
+    candidates = []
+    for s in series:
+        if s.first.modality not in ("CT", ""):
+            reason = f"modality {s.first.modality}"
+        elif s.is_localizer:
+            reason = "localizer"
+        elif abs(s.first.normal[2]) < AXIAL_MIN_COSINE:
+            reason = f"{s.plane} orientation (only axial series are used)"
+        else:
+            candidates.append(s)
+            continue
+        log.info("patient %s: series %s (%d images) skipped: %s", patient, s.uid, len(s.slices), reason)
+    if not candidates:
+        found = "; ".join(f"{len(s.slices)} images, {s.plane}, {s.first.modality or 'no modality'}" for s in series)
+        raise DicomInputError(f"no axial CT series found (series present: {found}); non-axial series are refused",
+                              patient, folder)
+    chosen = candidates[0]
+    if len(candidates) > 1:
+        log.info("patient %s: %d axial CT series; chose %s with the most slices (%d)",
+                 patient, len(candidates), chosen.uid, len(chosen.slices))
+    return chosen
+
+
+def sort_slices(series: SeriesInfo, patient: str | None = None, min_slices: int = 3) -> tuple[list[SliceInfo], float]:
+    """Sort slices by position along the slice normal and check the spacing.
+
+    Args:
+        series: The chosen series.
+        patient: Pseudonymous id, for error messages.
+        min_slices: Fewer slices than this is an error.
+
+    Returns:
+        The sorted slices (ascending along the normal) and the slice spacing in mm.
+
+    Raises:
+        DicomInputError: too few slices, inconsistent orientation or matrix,
+            duplicate positions, or non-uniform spacing (a missing slice).
+    """
+    slices = series.slices
+    folder = slices[0].path.parent
+    if len(slices) < min_slices:
+        raise DicomInputError(f"series has {len(slices)} slice(s); at least {min_slices} are needed for a volume",
+                              patient, folder)
+    ref = slices[0]
+    for s in slices[1:]:
+        if not np.allclose(s.orientation, ref.orientation, atol=1e-3):
+            raise DicomInputError("inconsistent ImageOrientationPatient between slices of one series", patient, s.path)
+        if (s.rows, s.columns) != (ref.rows, ref.columns) or not np.allclose(s.pixel_spacing, ref.pixel_spacing):
+            raise DicomInputError("slices of one series differ in matrix size or pixel spacing", patient, s.path)
+    normal = ref.normal
+    dist = np.array([float(np.dot(s.position, normal)) for s in slices])
+    order = np.argsort(dist, kind="stable")
+    slices = [slices[i] for i in order]
+    dist = dist[order]
+    gaps = np.diff(dist)
+    if np.any(gaps < 1e-3):
+        i = int(np.argmin(gaps))
+        raise DicomInputError(f"duplicate slice position {dist[i]:.2f} mm along the slice normal", patient,
+                              slices[i + 1].path)
+    spacing = float(np.median(gaps))
+    bad = np.abs(gaps - spacing) > SPACING_TOLERANCE * spacing
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise DicomInputError(
+            f"non-uniform slice spacing: gap of {gaps[i]:.2f} mm between positions {dist[i]:.2f} and "
+            f"{dist[i + 1]:.2f} mm (median {spacing:.2f} mm); a slice is missing", patient, slices[i + 1].path)
+    # In-plane position of the slices must follow the normal (no gantry tilt / shear).
+    offsets = np.array([s.position - s.position.dot(normal) * normal for s in slices])
+    if np.max(np.abs(offsets - offsets[0])) > 0.5 * min(ref.pixel_spacing):
+        raise DicomInputError("slice positions do not lie along the slice normal (gantry tilt or sheared series)",
+                              patient, folder)
+    return slices, spacing
+
+
+def read_pixels(path: Path, patient: str | None = None) -> np.ndarray:
+    """Read one slice and return it in HU.
+
+    Raises:
+        DicomInputError: pixel data cannot be decoded (e.g. unsupported transfer syntax).
+    """
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
+    except Exception as exc:
+        syntax = ""
+        try:
+            syntax = f" (transfer syntax {ds.file_meta.TransferSyntaxUID.name})"  # noqa: F821
+        except Exception:
+            pass
+        raise DicomInputError(f"cannot decode pixel data{syntax}: {exc}", patient, path) from None
+    padding = ds.get("PixelPaddingValue")
+    return to_hu(pixels, float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0),
+                 int(padding) if padding is not None else None)
+
+
+def load_series(
+    folder: str | Path, patient: str | None = None, series_uid: str | None = None, min_slices: int = 3
+):
+    """Read a patient's folder into a HU ``SimpleITK.Image`` with true geometry.
+
+    Args:
+        folder: DICOM folder (anonymized).
+        patient: Pseudonymous id, for messages.
+        series_uid: Use this series instead of choosing one.
+        min_slices: Minimum number of slices.
+
+    Returns:
+        ``(image, info)``: an int16 SimpleITK image whose axes follow the DICOM
+        row, column and slice-normal directions, and a dict describing the choice.
+    """
+    import SimpleITK as sitk
+
+    folder = Path(folder)
+    series = group_series(read_slice_infos(folder, patient))
+    chosen = choose_series(series, patient, series_uid, folder)
+    slices, spacing = sort_slices(chosen, patient, min_slices)
+    volume = np.stack([read_pixels(s.path, patient) for s in slices])
+    image = sitk.GetImageFromArray(volume)
+    ref = slices[0]
+    row, col = ref.orientation[:3], ref.orientation[3:]
+    # PixelSpacing is (between rows, between columns) = (y, x) spacing.
+    image.SetSpacing((ref.pixel_spacing[1], ref.pixel_spacing[0], spacing))
+    image.SetOrigin(tuple(float(v) for v in ref.position))
+    image.SetDirection(tuple(float(v) for v in np.column_stack([row, col, ref.normal]).ravel()))
+    info = {
+        "chosen_series": chosen.summary(),
+        "series": [s.summary() for s in series],
+        "shape_zyx": list(volume.shape),
+        "spacing_xyz_mm": list(image.GetSpacing()),
+        "hu_min": int(volume.min()),
+        "hu_max": int(volume.max()),
+    }
+    return image, info

@@ -1,0 +1,148 @@
+"""The per-patient steps, file in / file out. Workflow scripts and the command
+line both call these; all real work lives in the modules they call."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from covidct.errors import AnonymizationError, CovidctError
+from covidct.io import read_json, read_volume, write_json, write_npy, write_volume
+
+log = logging.getLogger(__name__)
+
+
+def anonymize(raw_dir: str | Path, out_dir: str | Path, patient: str, key_file: str | None = None,
+              allow_demo_key: bool = False, dates: str = "shift") -> dict:
+    """Anonymize a patient's raw DICOM folder into ``out_dir`` (Basic Profile, keyed pseudonyms)."""
+    from covidct.anonymize import anonymize_series_dir, load_key
+
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise CovidctError("the sheet's dicom_dir does not exist or is not a folder", patient, raw_dir)
+    key = load_key(key_file, allow_demo=allow_demo_key)
+    summary = anonymize_series_dir(raw_dir, Path(out_dir), key, patient, dates=dates)
+    log.info("patient %s: anonymized %s", patient, summary)
+    return summary
+
+
+def verify(raw_dir: str | Path, anon_dir: str | Path, report_path: str | Path, patient: str) -> dict:
+    """Check the anonymized folder against the original; write the report, raise if it failed."""
+    from covidct.anonymize import verify_anonymization
+
+    report = verify_anonymization(Path(raw_dir), Path(anon_dir), patient)
+    if not report["passed"]:
+        failed = Path(report_path).with_suffix(".failed.json")
+        write_json(failed, report)
+        raise AnonymizationError(
+            f"anonymization verification failed: {len(report.get('leaks', []))} leak(s), "
+            f"{report.get('pixel_mismatches', 0)} pixel and {report.get('geometry_mismatches', 0)} geometry "
+            f"mismatch(es); report in {failed}", patient, anon_dir)
+    write_json(report_path, report)
+    return report
+
+
+def dicom_to_hu(anon_dir: str | Path, out_volume: str | Path, out_info: str | Path, patient: str,
+                series_uid: str | None = None, min_slices: int = 3) -> dict:
+    """Choose the CT axial series, convert to HU, write an int16 NIfTI with true geometry."""
+    from covidct.dicom import load_series
+
+    image, info = load_series(anon_dir, patient, series_uid=series_uid, min_slices=min_slices)
+    write_volume(out_volume, image)
+    info["patient"] = patient
+    write_json(out_info, info)
+    log.info("patient %s: HU volume %s, spacing %s", patient, info["shape_zyx"], info["spacing_xyz_mm"])
+    return info
+
+
+def resample(in_volume: str | Path, out_volume: str | Path, spacing_mm: float) -> None:
+    """Resample a volume to isotropic ``spacing_mm`` on an LPS-aligned grid."""
+    from covidct.volume import resample as resample_image
+
+    write_volume(out_volume, resample_image(read_volume(in_volume), spacing_mm))
+
+
+def segment_lungs(in_volume: str | Path, out_mask: str | Path, out_labels: str | Path, out_provenance: str | Path,
+                  patient: str, backend: str = "threshold", weights: str | None = None, force_cpu: bool = False,
+                  batch_size: int = 20, threshold: dict | None = None) -> dict:
+    """Segment the lungs; write a binary mask, left/right labels and provenance JSON."""
+    import SimpleITK as sitk
+
+    from covidct import lungs
+
+    t0 = time.perf_counter()
+    image = read_volume(in_volume)
+    spacing = image.GetSpacing()
+    prov: dict = {"patient": patient, "backend": backend, "versions": lungs.versions()}
+    if backend == "threshold":
+        params = lungs.ThresholdParams(**(threshold or {}))
+        labels, stats = lungs.threshold_lungs(sitk.GetArrayViewFromImage(image), spacing, params, patient)
+        prov["params"] = params.__dict__
+    elif backend == "lungmask":
+        path = lungs.resolve_weights(weights, patient)
+        prov["weights_file"] = path.name
+        prov["weights_sha256"] = lungs.sha256_file(path)
+        labels, stats = lungs.lungmask_lungs(image, path, force_cpu=force_cpu, batch_size=batch_size,
+                                             patient=patient)
+        voxel_ml = float(np.prod(spacing)) / 1000.0
+        stats["lung_volume_ml"] = round(float((labels > 0).sum() * voxel_ml), 1)
+        stats["right_volume_ml"] = round(float((labels == lungs.RIGHT).sum() * voxel_ml), 1)
+        stats["left_volume_ml"] = round(float((labels == lungs.LEFT).sum() * voxel_ml), 1)
+        stats["left_right_known"] = True
+    else:
+        raise CovidctError(f"unknown lung_mask.backend {backend!r}: use 'threshold' or 'lungmask'", patient)
+    prov.update(stats)
+    prov["seconds"] = round(time.perf_counter() - t0, 2)
+    for path, array in ((out_mask, (labels > 0).astype(np.uint8)), (out_labels, labels.astype(np.uint8))):
+        out = sitk.GetImageFromArray(array)
+        out.CopyInformation(image)
+        write_volume(path, out)
+    write_json(out_provenance, prov)
+    log.info("patient %s: lungs %.0f mL (%s backend)", patient, prov.get("lung_volume_ml", 0), backend)
+    return prov
+
+
+def export_npy(in_volume: str | Path, in_mask: str | Path, out_npy: str | Path, patient: str,
+               shape=(64, 128, 128), margin_mm: float = 5.0, hu_window=(-1000.0, 400.0)) -> np.ndarray:
+    """Write the model-ready ``.npy`` (depth, height, width) float32 in [0, 1]."""
+    import SimpleITK as sitk
+
+    from covidct.export import model_array
+
+    image = read_volume(in_volume)
+    mask = sitk.GetArrayViewFromImage(read_volume(in_mask))
+    if not mask.any():
+        raise CovidctError("lung mask is empty: nothing to export", patient, in_mask)
+    array = model_array(sitk.GetArrayViewFromImage(image), mask, image.GetSpacing(), tuple(shape), margin_mm,
+                        tuple(hu_window))
+    write_npy(out_npy, array)
+    return array
+
+
+def qc_montage(in_volume: str | Path, in_labels: str | Path, out_png: str | Path, patient: str,
+               n_slices: int = 12, provenance: str | Path | None = None) -> None:
+    """Write the QC montage PNG of a patient's lung mask."""
+    import SimpleITK as sitk
+
+    from covidct.qc import montage, write_png
+
+    hu = sitk.GetArrayViewFromImage(read_volume(in_volume))
+    labels = sitk.GetArrayViewFromImage(read_volume(in_labels))
+    title = f"{patient}"
+    if provenance:
+        prov = read_json(provenance)
+        title += f"  lungs {prov.get('lung_volume_ml', 0) / 1000:.2f} L ({prov.get('backend')})"
+    write_png(out_png, montage(hu, labels, n_slices=n_slices), title=title)
+
+
+def synth_patient(patient_id: str, dicom_dir: str | Path, truth_dir: str | Path) -> dict:
+    """Generate one patient of the built-in demo cohort (DICOM folder + truth files)."""
+    from covidct.synth import DEMO_COHORT, write_patient
+
+    specs = {spec.patient_id: spec for spec in DEMO_COHORT}
+    if patient_id not in specs:
+        raise CovidctError(f"not a demo cohort patient (demo ids: {', '.join(specs)})", patient_id)
+    return write_patient(specs[patient_id], Path(dicom_dir), Path(truth_dir))

@@ -1,0 +1,66 @@
+"""Resampling of HU volumes to an isotropic grid aligned with the patient axes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from covidct.dicom import HU_AIR
+
+
+def canonical_grid(image, spacing_mm: float) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """The identity-direction (LPS-aligned) grid that covers ``image``'s physical extent.
+
+    Args:
+        image: A SimpleITK image with any direction.
+        spacing_mm: Isotropic output spacing.
+
+    Returns:
+        ``(size_xyz, origin_xyz)`` of the output grid.
+    """
+    size = np.array(image.GetSize())
+    # Physical positions of the 8 corner voxel centres.
+    corners = [
+        image.TransformContinuousIndexToPhysicalPoint([float(c) for c in corner])
+        for corner in np.array(np.meshgrid(*[[0, s - 1] for s in size], indexing="ij")).reshape(3, -1).T
+    ]
+    corners = np.array(corners)
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    n = np.floor((hi - lo) / spacing_mm + 1e-6).astype(int) + 1
+    return tuple(int(v) for v in n), tuple(float(v) for v in lo)
+
+
+def resample(image, spacing_mm: float = 1.5, interpolator: str = "linear", default_value: float = HU_AIR):
+    """Resample to isotropic ``spacing_mm`` on a grid aligned with the patient axes.
+
+    The output has identity direction, so its array axes are (z, y, x) with
+    x toward patient left, y toward posterior, z toward superior (DICOM LPS),
+    whatever the slice order or in-plane orientation of the input.
+
+    Args:
+        image: SimpleITK image (HU or labels).
+        spacing_mm: Isotropic output spacing in mm.
+        interpolator: ``linear`` for intensities, ``nearest`` for label maps.
+        default_value: Value outside the input field of view (air for HU).
+
+    Returns:
+        The resampled SimpleITK image, same pixel type as the input.
+    """
+    import SimpleITK as sitk
+
+    if spacing_mm <= 0:
+        raise ValueError(f"spacing must be positive, got {spacing_mm}")
+    size, origin = canonical_grid(image, spacing_mm)
+    interp = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}[interpolator]
+    out = sitk.Resample(
+        image, size, sitk.Transform(), interp, origin, (spacing_mm,) * 3, (1, 0, 0, 0, 1, 0, 0, 0, 1),
+        float(default_value), image.GetPixelID(),
+    )
+    return out
+
+
+def resample_like(image, reference, interpolator: str = "nearest", default_value: float = 0):
+    """Resample ``image`` onto the grid of ``reference`` (e.g. a mask back to the HU grid)."""
+    import SimpleITK as sitk
+
+    interp = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}[interpolator]
+    return sitk.Resample(image, reference, sitk.Transform(), interp, float(default_value), image.GetPixelID())

@@ -1,0 +1,33 @@
+rule anonymize_dicom:
+    input:
+        demo=get_demo_input,
+    output:
+        dicom=directory("results/anonymized/{patient}"),
+    log:
+        "results/logs/anonymize_dicom/{patient}.log",
+    benchmark:
+        "results/benchmarks/anonymize_dicom/{patient}.tsv"
+    params:
+        raw=get_raw_dicom_dir,
+        allow_demo_key=lambda wildcards: is_demo_patient(wildcards.patient),
+        key_file=config["anonymize"]["key_file"],
+        dates=config["anonymize"]["dates"],
+    conda:
+        "../envs/covidct.yaml"
+    script:
+        "../scripts/anonymize_dicom.py"
+
+
+rule verify_anonymization:
+    input:
+        dicom="results/anonymized/{patient}",
+    output:
+        report="results/verify/{patient}.json",
+    log:
+        "results/logs/verify_anonymization/{patient}.log",
+    params:
+        raw=get_raw_dicom_dir,
+    conda:
+        "../envs/covidct.yaml"
+    script:
+        "../scripts/verify_anonymization.py"

@@ -1,0 +1,35 @@
+rule dicom_to_hu:
+    input:
+        dicom="results/anonymized/{patient}",
+        verified="results/verify/{patient}.json",
+    output:
+        volume="results/hu/{patient}.nii.gz",
+        info="results/hu/{patient}.json",
+    log:
+        "results/logs/dicom_to_hu/{patient}.log",
+    benchmark:
+        "results/benchmarks/dicom_to_hu/{patient}.tsv"
+    params:
+        series_uid=get_series_override,
+        min_slices=config["hu"]["min_slices"],
+    conda:
+        "../envs/covidct.yaml"
+    script:
+        "../scripts/dicom_to_hu.py"
+
+
+rule resample_volume:
+    input:
+        volume="results/hu/{patient}.nii.gz",
+    output:
+        volume="results/resampled/{patient}.nii.gz",
+    log:
+        "results/logs/resample_volume/{patient}.log",
+    benchmark:
+        "results/benchmarks/resample_volume/{patient}.tsv"
+    params:
+        spacing_mm=config["resample"]["spacing_mm"],
+    conda:
+        "../envs/covidct.yaml"
+    script:
+        "../scripts/resample_volume.py"

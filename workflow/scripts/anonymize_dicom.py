@@ -1,0 +1,14 @@
+from covidct.smk import run_step
+from covidct.steps import anonymize
+
+if __name__ == "__main__":
+    run_step(
+        snakemake,  # noqa: F821
+        anonymize,
+        raw_dir=snakemake.params.raw,  # noqa: F821
+        out_dir=snakemake.output.dicom,  # noqa: F821
+        patient=snakemake.wildcards.patient,  # noqa: F821
+        key_file=snakemake.params.key_file or None,  # noqa: F821
+        allow_demo_key=snakemake.params.allow_demo_key,  # noqa: F821
+        dates=snakemake.params.dates,  # noqa: F821
+    )

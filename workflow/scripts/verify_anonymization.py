@@ -1,0 +1,12 @@
+from covidct.smk import run_step
+from covidct.steps import verify
+
+if __name__ == "__main__":
+    run_step(
+        snakemake,  # noqa: F821
+        verify,
+        raw_dir=snakemake.params.raw,  # noqa: F821
+        anon_dir=snakemake.input.dicom,  # noqa: F821
+        report_path=snakemake.output.report,  # noqa: F821
+        patient=snakemake.wildcards.patient,  # noqa: F821
+    )
