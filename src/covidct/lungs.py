@@ -86,7 +86,8 @@ def find_airways(hu: np.ndarray, candidate: np.ndarray, spacing: tuple[float, fl
         for i in range(1, n + 1):
             comp = lab == i
             area = comp.sum() * pixel_area
-            if area > TRACHEA_MAX_AREA_MM2 or np.mean(smooth[z][comp]) > airway_max_hu:
+            # the lumen is dark; its rim is blurred by partial volume, so ask for a dark core, not a dark mean
+            if area > TRACHEA_MAX_AREA_MM2 or np.mean(dark[z][comp]) < 0.3:
                 continue
             cx = np.mean(np.nonzero(comp)[1])
             if abs(cx - hu.shape[2] / 2) < 0.25 * hu.shape[2]:

@@ -113,7 +113,7 @@ def export_npy(in_volume: str | Path, in_mask: str | Path, out_npy: str | Path, 
     from covidct.export import model_array
 
     image = read_volume(in_volume)
-    mask = sitk.GetArrayViewFromImage(read_volume(in_mask))
+    mask = sitk.GetArrayFromImage(read_volume(in_mask))
     if not mask.any():
         raise CovidctError("lung mask is empty: nothing to export", patient, in_mask)
     array = model_array(sitk.GetArrayViewFromImage(image), mask, image.GetSpacing(), tuple(shape), margin_mm,
@@ -129,8 +129,8 @@ def qc_montage(in_volume: str | Path, in_labels: str | Path, out_png: str | Path
 
     from covidct.qc import montage, write_png
 
-    hu = sitk.GetArrayViewFromImage(read_volume(in_volume))
-    labels = sitk.GetArrayViewFromImage(read_volume(in_labels))
+    hu = sitk.GetArrayFromImage(read_volume(in_volume))
+    labels = sitk.GetArrayFromImage(read_volume(in_labels))
     title = f"{patient}"
     if provenance:
         prov = read_json(provenance)

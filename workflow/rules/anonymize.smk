@@ -25,6 +25,8 @@ rule verify_anonymization:
         report="results/verify/{patient}.json",
     log:
         "results/logs/verify_anonymization/{patient}.log",
+    benchmark:
+        "results/benchmarks/verify_anonymization/{patient}.tsv"
     params:
         raw=get_raw_dicom_dir,
     conda:

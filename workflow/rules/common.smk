@@ -62,6 +62,11 @@ def get_demo_input(wildcards):
     return []
 
 
+def get_output_dir(wildcards, output):
+    """Folder of a rule's `truth` output (the demo generator writes several files there)."""
+    return os.path.dirname(output.truth)
+
+
 def get_series_override(wildcards):
     return config["hu"]["series"].get(wildcards.patient, "")
 

@@ -5,7 +5,7 @@ rule synth_patient:
     log:
         "results/logs/synth_patient/{patient}.log",
     params:
-        truth_dir=f"{DEMO_DIR}/truth",
+        truth_dir=get_output_dir,
     conda:
         "../envs/covidct.yaml"
     script:

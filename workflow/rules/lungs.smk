@@ -37,6 +37,8 @@ rule qc_montage:
         ),
     log:
         "results/logs/qc_montage/{patient}.log",
+    benchmark:
+        "results/benchmarks/qc_montage/{patient}.tsv"
     params:
         n_slices=config["qc"]["n_slices"],
     conda:

@@ -1,0 +1,78 @@
+"""Real CT from ../shared/data/ct, read in place (never copied into the repository)."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import dice, require_shared_data
+from covidct.dicom import load_series
+from covidct.errors import DicomInputError
+from covidct.lungs import threshold_lungs
+from covidct.volume import resample
+
+
+@pytest.fixture(scope="module")
+def a0002_masks():
+    out = {}
+    for kernel in ("B40f", "B70f"):
+        folder = require_shared_data("ct", "lung_pet_ct_dx_A0002", kernel)
+        image, info = load_series(folder, "A0002")
+        res = resample(image, 1.5)
+        labels, stats = threshold_lungs(sitk.GetArrayViewFromImage(res), res.GetSpacing(), patient="A0002")
+        out[kernel] = (image, info, labels, stats)
+    return out
+
+
+def test_a0002_geometry_and_hu(a0002_masks):
+    image, info, _, _ = a0002_masks["B40f"]
+    assert image.GetSize() == (512, 512, 30)
+    assert image.GetSpacing() == pytest.approx((0.6465, 0.6465, 8.0), abs=1e-3)
+    arr = sitk.GetArrayViewFromImage(image)
+    assert arr.dtype == np.int16
+    assert arr.min() >= -1024 and arr.max() <= 3071
+    # air outside the body reads about -1000 HU (padding mapped to air)
+    assert np.median(arr[:, :20, :20]) == pytest.approx(-1000, abs=30)
+
+
+@pytest.mark.parametrize("kernel", ["B40f", "B70f"])
+def test_a0002_lung_volume_is_plausible(a0002_masks, kernel):
+    stats = a0002_masks[kernel][3]
+    assert 2000 <= stats["lung_volume_ml"] <= 8000
+    assert stats["left_right_known"]
+    assert 0.3 < stats["right_volume_ml"] / stats["lung_volume_ml"] < 0.7
+
+
+def test_a0002_two_kernels_agree(a0002_masks):
+    assert dice(a0002_masks["B40f"][2] > 0, a0002_masks["B70f"][2] > 0) >= 0.95
+
+
+def test_jpeg2000_series_decodes_to_hu():
+    image, info = load_series(require_shared_data("ct", "jpeg2000_abdomen_20slices"), "J2K")
+    assert image.GetSize() == (512, 512, 20)
+    assert image.GetSpacing() == pytest.approx((0.9766, 0.9766, 2.0), abs=1e-3)
+    arr = sitk.GetArrayViewFromImage(image)
+    centre = arr[:, 200:312, 200:312]
+    # abdomen: soft tissue dominates the centre (liver/bowel/muscle -100..+100 HU)
+    assert -150 < np.median(centre) < 150
+    assert np.median(arr[:, :10, :10]) <= -900
+
+
+def test_jpeg2000_abdomen_has_no_lungs():
+    image, _ = load_series(require_shared_data("ct", "jpeg2000_abdomen_20slices"), "J2K")
+    res = resample(image, 1.5)
+    with pytest.raises(Exception, match="no lungs found"):
+        threshold_lungs(sitk.GetArrayViewFromImage(res), res.GetSpacing(), patient="J2K")
+
+
+def test_minimal_header_two_slices_is_too_few():
+    folder = require_shared_data("ct", "minimal_header_2slices")
+    with pytest.raises(DicomInputError, match=r"2 slice\(s\); at least 3") as err:
+        load_series(folder, "MIN")
+    assert "patient MIN" in str(err.value) and "minimal_header_2slices" in str(err.value)
+
+
+def test_coronal_series_is_refused():
+    sbu = require_shared_data("ct", "covid19_ny_sbu_slices")
+    folder = sorted(p for p in sbu.iterdir() if p.is_dir())[0] / "coronal"
+    with pytest.raises(DicomInputError, match="no axial CT series.*coronal"):
+        load_series(folder, "SBU", min_slices=1)

@@ -1,0 +1,199 @@
+"""Workflow tests: lint, dry-run DAG, and the whole per-patient pipeline on tiny synthetic patients."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from PIL import Image
+
+from conftest import dice
+from covidct.synth import DEMO_COHORT, PhantomSpec, sheet_rows, write_patient
+from workflow_runner import REPO, job_counts, snakemake, write_config
+
+PER_PATIENT_RULES = ["anonymize_dicom", "verify_anonymization", "dicom_to_hu", "resample_volume", "segment_lungs",
+                     "export_npy", "qc_montage"]
+KEY = "test-key-0123456789abcdef"
+TINY = [
+    PhantomSpec("tiny01", 501, True, 20.0, 26, 10.0, 72, 5.0),
+    PhantomSpec("tiny02", 502, False, 0.0, 24, 10.0, 72, 5.0, flip_x=True, descending=True),
+    PhantomSpec("tiny03", 503, True, 35.0, 28, 9.0, 72, 5.0, unsigned=True, localizer=True),
+]
+
+
+def test_lint_is_clean():
+    res = snakemake(REPO, None, "--lint")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Congratulations, your workflow is in a good condition!" in res.stdout + res.stderr
+
+
+def test_committed_demo_sheet_matches_the_generator():
+    sheet = (REPO / "config" / "patients.tsv").read_text().splitlines()
+    rows = sheet_rows(DEMO_COHORT, "results/demo/dicom")
+    expected = ["patient_id\tdicom_dir\tlabel\tscore"] + [
+        "\t".join(r[k] for k in ("patient_id", "dicom_dir", "label", "score")) for r in rows]
+    assert sheet == expected
+
+
+def test_dry_run_demo_has_one_job_per_patient_and_rule(tmp_path):
+    res = snakemake(tmp_path, REPO / "config" / "config.yaml", "-n",
+                    "--config", f"patients={REPO / 'config' / 'patients.tsv'}")
+    assert res.returncode == 0, res.stderr
+    counts = job_counts(res.stdout + res.stderr)
+    n = len(DEMO_COHORT)
+    assert counts == {"all": 1, "synth_patient": n, **{rule: n for rule in PER_PATIENT_RULES}}
+
+
+def test_unsafe_patient_id_fails_alone_naming_the_line(tmp_path):
+    sheet = tmp_path / "patients.tsv"
+    sheet.write_text("patient_id\tdicom_dir\tlabel\tscore\n"
+                     "ok01\traw/ok01\t\t\n"
+                     "Doe, John\traw/x\t1\t\n")
+    res = snakemake(tmp_path, write_config(tmp_path, sheet), "-n")
+    counts = job_counts(res.stdout + res.stderr)
+    assert counts["reject_sheet_row"] == 1 and counts["anonymize_dicom"] == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("wf")
+    truth = {}
+    lines = ["patient_id\tdicom_dir\tlabel\tscore"]
+    for spec in TINY:
+        truth[spec.patient_id] = write_patient(spec, work / "raw" / spec.patient_id, work / "truth")
+        lines.append(f"{spec.patient_id}\traw/{spec.patient_id}\t{int(spec.covid)}\t{spec.target_score}")
+    # two bad patients that must fail alone: a coronal-only folder and a missing folder
+    coronal = work / "raw" / "bad01"
+    coronal.mkdir(parents=True)
+    _write_coronal_copy(work / "raw" / "tiny01", coronal)
+    lines.append("bad01\traw/bad01\t\t")
+    lines.append("bad02\traw/does_not_exist\t\t")
+    sheet = work / "patients.tsv"
+    sheet.write_text("\n".join(lines) + "\n")
+    raw_before = {p: p.read_bytes() for p in (work / "raw").rglob("*") if p.is_file()}
+    config = write_config(work, sheet, resample={"spacing_mm": 5.0}, export={"shape": [16, 32, 32]},
+                          qc={"n_slices": 4})
+    res = snakemake(work, config, "--cores", "2", "--resources", "gpu=1", "--keep-going", key=KEY)
+    return work, truth, res, raw_before
+
+
+def _write_coronal_copy(src, dst):
+    import pydicom
+
+    for i, path in enumerate(sorted(src.glob("*.dcm"))[:5]):
+        ds = pydicom.dcmread(path)
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+        ds.ImagePositionPatient = [0, float(i) * 5.0, 0]
+        ds.save_as(dst / f"c{i}.dcm")
+
+
+def test_good_patients_complete_bad_ones_fail_alone(tiny_run):
+    work, _, res, _ = tiny_run
+    assert res.returncode != 0  # two bad patients
+    for spec in TINY:
+        pid = spec.patient_id
+        for out in (f"npy/{pid}.npy", f"qc/{pid}.png", f"verify/{pid}.json", f"hu/{pid}.nii.gz",
+                    f"lung_mask/{pid}.json"):
+            assert (work / "results" / out).is_file(), out
+    log = (work / "results/logs/dicom_to_hu/bad01.log").read_text()
+    assert "patient bad01" in log and "no axial CT series" in log and "coronal" in log
+    log = (work / "results/logs/anonymize_dicom/bad02.log").read_text()
+    assert "patient bad02" in log and "does not exist" in log
+    # nothing half-written for the bad ones
+    assert not list((work / "results").rglob("bad0*.nii.gz"))
+    assert not list((work / "results").rglob("bad0*.npy"))
+    assert not list((work / "results").rglob("*.tmp*"))
+
+
+def test_raw_input_untouched(tiny_run):
+    work, _, _, raw_before = tiny_run
+    raw_after = {p: p.read_bytes() for p in (work / "raw").rglob("*") if p.is_file()}
+    assert raw_after == raw_before
+
+
+def test_outputs_have_expected_content(tiny_run):
+    work, truth, _, _ = tiny_run
+    for spec in TINY:
+        pid = spec.patient_id
+        hu = sitk.ReadImage(str(work / f"results/hu/{pid}.nii.gz"))
+        assert hu.GetPixelID() == sitk.sitkInt16
+        assert hu.GetSize()[2] == spec.n_slices
+        assert hu.GetSpacing() == pytest.approx((spec.pixel_spacing_mm, spec.pixel_spacing_mm,
+                                                 spec.slice_spacing_mm))
+        arr = sitk.GetArrayViewFromImage(hu)
+        assert -1024 <= arr.min() and arr.max() <= 3071
+        res = sitk.ReadImage(str(work / f"results/resampled/{pid}.nii.gz"))
+        assert res.GetSpacing() == (5.0, 5.0, 5.0)
+        npy = np.load(work / f"results/npy/{pid}.npy")
+        assert npy.shape == (16, 32, 32) and npy.dtype == np.float32
+        assert 0.0 <= npy.min() and npy.max() <= 1.0 and npy.max() > 0.05
+        png = Image.open(work / f"results/qc/{pid}.png")
+        assert png.size[0] > 100 and png.mode == "RGB"
+        assert json.loads((work / f"results/verify/{pid}.json").read_text())["passed"] is True
+        info = json.loads((work / f"results/hu/{pid}.json").read_text())
+        if spec.localizer:
+            assert len(info["series"]) == 2 and info["chosen_series"]["n_slices"] == spec.n_slices
+
+
+def test_lung_masks_match_phantom_truth(tiny_run):
+    work, _, _, _ = tiny_run
+    for spec in TINY:
+        pid = spec.patient_id
+        mask = sitk.ReadImage(str(work / f"results/lung_mask/{pid}.nii.gz"))
+        true = sitk.ReadImage(str(work / f"truth/{pid}_lung.nii.gz"))
+        true_on_mask = sitk.Resample(true, mask, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        d = dice(sitk.GetArrayFromImage(mask), sitk.GetArrayFromImage(true_on_mask))
+        assert d >= 0.9, f"{pid}: Dice {d:.3f}"
+        prov = json.loads((work / f"results/lung_mask/{pid}.json").read_text())
+        assert prov["left_right_known"] is True
+
+
+def test_no_identifier_leaves_anonymization(tiny_run):
+    work, truth, _, _ = tiny_run
+    needles = set()
+    for t in truth.values():
+        for key, value in t["identity"].items():
+            # UIDs are checked by verify_anonymization; times of day are kept (dates are shifted)
+            if key.endswith(("UID", "Time")) or not isinstance(value, str) or len(value) < 4:
+                continue
+            needles.add(value.encode().lower())
+            needles.update(part.encode().lower() for part in value.split("^") if len(part) >= 4)
+    assert len(needles) > 20
+    for path in (work / "results").rglob("*"):
+        if path.is_file() and "demo" not in path.parts:
+            data = path.read_bytes().lower()
+            for needle in needles:
+                assert needle not in data, f"identifier found in {path.relative_to(work)}"
+    # the key never appears in results or logs
+    for path in (work / "results").rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes()
+
+
+def test_real_patients_refused_without_key(tmp_path):
+    spec = TINY[0]
+    write_patient(spec, tmp_path / "raw" / "k01", tmp_path / "truth")
+    sheet = tmp_path / "patients.tsv"
+    sheet.write_text(f"patient_id\tdicom_dir\tlabel\tscore\nk01\traw/k01\t\t\n")
+    res = snakemake(tmp_path, write_config(tmp_path, sheet), "--cores", "1", "results/anonymized/k01")
+    assert res.returncode != 0
+    log = (tmp_path / "results/logs/anonymize_dicom/k01.log").read_text()
+    assert "COVIDCT_ANON_KEY" in log
+    assert not (tmp_path / "results/anonymized/k01").exists()
+
+
+def test_demo_patient_end_to_end_with_default_config(tmp_path):
+    """The default config on one demo patient (the one with a localizer): synth -> ... -> npy."""
+    demo = next(s for s in DEMO_COHORT if s.localizer)
+    pid = demo.patient_id
+    res = snakemake(tmp_path, REPO / "config" / "config.yaml", f"results/npy/{pid}.npy", f"results/qc/{pid}.png",
+                    "--cores", "2", "--resources", "gpu=1",
+                    "--config", f"patients={REPO / 'config' / 'patients.tsv'}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    npy = np.load(tmp_path / f"results/npy/{pid}.npy")
+    assert npy.shape == (64, 128, 128)
+    truth = json.loads((tmp_path / f"results/demo/truth/{pid}.json").read_text())
+    prov = json.loads((tmp_path / f"results/lung_mask/{pid}.json").read_text())
+    assert prov["lung_volume_ml"] == pytest.approx(truth["lung_volume_ml"], rel=0.15)
