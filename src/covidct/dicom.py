@@ -50,12 +50,16 @@ def to_hu(
     >>> to_hu(np.array([0, 1024, 24]), 1.0, -1024.0).tolist()
     [-1000, 0, -1000]
     """
-    hu = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    if float(slope).is_integer() and float(intercept).is_integer():  # the usual case: exact integer arithmetic
+        hu = pixels.astype(np.int32) * int(slope) + int(intercept)
+    else:
+        hu = np.rint(pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)).astype(np.int32)
     pad = hu < HU_PADDING_BELOW
     if padding_value is not None:
         pad |= pixels == padding_value
     hu[pad] = HU_AIR
-    return np.clip(np.rint(hu), HU_MIN, HU_MAX).astype(np.int16)
+    np.clip(hu, HU_MIN, HU_MAX, out=hu)
+    return hu.astype(np.int16)
 
 
 @dataclass
@@ -73,6 +77,7 @@ class SliceInfo:
     columns: int
     description: str = ""
     instance_number: int | None = None
+    dataset: object | None = field(default=None, repr=False)  # the whole pydicom Dataset, when kept
 
     @property
     def normal(self) -> np.ndarray:
@@ -110,12 +115,14 @@ class SeriesInfo:
         }
 
 
-def read_slice_infos(folder: str | Path, patient: str | None = None) -> list[SliceInfo]:
+def read_slice_infos(folder: str | Path, patient: str | None = None, keep_datasets: bool = False) -> list[SliceInfo]:
     """Read the headers of every DICOM image in ``folder`` (recursively).
 
     Args:
         folder: The patient's DICOM folder.
         patient: Pseudonymous id, for error messages.
+        keep_datasets: Read each file whole, once, and keep its dataset (pixel data
+            still encoded) in ``SliceInfo.dataset``, so that nothing is read twice.
 
     Returns:
         One SliceInfo per image file (files without pixel data are skipped).
@@ -135,7 +142,8 @@ def read_slice_infos(folder: str | Path, patient: str | None = None) -> list[Sli
     infos = []
     for path in files:
         try:
-            ds = pydicom.dcmread(path, defer_size=1024)  # large values (pixels) stay on disk
+            # without keep_datasets, large values (pixels) stay on disk
+            ds = pydicom.dcmread(path, defer_size=None if keep_datasets else 1024)
         except InvalidDicomError:
             raise DicomInputError("not a DICOM file", patient, path) from None
         except Exception as exc:  # truncated or corrupt headers raise many kinds
@@ -160,6 +168,7 @@ def read_slice_infos(folder: str | Path, patient: str | None = None) -> list[Sli
                     columns=int(ds.Columns),
                     description=str(ds.get("SeriesDescription", "")),
                     instance_number=int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None,
+                    dataset=ds if keep_datasets else None,
                 )
             )
         except (ValueError, TypeError, AttributeError) as exc:
@@ -268,24 +277,28 @@ def sort_slices(series: SeriesInfo, patient: str | None = None, min_slices: int 
     return slices, spacing
 
 
-def read_pixels(path: Path, patient: str | None = None) -> np.ndarray:
-    """Read one slice and return it in HU.
+def read_pixels(info: SliceInfo, patient: str | None = None) -> np.ndarray:
+    """Decode one slice and return it in HU.
 
     Raises:
         DicomInputError: pixel data cannot be decoded (e.g. unsupported transfer syntax).
     """
     import pydicom
 
+    ds = info.dataset
     try:
-        ds = pydicom.dcmread(path)
+        if ds is None:
+            ds = pydicom.dcmread(info.path)
         pixels = ds.pixel_array
     except Exception as exc:
         syntax = ""
-        try:
-            syntax = f" (transfer syntax {ds.file_meta.TransferSyntaxUID.name})"  # noqa: F821
-        except Exception:
-            pass
-        raise DicomInputError(f"cannot decode pixel data{syntax}: {exc}", patient, path) from None
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None and "TransferSyntaxUID" in meta:
+            syntax = f" (transfer syntax {meta.TransferSyntaxUID.name})"
+        raise DicomInputError(f"cannot decode pixel data{syntax}: {exc}", patient, info.path) from None
+    if pixels.shape != (info.rows, info.columns):
+        raise DicomInputError(f"pixel data has shape {pixels.shape}, expected one {info.rows}x{info.columns} frame",
+                              patient, info.path)
     padding = ds.get("PixelPaddingValue")
     return to_hu(pixels, float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0),
                  int(padding) if padding is not None else None)
@@ -309,10 +322,10 @@ def load_series(
     import SimpleITK as sitk
 
     folder = Path(folder)
-    series = group_series(read_slice_infos(folder, patient))
+    series = group_series(read_slice_infos(folder, patient, keep_datasets=True))
     chosen = choose_series(series, patient, series_uid, folder)
     slices, spacing = sort_slices(chosen, patient, min_slices)
-    volume = np.stack([read_pixels(s.path, patient) for s in slices])
+    volume = np.stack([read_pixels(s, patient) for s in slices])
     image = sitk.GetImageFromArray(volume)
     ref = slices[0]
     row, col = ref.orientation[:3], ref.orientation[3:]

@@ -108,8 +108,27 @@ def read_volume(path: str | Path):
 
 
 def write_volume(path: str | Path, image, compress: bool = True) -> None:
-    """Write a ``SimpleITK.Image`` atomically; the format follows the suffix."""
+    """Write a ``SimpleITK.Image`` atomically; the format follows the suffix.
+
+    ``.nii.gz`` is written as plain NIfTI, then gzip-compressed with ISA-L
+    (python-isal, about 4x faster than ITK's zlib on noisy CT) when it is installed.
+    """
     import SimpleITK as sitk
 
+    path = Path(path)
+    try:
+        from isal import igzip
+    except ImportError:  # pragma: no cover - isal is a dependency; plain ITK compression still works
+        igzip = None
+    if compress and igzip is not None and path.name.endswith(".nii.gz"):
+        with atomic_path(path) as tmp:
+            raw = tmp.with_name(tmp.name[: -len(".gz")])
+            try:
+                sitk.WriteImage(image, str(raw), useCompression=False)
+                with open(raw, "rb") as src, igzip.open(tmp, "wb", compresslevel=1) as dst:
+                    shutil.copyfileobj(src, dst, length=1 << 22)
+            finally:
+                raw.unlink(missing_ok=True)
+        return
     with atomic_path(path) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=compress)
