@@ -47,8 +47,8 @@ def to_hu(
     Returns:
         int16 HU array clipped to [HU_MIN, HU_MAX].
 
-    >>> to_hu(np.array([0, 1024, 24]), 1.0, -1024.0).tolist()
-    [-1000, 0, -1000]
+    >>> to_hu(np.array([0, 1024, 24, -2000]), 1.0, -1024.0).tolist()
+    [-1024, 0, -1000, -1000]
     """
     if float(slope).is_integer() and float(intercept).is_integer():  # the usual case: exact integer arithmetic
         hu = pixels.astype(np.int32) * int(slope) + int(intercept)

@@ -409,7 +409,9 @@ def _segment_distance(
     return box, dist - (r0 + (r1 - r0) * t)
 
 
-def _ellipsoid(grid: _Grid, centre: np.ndarray, semi: np.ndarray) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
+def _ellipsoid(
+    grid: _Grid, centre: np.ndarray, semi: np.ndarray
+) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
     """Bool ellipsoid inside its bounding box."""
     box = grid.box(centre - semi, centre + semi)
     if box is None:
@@ -677,7 +679,9 @@ def _hila(lay: _Layout) -> dict[int, np.ndarray]:
             LABEL_LEFT_LUNG: np.array([34.0, 4.0, lay.z_carina - 36.0])}
 
 
-def _vessel_tree(spec: PhantomSpec, lay: _Layout, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
+def _vessel_tree(
+    spec: PhantomSpec, lay: _Layout, labels: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
     """Branching vessel segments (p0, p1, r0, r1) grown from each hilum, kept inside the lung."""
     rng = np.random.default_rng([spec.seed, 2])
     g = lay.grid
