@@ -165,7 +165,8 @@ def write_series(folder: Path, n: int = N_SLICES, **kwargs) -> list[Path]:
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def by_instance(folder: Path) -> dict[str, Dataset]:

@@ -758,7 +758,9 @@ def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, 
         raise AnonymizationError("DICOM input folder not found", patient, in_dir)
     src, dst = in_dir.resolve(), out_dir.resolve()
     if src == dst or src in dst.parents or dst in src.parents:
-        raise AnonymizationError("the output folder must not contain or be inside the DICOM input folder", patient, out_dir)
+        raise AnonymizationError(
+            "the output folder must not contain or be inside the DICOM input folder", patient, out_dir
+        )
     files, n_hidden = _list_files(in_dir)
     if n_hidden:
         log.info("patient %s: skipped %d hidden file(s)", patient, n_hidden)
@@ -785,7 +787,9 @@ def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, 
     if not images:
         raise AnonymizationError("no DICOM image found in the folder", patient, in_dir)
     if len(patient_ids) > 1:
-        raise AnonymizationError(f"mixed patients in one folder: {len(patient_ids)} distinct PatientIDs", patient, in_dir)
+        raise AnonymizationError(
+            f"mixed patients in one folder: {len(patient_ids)} distinct PatientIDs", patient, in_dir
+        )
     _refuse_real_identifier(patient, patient_ids, name_parts, in_dir)
     real_id = next(iter(patient_ids))
     offset = date_offset_days(key, real_id or patient)
@@ -807,7 +811,9 @@ def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, 
             try:
                 ds.save_as(tmp / name, enforce_file_format=True)
             except Exception as exc:  # the message could quote a value: give only its type
-                raise AnonymizationError(f"cannot write the anonymized file ({type(exc).__name__})", patient, path) from None
+                raise AnonymizationError(
+                    f"cannot write the anonymized file ({type(exc).__name__})", patient, path
+                ) from None
             names.add(name)
             series.add(str(ds.get("SeriesInstanceUID", "") or ""))
             transfer_syntaxes.add(str(ds.file_meta.TransferSyntaxUID))
@@ -958,7 +964,9 @@ def _load_instance(path: Path, ds: Dataset, name: str, output: bool) -> _Instanc
     return inst
 
 
-def _match(originals: list[_Instance], outputs: list[_Instance]) -> tuple[list[tuple[_Instance, _Instance]], list[_Instance]]:
+def _match(
+    originals: list[_Instance], outputs: list[_Instance]
+) -> tuple[list[tuple[_Instance, _Instance]], list[_Instance]]:
     """Pair outputs with originals: by (pixels, position, number), then pixels, then position/number."""
     remaining = list(originals)
     pairs, unmatched = [], []
