@@ -15,7 +15,8 @@ install: $(VENV)/.installed
 
 # Set everything up and run the whole pipeline on the built-in synthetic demo cohort.
 demo: install
-	$(VENV)/bin/snakemake --cores $(CORES) --resources gpu=1 --keep-going
+	$(VENV)/bin/snakemake --cores $(CORES) --resources gpu=1 --keep-going --configfile config/config.yaml config/demo.yaml
+	$(VENV)/bin/snakemake --report results/report.html --configfile config/config.yaml config/demo.yaml
 
 # The test suite (what CI runs).
 test: install

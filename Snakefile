@@ -14,6 +14,7 @@ include: "workflow/rules/anonymize.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/lungs.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/models.smk"
 
 
 rule all:

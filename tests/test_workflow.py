@@ -15,7 +15,11 @@ from workflow_runner import REPO, job_counts, snakemake, write_config
 
 PER_PATIENT_RULES = ["anonymize_dicom", "verify_anonymization", "dicom_to_hu", "resample_volume", "segment_lungs",
                      "export_npy", "qc_montage"]
+AGGREGATE_RULES = ["build_hdf5", "train_classifier", "train_scorer", "predict", "summarize"]
 KEY = "test-key-0123456789abcdef"
+SPLIT = {"tiny01": "train", "tiny02": "train", "tiny03": "val"}
+TINY_TRAIN = {"epochs": 2, "batch_size": 2, "filters": [4, 4, 8, 8], "dense": 8, "patience": 2,
+              "scorer": {"positives_only": False, "loss": "huber"}}
 TINY = [
     PhantomSpec("tiny01", 501, True, 20.0, 26, 10.0, 72, 5.0),
     PhantomSpec("tiny02", 502, False, 0.0, 24, 10.0, 72, 5.0, flip_x=True, descending=True),
@@ -43,7 +47,8 @@ def test_dry_run_demo_has_one_job_per_patient_and_rule(tmp_path):
     assert res.returncode == 0, res.stderr
     counts = job_counts(res.stdout + res.stderr)
     n = len(DEMO_COHORT)
-    assert counts == {"all": 1, "synth_patient": n, **{rule: n for rule in PER_PATIENT_RULES}}
+    assert counts == {"all": 1, "synth_patient": n, **{rule: n for rule in PER_PATIENT_RULES},
+                      **{rule: 1 for rule in AGGREGATE_RULES}}
 
 
 def test_unsafe_patient_id_fails_alone_naming_the_line(tmp_path):
@@ -60,21 +65,22 @@ def test_unsafe_patient_id_fails_alone_naming_the_line(tmp_path):
 def tiny_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("wf")
     truth = {}
-    lines = ["patient_id\tdicom_dir\tlabel\tscore"]
+    lines = ["patient_id\tdicom_dir\tlabel\tscore\tsplit"]
     for spec in TINY:
         truth[spec.patient_id] = write_patient(spec, work / "raw" / spec.patient_id, work / "truth")
-        lines.append(f"{spec.patient_id}\traw/{spec.patient_id}\t{int(spec.covid)}\t{spec.target_score}")
+        lines.append(f"{spec.patient_id}\traw/{spec.patient_id}\t{int(spec.covid)}\t{spec.target_score}"
+                     f"\t{SPLIT[spec.patient_id]}")
     # two bad patients that must fail alone: a coronal-only folder and a missing folder
     coronal = work / "raw" / "bad01"
     coronal.mkdir(parents=True)
     _write_coronal_copy(work / "raw" / "tiny01", coronal)
-    lines.append("bad01\traw/bad01\t\t")
-    lines.append("bad02\traw/does_not_exist\t\t")
+    lines.append("bad01\traw/bad01\t\t\t")
+    lines.append("bad02\traw/does_not_exist\t\t\t")
     sheet = work / "patients.tsv"
     sheet.write_text("\n".join(lines) + "\n")
     raw_before = {p: p.read_bytes() for p in (work / "raw").rglob("*") if p.is_file()}
     config = write_config(work, sheet, resample={"spacing_mm": 5.0}, export={"shape": [16, 32, 32]},
-                          qc={"n_slices": 4})
+                          qc={"n_slices": 4}, train=TINY_TRAIN)
     res = snakemake(work, config, "--cores", "2", "--resources", "gpu=1", "--keep-going", key=KEY)
     return work, truth, res, raw_before
 
@@ -101,6 +107,10 @@ def test_good_patients_complete_bad_ones_fail_alone(tiny_run):
     assert "patient bad01" in log and "no axial CT series" in log and "coronal" in log
     log = (work / "results/logs/anonymize_dicom/bad02.log").read_text()
     assert "patient bad02" in log and "does not exist" in log
+    # the models train on the labeled patients; predictions wait for every patient's array
+    assert (work / "results/models/classifier.keras").is_file()
+    assert (work / "results/models/scorer.keras").is_file()
+    assert not (work / "results/predictions.csv").exists()
     # nothing half-written for the bad ones
     assert not list((work / "results").rglob("bad0*.nii.gz"))
     assert not list((work / "results").rglob("bad0*.npy"))
@@ -197,3 +207,53 @@ def test_demo_patient_end_to_end_with_default_config(tmp_path):
     truth = json.loads((tmp_path / f"results/demo/truth/{pid}.json").read_text())
     prov = json.loads((tmp_path / f"results/lung_mask/{pid}.json").read_text())
     assert prov["lung_volume_ml"] == pytest.approx(truth["lung_volume_ml"], rel=0.15)
+
+
+@pytest.fixture(scope="module")
+def tiny_rerun(tiny_run):
+    """The user drops the two bad rows and runs again: only what depends on the sheet re-runs."""
+    work, _, _, _ = tiny_run
+    sheet = work / "patients.tsv"
+    sheet.write_text("".join(line for line in sheet.read_text().splitlines(keepends=True)
+                             if not line.startswith("bad")))
+    per_patient = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (work / "results").rglob("*")
+                   if p.is_file() and p.parts[-2] in ("hu", "resampled", "lung_mask", "npy", "qc")}
+    models = {p: p.stat().st_mtime_ns for p in (work / "results/models").iterdir()}
+    config = work / "config.yaml"
+    dry = snakemake(work, config, "-n", key=KEY)
+    res = snakemake(work, config, "--cores", "2", "--resources", "gpu=1", key=KEY)
+    report = snakemake(work, config, "--report", "results/report.html", key=KEY)
+    return work, dry, res, report, per_patient, models
+
+
+def test_rerun_after_fixing_sheet_runs_only_the_aggregates(tiny_rerun):
+    work, dry, res, _, per_patient, models = tiny_rerun
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert job_counts(dry.stdout + dry.stderr) == {"predict": 1, "summarize": 1, "all": 1}
+    for path, (mtime, data) in per_patient.items():
+        assert path.stat().st_mtime_ns == mtime and path.read_bytes() == data, path
+    assert all(p.stat().st_mtime_ns == m for p, m in models.items())
+
+
+def test_predictions_metrics_and_report(tiny_rerun):
+    import csv
+
+    work, _, _, report, _, _ = tiny_rerun
+    rows = list(csv.DictReader(open(work / "results/predictions.csv")))
+    assert [r["patient_id"] for r in rows] == ["tiny01", "tiny02", "tiny03"]
+    assert [r["split"] for r in rows] == ["train", "train", "val"]
+    for r in rows:
+        assert 0 <= float(r["covid_probability"]) <= 1 and r["covid_label"] in ("0", "1")
+        assert 0 <= float(r["score"]) <= 100 and int(r["ctsi"]) == int(float(r["score"]) // 4)
+        assert len(r["classifier_sha256"]) == 64 and len(r["scorer_sha256"]) == 64
+    clf = json.loads((work / "results/metrics/classifier.json").read_text())
+    reg = json.loads((work / "results/metrics/scorer.json").read_text())
+    assert clf["n_val"] == 1 and {"accuracy", "auc", "sensitivity", "specificity", "confusion_matrix"} <= set(clf)
+    assert {"mae", "rmse", "pearson_r", "class_exact_accuracy", "class_within_one_accuracy",
+            "class_distance_counts"} <= set(reg)
+    for plot in ("classifier_training", "classifier_roc", "scorer_scatter", "scorer_severity_confusion",
+                 "cohort_label", "cohort_severity", "cohort_ctsi"):
+        assert (work / f"results/plots/{plot}.png").is_file(), plot
+    assert report.returncode == 0, report.stderr[-2000:]
+    html = (work / "results/report.html").read_text(errors="replace")
+    assert "predictions.csv" in html and "cohort_ctsi.png" in html and "tiny01.png" in html

@@ -146,3 +146,129 @@ def synth_patient(patient_id: str, dicom_dir: str | Path, truth_dir: str | Path)
     if patient_id not in specs:
         raise CovidctError(f"not a demo cohort patient (demo ids: {', '.join(specs)})", patient_id)
     return write_patient(specs[patient_id], Path(dicom_dir), Path(truth_dir))
+
+
+def build_datasets(npys: list[str], patients: list[dict], out_train: str | Path, out_val: str | Path,
+                   out_split: str | Path, val_fraction: float = 0.2, salt: str = "covidct-split",
+                   shape=(64, 128, 128), hu_window=(-1000.0, 400.0), dtype: str = "float16") -> dict:
+    """Split labeled patients into train/val and stream their arrays into two HDF5 files.
+
+    Args:
+        npys: One ``.npy`` per entry of ``patients``, same order.
+        patients: Labeled patients: dicts with patient_id, label, score ("" if unknown), split ("" or pinned).
+    """
+    import pandas as pd
+
+    from covidct.dataset import assign_split, write_hdf5
+
+    if len(npys) != len(patients):
+        raise CovidctError(f"{len(npys)} arrays for {len(patients)} patients")
+    ids = [p["patient_id"] for p in patients]
+    splits = assign_split(ids, val_fraction, salt, {p["patient_id"]: p.get("split", "") for p in patients})
+
+    def samples(which):
+        for npy, p in zip(npys, patients):
+            if splits[p["patient_id"]] != which:
+                continue
+            array = np.load(npy, mmap_mode="r")
+            score = float(p["score"]) if str(p.get("score", "")).strip() else float("nan")
+            yield p["patient_id"], np.asarray(array), int(p["label"]), score
+
+    counts = {which: write_hdf5(path, samples(which), shape, hu_window, dtype)
+              for which, path in (("train", out_train), ("val", out_val))}
+    table = pd.DataFrame({"patient_id": ids, "split": [splits[i] for i in ids],
+                          "label": [p["label"] for p in patients], "score": [p.get("score", "") for p in patients]})
+    from covidct.io import atomic_path
+
+    with atomic_path(out_split, suffix=".tsv") as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    log.info("datasets: %d train, %d val patients", counts["train"], counts["val"])
+    return counts
+
+
+def predict(npys: list[str], patient_ids: list[str], split_table: str | Path, classifier: str | Path,
+            scorer: str | Path, out_csv: str | Path) -> None:
+    """Predictions for every patient (labeled or not): probability, label, score, class, CTSI."""
+    import pandas as pd
+
+    from covidct.predict import predict_arrays
+
+    splits = pd.read_csv(split_table, sep="\t", dtype=str).set_index("patient_id")["split"].to_dict()
+    rows = predict_arrays(((pid, np.load(npy)) for pid, npy in zip(patient_ids, npys)), classifier, scorer)
+    for row in rows:
+        row["split"] = splits.get(row["patient_id"], "unlabeled")
+    from covidct.predict import write_predictions
+
+    write_predictions(rows, out_csv)
+
+
+def cohort_summary(split_table: str | Path, n_unlabeled: int, out_csv: str | Path, plot_dir: str | Path) -> None:
+    """The cohort's distribution: patients by label, severity class and CTSI, per split."""
+    import pandas as pd
+
+    from covidct import plots
+    from covidct.dataset import SEVERITY_CLASSES, ctsi, severity_class
+
+    t = pd.read_csv(split_table, sep="\t", dtype=str, keep_default_na=False)
+    pos = t[t["label"] == "1"]
+    scored = pos[pos["score"] != ""]
+    by_label, by_class, by_ctsi = {}, {}, {}
+    for split in ("train", "val"):
+        s = t[t["split"] == split]
+        by_label[split] = {"negative": int((s["label"] == "0").sum()), "COVID-19": int((s["label"] == "1").sum())}
+        sc = scored[scored["split"] == split]["score"].astype(float)
+        by_class[split] = {c: 0 for c in SEVERITY_CLASSES}
+        by_ctsi[split] = {str(i): 0 for i in range(26)}
+        for v in sc:
+            by_class[split][SEVERITY_CLASSES[severity_class(v)]] += 1
+            by_ctsi[split][str(ctsi(v))] += 1
+    rows = []
+    for kind, table in (("label", by_label), ("severity_class", by_class), ("ctsi", by_ctsi)):
+        for split, counts in table.items():
+            rows += [{"variable": kind, "value": k, "split": split, "patients": v} for k, v in counts.items()]
+    rows.append({"variable": "label", "value": "unlabeled", "split": "none", "patients": int(n_unlabeled)})
+    from covidct.io import atomic_path
+
+    with atomic_path(out_csv, suffix=".csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    plot_dir = Path(plot_dir)
+    plots.bar_counts(by_label, plot_dir / "cohort_label.png", "Patients by label", "label")
+    plots.bar_counts(by_class, plot_dir / "cohort_severity.png", "COVID-19 patients by severity class",
+                     "severity class")
+    plots.bar_counts(by_ctsi, plot_dir / "cohort_ctsi.png", "COVID-19 patients by CTSI", "CTSI")
+
+
+def summarize(classifier_metrics: str | Path, scorer_metrics: str | Path, split_table: str | Path,
+              n_unlabeled: int, out_html: str | Path, out_cohort: str | Path, plot_dir: str | Path) -> None:
+    """Metrics tables as one HTML page for the report, plus the cohort summary."""
+    import html
+
+    from covidct.dataset import SEVERITY_CLASSES
+    from covidct.io import atomic_path
+
+    cohort_summary(split_table, n_unlabeled, out_cohort, plot_dir)
+    clf, reg = read_json(classifier_metrics), read_json(scorer_metrics)
+
+    def fmt(v):
+        return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+
+    def table(title, items):
+        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{fmt(v)}</td></tr>" for k, v in items)
+        return f"<h2>{html.escape(title)}</h2><table border='1' cellpadding='4'>{rows}</table>"
+
+    cm = clf["confusion_matrix"]["rows_true_cols_pred"]
+    parts = [
+        table("Classifier (validation)", [(k, clf.get(k)) for k in
+                                          ("n", "accuracy", "auc", "sensitivity", "specificity", "threshold",
+                                           "epochs_run", "train_seconds")]),
+        "<p>Confusion matrix (rows true, columns predicted; negative, positive): "
+        f"TN {cm[0][0]}, FP {cm[0][1]}, FN {cm[1][0]}, TP {cm[1][1]}</p>",
+        table("Scorer (validation)", [(k, reg.get(k)) for k in
+                                      ("n", "patients", "mae", "rmse", "pearson_r", "class_exact_accuracy",
+                                       "class_within_one_accuracy", "baseline_mae_train_mean", "epochs_run",
+                                       "train_seconds")]),
+        table("Scorer: patients by distance between true and predicted severity class "
+              f"({', '.join(SEVERITY_CLASSES)})", [(k, v) for k, v in reg["class_distance_counts"].items()]),
+    ]
+    with atomic_path(out_html, suffix=".html") as tmp:
+        tmp.write_text("<html><body>" + "".join(parts) + "</body></html>\n")

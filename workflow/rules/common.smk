@@ -35,6 +35,8 @@ def load_patient_sheet(path):
 
 patients, rejected_rows = load_patient_sheet(config["patients"])
 PATIENTS = list(patients.index)
+LABELED = [p for p in PATIENTS if patients.loc[p, "label"] != ""]
+UNLABELED = [p for p in PATIENTS if patients.loc[p, "label"] == ""]
 
 
 wildcard_constraints:
@@ -75,12 +77,26 @@ def get_threshold_params(wildcards):
     return dict(config["lung_mask"]["threshold"])
 
 
+def get_labeled_npys(wildcards):
+    """Arrays of the labeled patients (the only ones that go into training data)."""
+    return expand("results/npy/{patient}.npy", patient=LABELED)
+
+
+def get_labeled_patients(wildcards):
+    """Label, score and pinned split of each labeled patient (a change re-runs the data sets)."""
+    cols = ["patient_id", "label", "score"] + (["split"] if "split" in patients.columns else [])
+    return patients.loc[LABELED, cols].to_dict("records")
+
+
 def get_final_output():
-    """Per-patient outputs of every patient in the sheet, plus a failing marker per rejected row."""
+    """Per-patient outputs of every patient in the sheet, plus a failing marker per rejected row,
+    then the models, predictions and metrics when there are labeled patients."""
     outputs = expand("results/npy/{patient}.npy", patient=PATIENTS)
     outputs += expand("results/qc/{patient}.png", patient=PATIENTS)
     outputs += expand("results/verify/{patient}.json", patient=PATIENTS)
     outputs += expand("results/rejected/row{row}.txt", row=rejected_rows["row"].tolist())
+    if LABELED:
+        outputs += ["results/predictions.csv", "results/metrics/summary.html"]
     return outputs
 
 

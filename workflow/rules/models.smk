@@ -1,0 +1,117 @@
+rule build_hdf5:
+    input:
+        npy=get_labeled_npys,
+    output:
+        train="results/dataset/train.h5",
+        val="results/dataset/val.h5",
+        split="results/dataset/split.tsv",
+    log:
+        "results/logs/build_hdf5.log",
+    benchmark:
+        "results/benchmarks/build_hdf5.tsv"
+    params:
+        patients=get_labeled_patients,
+        val_fraction=config["split"]["val_fraction"],
+        salt=config["split"]["salt"],
+        shape=config["export"]["shape"],
+        hu_window=config["export"]["hu_window"],
+        dtype=config["dataset"]["dtype"],
+    conda:
+        "../envs/covidct.yaml"
+    script:
+        "../scripts/build_hdf5.py"
+
+
+rule train_classifier:
+    input:
+        train="results/dataset/train.h5",
+        val="results/dataset/val.h5",
+    output:
+        model="results/models/classifier.keras",
+        sidecar="results/models/classifier.json",
+        history="results/models/classifier_history.csv",
+        metrics="results/metrics/classifier.json",
+        training=report("results/plots/classifier_training.png", caption="../report/classifier_training.rst",
+                        category="Classifier"),
+        roc=report("results/plots/classifier_roc.png", caption="../report/classifier_roc.rst", category="Classifier"),
+    log:
+        "results/logs/train_classifier.log",
+    benchmark:
+        "results/benchmarks/train_classifier.tsv"
+    params:
+        train=config["train"],
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../envs/covidct.yaml"
+    script:
+        "../scripts/train_classifier.py"
+
+
+rule train_scorer:
+    input:
+        train="results/dataset/train.h5",
+        val="results/dataset/val.h5",
+    output:
+        model="results/models/scorer.keras",
+        sidecar="results/models/scorer.json",
+        history="results/models/scorer_history.csv",
+        metrics="results/metrics/scorer.json",
+        training=report("results/plots/scorer_training.png", caption="../report/scorer_training.rst",
+                        category="Scorer"),
+        scatter=report("results/plots/scorer_scatter.png", caption="../report/scorer_scatter.rst", category="Scorer"),
+        confusion=report("results/plots/scorer_severity_confusion.png", caption="../report/scorer_confusion.rst",
+                         category="Scorer"),
+    log:
+        "results/logs/train_scorer.log",
+    benchmark:
+        "results/benchmarks/train_scorer.tsv"
+    params:
+        train=config["train"],
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../envs/covidct.yaml"
+    script:
+        "../scripts/train_scorer.py"
+
+
+rule predict:
+    input:
+        npy=expand("results/npy/{patient}.npy", patient=PATIENTS),
+        split="results/dataset/split.tsv",
+        classifier="results/models/classifier.keras",
+        scorer="results/models/scorer.keras",
+    output:
+        csv=report("results/predictions.csv", caption="../report/predictions.rst", category="Predictions"),
+    log:
+        "results/logs/predict.log",
+    params:
+        patient_ids=PATIENTS,
+    conda:
+        "../envs/covidct.yaml"
+    script:
+        "../scripts/predict.py"
+
+
+rule summarize:
+    input:
+        classifier="results/metrics/classifier.json",
+        scorer="results/metrics/scorer.json",
+        split="results/dataset/split.tsv",
+    output:
+        metrics=report("results/metrics/summary.html", caption="../report/metrics.rst", category="Metrics"),
+        cohort=report("results/metrics/cohort.csv", caption="../report/cohort.rst", category="Cohort"),
+        label=report("results/plots/cohort_label.png", caption="../report/cohort.rst", category="Cohort"),
+        severity=report("results/plots/cohort_severity.png", caption="../report/cohort.rst", category="Cohort"),
+        ctsi=report("results/plots/cohort_ctsi.png", caption="../report/cohort.rst", category="Cohort"),
+    log:
+        "results/logs/summarize.log",
+    params:
+        n_unlabeled=len(UNLABELED),
+    conda:
+        "../envs/covidct.yaml"
+    script:
+        "../scripts/summarize.py"
