@@ -257,3 +257,25 @@ def test_predictions_metrics_and_report(tiny_rerun):
     assert report.returncode == 0, report.stderr[-2000:]
     html = (work / "results/report.html").read_text(errors="replace")
     assert "predictions.csv" in html and "cohort_ctsi.png" in html and "tiny01.png" in html
+
+
+def test_cli_predict_one_new_patient_with_trained_models(tiny_rerun, tmp_path):
+    import subprocess
+    import sys
+
+    work = tiny_rerun[0]
+    spec = PhantomSpec("new01", 601, True, 30.0, 26, 10.0, 72, 5.0)
+    write_patient(spec, tmp_path / "raw", tmp_path / "truth")
+    env = {**__import__("os").environ, "COVIDCT_ANON_KEY": KEY}
+    res = subprocess.run([sys.executable, "-m", "covidct.cli", "predict", str(tmp_path / "raw"), "--patient", "new01",
+                          "--models", str(work / "results/models"), "--out-dir", str(tmp_path / "out"),
+                          "--spacing-mm", "5"], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    fields = dict(line.split("\t") for line in res.stdout.strip().splitlines())
+    assert fields["patient_id"] == "new01" and fields["split"] == "new"
+    assert 0 <= float(fields["covid_probability"]) <= 1 and 0 <= float(fields["score"]) <= 100
+    assert (tmp_path / "out/npy/new01.npy").is_file() and (tmp_path / "out/qc/new01.png").is_file()
+    # a missing model folder is a clear error, not a traceback
+    res = subprocess.run([sys.executable, "-m", "covidct.cli", "predict", str(tmp_path / "raw"),
+                          "--models", str(tmp_path / "nope")], capture_output=True, text=True, env=env)
+    assert res.returncode == 1 and "model not found" in res.stderr

@@ -88,7 +88,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights")
     p.add_argument("--spacing-mm", type=float, default=1.5)
     p.add_argument("--shape", type=int, nargs=3, default=[64, 128, 128], metavar=("D", "H", "W"))
+    p = sub.add_parser("predict", help="the whole per-patient chain plus both models on one new patient")
+    p.add_argument("raw_dir", type=Path)
+    p.add_argument("--patient", default="new01", help="pseudonymous id (default new01)")
+    p.add_argument("--models", type=Path, default=Path("results/models"),
+                   help="folder with classifier.keras and scorer.keras (default results/models)")
+    p.add_argument("--out-dir", type=Path, help="keep the intermediate files here (default: a temporary folder)")
+    p.add_argument("--key-file")
+    p.add_argument("--backend", choices=["threshold", "lungmask"], default="threshold")
+    p.add_argument("--weights")
+    p.add_argument("--spacing-mm", type=float, default=1.5)
     return parser
+
+
+def _predict_one(a: argparse.Namespace) -> None:
+    import tempfile
+
+    import numpy as np
+
+    from covidct.predict import COLUMNS, predict_arrays
+
+    classifier, scorer = a.models / "classifier.keras", a.models / "scorer.keras"
+    for model in (classifier, scorer):
+        if not model.is_file():
+            raise CovidctError("model not found: train first (snakemake) or pass --models", path=model)
+    with tempfile.TemporaryDirectory() as tmp:
+        a.out_dir = a.out_dir or Path(tmp)
+        import json
+
+        shape = json.loads(classifier.with_suffix(".json").read_text())["shape"]
+        a.shape = shape
+        _run_chain(a)
+        array = np.load(a.out_dir / "npy" / f"{a.patient}.npy")
+        row = predict_arrays([(a.patient, array)], classifier, scorer)[0]
+    row["split"] = "new"
+    for col in COLUMNS:
+        print(f"{col}\t{row[col]}")
 
 
 def _labels_path(mask: Path) -> Path:
@@ -111,7 +146,8 @@ def _run_chain(a: argparse.Namespace) -> None:
     steps.export_npy(out / "resampled" / f"{pid}.nii.gz", mask, out / "npy" / f"{pid}.npy", pid, shape=a.shape)
     steps.qc_montage(out / "resampled" / f"{pid}.nii.gz", _labels_path(mask), out / "qc" / f"{pid}.png", pid,
                      provenance=out / "lung_mask" / f"{pid}.json")
-    print(f"{pid}: outputs under {out}")
+    if a.verb == "run":
+        print(f"{pid}: outputs under {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             steps.qc_montage(a.in_volume, a.in_labels, a.out_png, a.patient, a.n_slices)
         elif a.verb == "run":
             _run_chain(a)
+        elif a.verb == "predict":
+            _predict_one(a)
     except CovidctError as exc:
         print(f"covidct {a.verb}: error: {exc}", file=sys.stderr)
         return 1
