@@ -90,7 +90,7 @@ def test_lungmask_backend_plumbing_with_random_r231_weights(tmp_path, random_r23
     hu, _ = chest_phantom(shape=(4, 48, 40), spacing=(4.0, 4.0, 4.0))
     volume = tmp_path / "p.nii.gz"
     sitk.WriteImage(_image(hu, (4.0, 4.0, 4.0)), str(volume))
-    prov = steps.segment_lungs(volume, tmp_path / "m.nii.gz", tmp_path / "l.nii.gz", tmp_path / "m.json", "p1",
+    steps.segment_lungs(volume, tmp_path / "m.nii.gz", tmp_path / "l.nii.gz", tmp_path / "m.json", "p1",
                                backend="lungmask", weights=str(random_r231), force_cpu=True, batch_size=2)
     mask = sitk.ReadImage(str(tmp_path / "m.nii.gz"))
     assert mask.GetSize() == (40, 48, 4) and mask.GetSpacing() == (4.0, 4.0, 4.0)

@@ -186,7 +186,7 @@ def test_real_patients_refused_without_key(tmp_path):
     spec = TINY[0]
     write_patient(spec, tmp_path / "raw" / "k01", tmp_path / "truth")
     sheet = tmp_path / "patients.tsv"
-    sheet.write_text(f"patient_id\tdicom_dir\tlabel\tscore\nk01\traw/k01\t\t\n")
+    sheet.write_text("patient_id\tdicom_dir\tlabel\tscore\nk01\traw/k01\t\t\n")
     res = snakemake(tmp_path, write_config(tmp_path, sheet), "--cores", "1", "results/anonymized/k01")
     assert res.returncode != 0
     log = (tmp_path / "results/logs/anonymize_dicom/k01.log").read_text()

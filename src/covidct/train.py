@@ -128,6 +128,27 @@ def _history_csv(history: dict, path: str | Path) -> None:
             w.writerow([e + 1, *(f"{history[k][e]:.6g}" for k in keys)])
 
 
+def _fit(model, train_ds, val_ds, out_model: str | Path, epochs: int, monitor: str, mode: str, patience: int,
+         name: str, class_weight: dict | None = None):
+    """Fit with best-checkpoint and early stopping on ``monitor``; returns (best model, history, seconds)."""
+    import keras
+
+    from covidct import models
+
+    with tempfile.TemporaryDirectory(dir=Path(out_model).parent) as tmpdir:
+        best = os.path.join(tmpdir, "best.keras")
+        callbacks = [
+            keras.callbacks.ModelCheckpoint(best, monitor=monitor, mode=mode, save_best_only=True),
+            keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience),
+            EpochLogger.create(name),
+        ]
+        t0 = time.perf_counter()
+        hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=class_weight,
+                         callbacks=callbacks, verbose=0)
+        seconds = time.perf_counter() - t0
+        return models.load_model(best), hist.history, seconds
+
+
 def predict_h5(model, h5_path: str | Path, batch_size: int = 4) -> np.ndarray:
     """Model outputs for every row of an HDF5 file, in order."""
     n = _h5_meta(h5_path)[0]
@@ -144,8 +165,6 @@ def train_classifier(train_h5: str | Path, val_h5: str | Path, out_model: str | 
     Writes the model, its sidecar JSON (decision threshold chosen on val by Youden's J),
     the per-epoch history CSV, metrics JSON and plots (accuracy, loss, ROC).
     """
-    import keras
-
     from covidct import models, plots
 
     gpu = _setup(seed)
@@ -164,31 +183,22 @@ def train_classifier(train_h5: str | Path, val_h5: str | Path, out_model: str | 
     model = models.build_classifier(shape, filters, dense, learning_rate)
     train_ds = make_dataset(train_h5, np.arange(n_train), "labels", batch_size, True, augment, seed)
     val_ds = make_dataset(val_h5, np.arange(n_val), "labels", batch_size, False, False, seed)
-    with tempfile.TemporaryDirectory(dir=Path(out_model).parent) as tmpdir:
-        best = os.path.join(tmpdir, "best.keras")
-        monitor = "val_auc" if len(np.unique(y_val)) == 2 else "val_loss"
-        mode = "max" if monitor == "val_auc" else "min"
-        callbacks = [
-            keras.callbacks.ModelCheckpoint(best, monitor=monitor, mode=mode, save_best_only=True),
-            keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience),
-            EpochLogger.create("classifier"),
-        ]
-        t0 = time.perf_counter()
-        hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=class_weight,
-                         callbacks=callbacks, verbose=0)
-        seconds = time.perf_counter() - t0
-        model = models.load_model(best)
+    monitor = "val_auc" if len(np.unique(y_val)) == 2 else "val_loss"
+    mode = "max" if monitor == "val_auc" else "min"
+    Path(out_model).parent.mkdir(parents=True, exist_ok=True)
+    model, history, seconds = _fit(model, train_ds, val_ds, out_model, epochs, monitor, mode, patience,
+                                   "classifier", class_weight)
     p_val = predict_h5(model, val_h5, batch_size)
     threshold = metrics.youden_threshold(y_val, p_val)
     result = metrics.classification_metrics(y_val, p_val, threshold)
-    result.update({"monitor": monitor, "epochs_run": len(hist.history["loss"]), "train_seconds": round(seconds, 1),
+    result.update({"monitor": monitor, "epochs_run": len(history["loss"]), "train_seconds": round(seconds, 1),
                    "n_train": int(n_train), "n_val": int(n_val), "gpu": gpu, "shape": list(shape)})
     _save_model(model, out_model)
     write_json(Path(out_model).with_suffix(".json"), {"threshold": threshold, "shape": list(shape),
                                                       "monitor": monitor})
-    _history_csv(hist.history, out_history)
+    _history_csv(history, out_history)
     write_json(out_metrics, result)
-    plots.training_curves(hist.history, Path(plot_dir) / "classifier_training.png", ["accuracy", "loss"])
+    plots.training_curves(history, Path(plot_dir) / "classifier_training.png", ["accuracy", "loss"])
     plots.roc_curve(y_val, p_val, Path(plot_dir) / "classifier_roc.png", result.get("auc"))
     log.info("classifier: val %s", {k: result[k] for k in ("accuracy", "auc", "sensitivity", "specificity")})
     return result
@@ -199,8 +209,6 @@ def train_scorer(train_h5: str | Path, val_h5: str | Path, out_model: str | Path
                  learning_rate: float = 1e-4, filters=(64, 64, 128, 256), dense: int = 512, patience: int = 10,
                  seed: int = 1337, augment: bool = True, positives_only: bool = True, loss: str = "huber") -> dict:
     """Train the severity scorer (percent of lung involved); keep the epoch with the best val MAE."""
-    import keras
-
     from covidct import models, plots
 
     gpu = _setup(seed)
@@ -217,30 +225,21 @@ def train_scorer(train_h5: str | Path, val_h5: str | Path, out_model: str | Path
     model = models.build_scorer(shape, filters, dense, learning_rate, loss)
     train_ds = make_dataset(train_h5, rows_train, "scores", batch_size, True, augment, seed)
     val_ds = make_dataset(val_h5, rows_val, "scores", batch_size, False, False, seed)
-    with tempfile.TemporaryDirectory(dir=Path(out_model).parent) as tmpdir:
-        best = os.path.join(tmpdir, "best.keras")
-        callbacks = [
-            keras.callbacks.ModelCheckpoint(best, monitor="val_mae", mode="min", save_best_only=True),
-            keras.callbacks.EarlyStopping(monitor="val_mae", mode="min", patience=patience),
-            EpochLogger.create("scorer"),
-        ]
-        t0 = time.perf_counter()
-        hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0)
-        seconds = time.perf_counter() - t0
-        model = models.load_model(best)
+    Path(out_model).parent.mkdir(parents=True, exist_ok=True)
+    model, history, seconds = _fit(model, train_ds, val_ds, out_model, epochs, "val_mae", "min", patience, "scorer")
     pred_all = predict_h5(model, val_h5, batch_size)
     pred = pred_all[rows_val]
     truth = s_val[rows_val]
     result = metrics.regression_metrics(truth, pred)
     result["baseline_mae_train_mean"] = float(np.mean(np.abs(truth - np.mean(s_train[rows_train]))))
-    result.update({"epochs_run": len(hist.history["loss"]), "train_seconds": round(seconds, 1),
+    result.update({"epochs_run": len(history["loss"]), "train_seconds": round(seconds, 1),
                    "n_train": int(len(rows_train)), "n_val": int(len(rows_val)), "patients": what, "gpu": gpu,
                    "shape": list(shape)})
     _save_model(model, out_model)
     write_json(Path(out_model).with_suffix(".json"), {"shape": list(shape), "patients": what})
-    _history_csv(hist.history, out_history)
+    _history_csv(history, out_history)
     write_json(out_metrics, result)
-    plots.training_curves(hist.history, Path(plot_dir) / "scorer_training.png", ["mae", "loss"])
+    plots.training_curves(history, Path(plot_dir) / "scorer_training.png", ["mae", "loss"])
     plots.score_scatter(truth, pred, Path(plot_dir) / "scorer_scatter.png")
     plots.severity_confusion(truth, pred, Path(plot_dir) / "scorer_severity_confusion.png")
     log.info("scorer: val MAE %.2f (train-mean baseline %.2f)", result["mae"], result["baseline_mae_train_mean"])
