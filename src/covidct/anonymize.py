@@ -727,6 +727,10 @@ def _refuse_real_identifier(patient: str, patient_ids: set[str], name_parts: set
     raise AnonymizationError("patient_id looks like a real identifier; use a pseudonym", path=folder)
 
 
+#: Files of one patient kept in memory between the checking and the writing pass.
+CACHE_BYTES = 512 * 1024 * 1024
+
+
 def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, dates: str = "shift") -> dict:
     """De-identify every DICOM image under ``in_dir`` into a flat ``out_dir``.
 
@@ -765,8 +769,11 @@ def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, 
     if n_hidden:
         log.info("patient %s: skipped %d hidden file(s)", patient, n_hidden)
 
-    # Pass 1: read everything (refusing broken files) before writing anything.
+    # Pass 1: read everything (refusing broken files) before writing anything. Datasets are
+    # kept for pass 2 up to CACHE_BYTES of files, so that a usual series is read once.
     images: list[Path] = []
+    cache: dict[Path, Dataset] = {}
+    cached_bytes = 0
     patient_ids: set[str] = set()
     name_parts: set[str] = set()
     n_non_image = 0
@@ -782,6 +789,10 @@ def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, 
         patient_ids.add(str(ds.get("PatientID", "") or "").strip())
         name_parts |= _name_components(ds.get("PatientName"))
         images.append(path)
+        size = path.stat().st_size
+        if cached_bytes + size <= CACHE_BYTES:
+            cache[path] = ds
+            cached_bytes += size
     if n_non_image:
         log.info("patient %s: skipped %d DICOM file(s) without pixel data (DICOMDIR, reports)", patient, n_non_image)
     if not images:
@@ -800,7 +811,7 @@ def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, 
     transfer_syntaxes: set[str] = set()
     with atomic_dir(out_dir) as tmp:
         for path in images:
-            ds = read_dicom(path, patient)
+            ds = cache.pop(path, None) or read_dicom(path, patient)
             try:
                 anonymize_dataset(ds, key, offset, dates)
             except AnonymizationError as exc:
