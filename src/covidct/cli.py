@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["threshold", "lungmask"], default="threshold")
     p.add_argument("--weights")
     p.add_argument("--spacing-mm", type=float, default=1.5)
+    p = sub.add_parser("segment-eval", help="Dice/IoU/accuracy/sensitivity/specificity of an infection U-Net")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--images", type=Path, required=True, help="folder of slices (e.g. Imgs/)")
+    p.add_argument("--masks", type=Path, required=True, help="folder of masks with the same stems (e.g. GT/)")
+    p.add_argument("--out", type=Path, required=True, help="metrics JSON")
+    p.add_argument("--threshold", type=float, default=0.5)
     return parser
 
 
@@ -186,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
             _run_chain(a)
         elif a.verb == "predict":
             _predict_one(a)
+        elif a.verb == "segment-eval":
+            from covidct.segmentation import evaluate_folder
+
+            result = evaluate_folder(a.model, a.images, a.masks, a.out, a.threshold)
+            print(" ".join(f"{k}={v:.4f}" for k, v in result["mean"].items()), f"(n={result['n_images']})")
     except CovidctError as exc:
         print(f"covidct {a.verb}: error: {exc}", file=sys.stderr)
         return 1
