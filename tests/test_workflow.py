@@ -279,3 +279,20 @@ def test_cli_predict_one_new_patient_with_trained_models(tiny_rerun, tmp_path):
     res = subprocess.run([sys.executable, "-m", "covidct.cli", "predict", str(tmp_path / "raw"),
                           "--models", str(tmp_path / "nope")], capture_output=True, text=True, env=env)
     assert res.returncode == 1 and "model not found" in res.stderr
+
+
+def test_real_folder_name_never_reaches_snakemake_logs_or_metadata(tmp_path):
+    """Hospital exports are often named after the patient: that name must stay in the sheet."""
+    raw = tmp_path / "exports" / "DOE_JOHN_MRN4471203"
+    write_patient(TINY[0], raw, tmp_path / "truth")
+    sheet = tmp_path / "patients.tsv"
+    sheet.write_text(f"patient_id\tdicom_dir\tlabel\tscore\nP001\t{raw}\t\t\n")
+    config = write_config(tmp_path, sheet, resample={"spacing_mm": 5.0})
+    res = snakemake(tmp_path, config, "results/lung_mask/P001.nii.gz", "--cores", "2", "--resources", "gpu=1",
+                    key=KEY)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "DOE_JOHN" not in res.stdout + res.stderr
+    for folder in (tmp_path / ".snakemake", tmp_path / "results"):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert b"DOE_JOHN" not in path.read_bytes(), path.relative_to(tmp_path)

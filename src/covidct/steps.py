@@ -15,12 +15,27 @@ from covidct.io import read_json, read_volume, write_json, write_npy, write_volu
 log = logging.getLogger(__name__)
 
 
-def anonymize(raw_dir: str | Path, out_dir: str | Path, patient: str, key_file: str | None = None,
-              allow_demo_key: bool = False, dates: str = "shift") -> dict:
-    """Anonymize a patient's raw DICOM folder into ``out_dir`` (Basic Profile, keyed pseudonyms)."""
+def raw_dicom_dir(sheet: str | Path, patient: str) -> Path:
+    """The raw DICOM folder of ``patient`` from the patient sheet (never passed through Snakemake,
+    whose logs and metadata must not hold a folder name that may carry real identifiers)."""
+    import pandas as pd
+
+    table = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
+    rows = table[table["patient_id"] == patient]
+    if len(rows) != 1:
+        raise CovidctError(f"{len(rows)} rows for this patient in the sheet", patient, sheet)
+    return Path(rows["dicom_dir"].iloc[0])
+
+
+def anonymize(raw_dir: str | Path | None, out_dir: str | Path, patient: str, key_file: str | None = None,
+              allow_demo_key: bool = False, dates: str = "shift", sheet: str | Path | None = None) -> dict:
+    """Anonymize a patient's raw DICOM folder into ``out_dir`` (Basic Profile, keyed pseudonyms).
+
+    The folder is ``raw_dir``, or looked up in ``sheet`` when ``raw_dir`` is None.
+    """
     from covidct.anonymize import anonymize_series_dir, load_key
 
-    raw_dir = Path(raw_dir)
+    raw_dir = Path(raw_dir) if raw_dir is not None else raw_dicom_dir(sheet, patient)
     if not raw_dir.is_dir():
         raise CovidctError("the sheet's dicom_dir does not exist or is not a folder", patient, raw_dir)
     key = load_key(key_file, allow_demo=allow_demo_key)
@@ -29,10 +44,15 @@ def anonymize(raw_dir: str | Path, out_dir: str | Path, patient: str, key_file: 
     return summary
 
 
-def verify(raw_dir: str | Path, anon_dir: str | Path, report_path: str | Path, patient: str) -> dict:
-    """Check the anonymized folder against the original; write the report, raise if it failed."""
+def verify(raw_dir: str | Path | None, anon_dir: str | Path, report_path: str | Path, patient: str,
+           sheet: str | Path | None = None) -> dict:
+    """Check the anonymized folder against the original; write the report, raise if it failed.
+
+    The original folder is ``raw_dir``, or looked up in ``sheet`` when ``raw_dir`` is None.
+    """
     from covidct.anonymize import verify_anonymization
 
+    raw_dir = raw_dir if raw_dir is not None else raw_dicom_dir(sheet, patient)
     report = verify_anonymization(Path(raw_dir), Path(anon_dir), patient)
     if not report["passed"]:
         failed = Path(report_path).with_suffix(".failed.json")

@@ -8,7 +8,8 @@ rule anonymize_dicom:
     benchmark:
         "results/benchmarks/anonymize_dicom/{patient}.tsv"
     params:
-        raw=get_raw_dicom_dir,
+        sheet=config["patients"],
+        raw_digest=get_raw_dicom_digest,
         allow_demo_key=lambda wildcards: is_demo_patient(wildcards.patient),
         key_file=config["anonymize"]["key_file"],
         dates=config["anonymize"]["dates"],
@@ -28,7 +29,8 @@ rule verify_anonymization:
     benchmark:
         "results/benchmarks/verify_anonymization/{patient}.tsv"
     params:
-        raw=get_raw_dicom_dir,
+        sheet=config["patients"],
+        raw_digest=get_raw_dicom_digest,
     conda:
         "../envs/covidct.yaml"
     script:

@@ -1,3 +1,4 @@
+import hashlib
 import os
 from pathlib import Path
 
@@ -49,12 +50,13 @@ def is_demo_patient(patient):
     return Path(patients.loc[patient, "dicom_dir"]) == DEMO_DIR / "dicom" / patient
 
 
-def get_raw_dicom_dir(wildcards):
-    """The raw folder of a patient, from the sheet. Passed as a param, not an input, so
-    that real folder names (which may hold real identifiers) never appear in Snakemake's log."""
+def get_raw_dicom_digest(wildcards):
+    """A hash of the patient's raw folder path. The path itself (which may hold real names
+    or IDs) is read from the sheet inside the job, so it never appears in Snakemake's
+    output or in .snakemake/metadata; the hash still re-runs the patient when it changes."""
     if wildcards.patient not in patients.index:
         raise ValueError(f"patient {wildcards.patient} is not in the patient sheet {config['patients']}")
-    return patients.loc[wildcards.patient, "dicom_dir"]
+    return hashlib.sha256(patients.loc[wildcards.patient, "dicom_dir"].encode()).hexdigest()[:16]
 
 
 def get_demo_input(wildcards):

@@ -5,7 +5,8 @@ if __name__ == "__main__":
     run_step(
         snakemake,  # noqa: F821
         anonymize,
-        raw_dir=snakemake.params.raw,  # noqa: F821
+        raw_dir=None,
+        sheet=snakemake.params.sheet,  # noqa: F821
         out_dir=snakemake.output.dicom,  # noqa: F821
         patient=snakemake.wildcards.patient,  # noqa: F821
         key_file=snakemake.params.key_file or None,  # noqa: F821

@@ -5,7 +5,8 @@ if __name__ == "__main__":
     run_step(
         snakemake,  # noqa: F821
         verify,
-        raw_dir=snakemake.params.raw,  # noqa: F821
+        raw_dir=None,
+        sheet=snakemake.params.sheet,  # noqa: F821
         anon_dir=snakemake.input.dicom,  # noqa: F821
         report_path=snakemake.output.report,  # noqa: F821
         patient=snakemake.wildcards.patient,  # noqa: F821
