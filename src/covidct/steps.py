@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from covidct.errors import AnonymizationError, CovidctError
-from covidct.io import read_json, read_volume, write_json, write_npy, write_volume
+from covidct.io import atomic_path, read_json, read_volume, write_json, write_npy, write_volume
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,6 @@ def build_datasets(npys: list[str], patients: list[dict], out_train: str | Path,
               for which, path in (("train", out_train), ("val", out_val))}
     table = pd.DataFrame({"patient_id": ids, "split": [splits[i] for i in ids],
                           "label": [p["label"] for p in patients], "score": [p.get("score", "") for p in patients]})
-    from covidct.io import atomic_path
-
     with atomic_path(out_split, suffix=".tsv") as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     log.info("datasets: %d train, %d val patients", counts["train"], counts["val"])
@@ -211,14 +209,12 @@ def predict(npys: list[str], patient_ids: list[str], split_table: str | Path, cl
     """Predictions for every patient (labeled or not): probability, label, score, class, CTSI."""
     import pandas as pd
 
-    from covidct.predict import predict_arrays
+    from covidct.predict import predict_arrays, write_predictions
 
     splits = pd.read_csv(split_table, sep="\t", dtype=str).set_index("patient_id")["split"].to_dict()
     rows = predict_arrays(((pid, np.load(npy)) for pid, npy in zip(patient_ids, npys)), classifier, scorer)
     for row in rows:
         row["split"] = splits.get(row["patient_id"], "unlabeled")
-    from covidct.predict import write_predictions
-
     write_predictions(rows, out_csv)
 
 
@@ -247,8 +243,6 @@ def cohort_summary(split_table: str | Path, n_unlabeled: int, out_csv: str | Pat
         for split, counts in table.items():
             rows += [{"variable": kind, "value": k, "split": split, "patients": v} for k, v in counts.items()]
     rows.append({"variable": "label", "value": "unlabeled", "split": "none", "patients": int(n_unlabeled)})
-    from covidct.io import atomic_path
-
     with atomic_path(out_csv, suffix=".csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     plot_dir = Path(plot_dir)
@@ -264,7 +258,6 @@ def summarize(classifier_metrics: str | Path, scorer_metrics: str | Path, split_
     import html
 
     from covidct.dataset import SEVERITY_CLASSES
-    from covidct.io import atomic_path
 
     cohort_summary(split_table, n_unlabeled, out_cohort, plot_dir)
     clf, reg = read_json(classifier_metrics), read_json(scorer_metrics)
