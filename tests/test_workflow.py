@@ -282,17 +282,25 @@ def test_cli_predict_one_new_patient_with_trained_models(tiny_rerun, tmp_path):
 
 
 def test_real_folder_name_never_reaches_snakemake_logs_or_metadata(tmp_path):
-    """Hospital exports are often named after the patient: that name must stay in the sheet."""
+    """Hospital exports are often named after the patient: that name must stay in the sheet,
+    also when the patient's input is bad and the error names the file."""
     raw = tmp_path / "exports" / "DOE_JOHN_MRN4471203"
     write_patient(TINY[0], raw, tmp_path / "truth")
+    bad = tmp_path / "exports" / "SMITH_JANE_MRN5550123"
+    write_patient(TINY[1], bad, tmp_path / "truth")
+    (bad / "SMITH_JANE_report.txt").write_text("not DICOM")
     sheet = tmp_path / "patients.tsv"
-    sheet.write_text(f"patient_id\tdicom_dir\tlabel\tscore\nP001\t{raw}\t\t\n")
+    sheet.write_text(f"patient_id\tdicom_dir\tlabel\tscore\nP001\t{raw}\t\t\nP002\t{bad}\t\t\n")
     config = write_config(tmp_path, sheet, resample={"spacing_mm": 5.0})
-    res = snakemake(tmp_path, config, "results/lung_mask/P001.nii.gz", "--cores", "2", "--resources", "gpu=1",
-                    key=KEY)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "DOE_JOHN" not in res.stdout + res.stderr
-    for folder in (tmp_path / ".snakemake", tmp_path / "results"):
-        for path in folder.rglob("*"):
-            if path.is_file():
-                assert b"DOE_JOHN" not in path.read_bytes(), path.relative_to(tmp_path)
+    res = snakemake(tmp_path, config, "results/lung_mask/P001.nii.gz", "results/anonymized/P002", "--cores", "2",
+                    "--resources", "gpu=1", "--keep-going", key=KEY)
+    assert res.returncode != 0  # P002 fails
+    assert (tmp_path / "results/lung_mask/P001.nii.gz").is_file()
+    log = (tmp_path / "results/logs/anonymize_dicom/P002.log").read_text()
+    assert "patient P002" in log and "not a DICOM file" in log and "<dicom_dir of P002>, file" in log
+    for name in ("DOE_JOHN", "SMITH_JANE", "MRN4471203", "MRN5550123"):
+        assert name not in res.stdout + res.stderr
+        for folder in (tmp_path / ".snakemake", tmp_path / "results"):
+            for path in folder.rglob("*"):
+                if path.is_file():
+                    assert name.encode() not in path.read_bytes(), (name, path.relative_to(tmp_path))

@@ -115,6 +115,19 @@ class SeriesInfo:
         }
 
 
+def _image_type(value) -> tuple[str, ...]:
+    """ImageType values, upper case; a single value comes as a plain string, not a list.
+
+    >>> _image_type("ORIGINAL"), _image_type(["ORIGINAL", "primary", "LOCALIZER"])
+    (('ORIGINAL',), ('ORIGINAL', 'PRIMARY', 'LOCALIZER'))
+    """
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    return tuple(str(v).upper() for v in value)
+
+
 def read_slice_infos(folder: str | Path, patient: str | None = None, keep_datasets: bool = False) -> list[SliceInfo]:
     """Read the headers of every DICOM image in ``folder`` (recursively).
 
@@ -160,7 +173,7 @@ def read_slice_infos(folder: str | Path, patient: str | None = None, keep_datase
                     path=path,
                     series_uid=str(ds.get("SeriesInstanceUID", "unknown")),
                     modality=str(ds.get("Modality", "")),
-                    image_type=tuple(str(v).upper() for v in ds.get("ImageType", [])),
+                    image_type=_image_type(ds.get("ImageType")),
                     position=np.array([float(v) for v in ds.ImagePositionPatient]),
                     orientation=np.array([float(v) for v in ds.ImageOrientationPatient]),
                     pixel_spacing=(float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1])),

@@ -109,7 +109,6 @@ def find_airways(hu: np.ndarray, candidate: np.ndarray, spacing: tuple[float, fl
             break
         airway[z] = cur
         prev = cur
-    # Upward too, in case the seed was not the top of the trachea.
     return airway
 
 

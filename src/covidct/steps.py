@@ -27,6 +27,33 @@ def raw_dicom_dir(sheet: str | Path, patient: str) -> Path:
     return Path(rows["dicom_dir"].iloc[0])
 
 
+def _redact(exc: CovidctError, raw_dir: Path, patient: str) -> CovidctError:
+    """The same error with the raw folder (whose name may carry real identifiers) replaced by
+    ``<dicom_dir of PATIENT>`` and a file by its rank in the folder's sorted listing."""
+    if exc.path is None:
+        return exc
+    path = Path(exc.path)
+    where = f"<dicom_dir of {patient}>"
+    if path != raw_dir and raw_dir in path.parents:
+        files = sorted(p for p in raw_dir.rglob("*") if p.is_file())
+        rank = files.index(path) + 1 if path in files else None
+        where += f", file {rank} of {len(files)} in sorted order" if rank else ", a file inside"
+    elif path != raw_dir:
+        return exc  # not under the raw folder: a pseudonymous output path
+    return type(exc)(exc.message, patient, where)
+
+
+def _raw_step(raw_dir: Path, patient: str, work):
+    """Run ``work()`` on a raw folder: errors name the patient, never the raw path."""
+    try:
+        return work()
+    except CovidctError as exc:
+        raise _redact(exc, raw_dir, patient) from None
+    except OSError as exc:
+        raise _redact(AnonymizationError(f"cannot read the DICOM input ({type(exc).__name__})", patient,
+                                         exc.filename or raw_dir), raw_dir, patient) from None
+
+
 def anonymize(raw_dir: str | Path | None, out_dir: str | Path, patient: str, key_file: str | None = None,
               allow_demo_key: bool = False, dates: str = "shift", sheet: str | Path | None = None) -> dict:
     """Anonymize a patient's raw DICOM folder into ``out_dir`` (Basic Profile, keyed pseudonyms).
@@ -36,10 +63,14 @@ def anonymize(raw_dir: str | Path | None, out_dir: str | Path, patient: str, key
     from covidct.anonymize import anonymize_series_dir, load_key
 
     raw_dir = Path(raw_dir) if raw_dir is not None else raw_dicom_dir(sheet, patient)
+    if not str(raw_dir).strip() or str(raw_dir) == ".":
+        raise CovidctError("the sheet's dicom_dir is empty", patient)
     if not raw_dir.is_dir():
-        raise CovidctError("the sheet's dicom_dir does not exist or is not a folder", patient, raw_dir)
+        raise CovidctError("the sheet's dicom_dir does not exist or is not a folder", patient,
+                           f"<dicom_dir of {patient}>")
     key = load_key(key_file, allow_demo=allow_demo_key)
-    summary = anonymize_series_dir(raw_dir, Path(out_dir), key, patient, dates=dates)
+    summary = _raw_step(raw_dir, patient,
+                        lambda: anonymize_series_dir(raw_dir, Path(out_dir), key, patient, dates=dates))
     log.info("patient %s: anonymized %s", patient, summary)
     return summary
 
@@ -52,8 +83,8 @@ def verify(raw_dir: str | Path | None, anon_dir: str | Path, report_path: str | 
     """
     from covidct.anonymize import verify_anonymization
 
-    raw_dir = raw_dir if raw_dir is not None else raw_dicom_dir(sheet, patient)
-    report = verify_anonymization(Path(raw_dir), Path(anon_dir), patient)
+    raw_dir = Path(raw_dir) if raw_dir is not None else raw_dicom_dir(sheet, patient)
+    report = _raw_step(raw_dir, patient, lambda: verify_anonymization(raw_dir, Path(anon_dir), patient))
     if not report["passed"]:
         failed = Path(report_path).with_suffix(".failed.json")
         write_json(failed, report)

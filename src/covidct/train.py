@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -214,9 +213,10 @@ def train_scorer(train_h5: str | Path, val_h5: str | Path, out_model: str | Path
     gpu = _setup(seed)
     _, shape, y_train, s_train = _h5_meta(train_h5)
     _, _, y_val, s_val = _h5_meta(val_h5)
-    rows_train = np.nonzero(y_train == 1)[0] if positives_only else np.arange(len(y_train))
-    rows_val = np.nonzero(y_val == 1)[0] if positives_only else np.arange(len(y_val))
-    what = "COVID-positive" if positives_only else "all"
+    # patients without a score (label known, score empty) are not used by the scorer
+    rows_train = np.nonzero(((y_train == 1) | (not positives_only)) & np.isfinite(s_train))[0]
+    rows_val = np.nonzero(((y_val == 1) | (not positives_only)) & np.isfinite(s_val))[0]
+    what = "scored COVID-positive" if positives_only else "all scored"
     if len(rows_train) < 2 or len(rows_val) < 1:
         raise CovidctError(f"the scorer needs {what} patients in train (>= 2) and val (>= 1); found "
                            f"{len(rows_train)} and {len(rows_val)}", path=train_h5)
@@ -244,9 +244,3 @@ def train_scorer(train_h5: str | Path, val_h5: str | Path, out_model: str | Path
     plots.severity_confusion(truth, pred, Path(plot_dir) / "scorer_severity_confusion.png")
     log.info("scorer: val MAE %.2f (train-mean baseline %.2f)", result["mae"], result["baseline_mae_train_mean"])
     return result
-
-
-def copy_atomic(src: str | Path, dst: str | Path) -> None:
-    """Copy a file onto ``dst`` atomically."""
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)

@@ -5,7 +5,7 @@ from covidct.train import train_classifier
 
 if __name__ == "__main__":
     t = dict(snakemake.params.train)  # noqa: F821
-    extra = t.pop("scorer", {})
+    t.pop("scorer", None)  # scorer-only settings
     run_step(
         snakemake,  # noqa: F821
         train_classifier,
