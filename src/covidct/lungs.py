@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from covidct.errors import CovidctError, MissingWeightsError
+from covidct.export import lung_bbox
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,17 @@ def find_airways(hu: np.ndarray, candidate: np.ndarray, spacing: tuple[float, fl
 
 def _padded_bbox(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
     """Bounding box of a mask grown by ``pad`` voxels in-plane (not along z), clipped to the array."""
-    idx = np.nonzero(mask)
-    pads = (0, pad, pad)
-    return tuple(slice(max(int(i.min()) - p, 0), min(int(i.max()) + 1 + p, n))
-                 for i, p, n in zip(idx, pads, mask.shape))
+    return lung_bbox(mask, (0, pad, pad))
+
+
+def volume_stats(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, float]:
+    """Total, right and left lung volume (mL) of a label map, for the provenance JSON of either backend."""
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    return {
+        "lung_volume_ml": round(float((labels > 0).sum() * voxel_ml), 1),
+        "right_volume_ml": round(float((labels == RIGHT).sum() * voxel_ml), 1),
+        "left_volume_ml": round(float((labels == LEFT).sum() * voxel_ml), 1),
+    }
 
 
 def _split_left_right(lung: np.ndarray, spacing) -> tuple[np.ndarray, bool]:
@@ -218,9 +226,7 @@ def threshold_lungs(hu: np.ndarray, spacing: tuple[float, float, float], params:
             f"no lungs found: air-filled region inside the body is {total_ml:.0f} mL, below the "
             f"{params.min_lung_ml:.0f} mL minimum (is this a chest CT?)", patient)
     stats = {
-        "lung_volume_ml": round(total_ml, 1),
-        "right_volume_ml": round(float((filled == RIGHT).sum() * voxel_ml), 1),
-        "left_volume_ml": round(float((filled == LEFT).sum() * voxel_ml), 1),
+        **volume_stats(filled, spacing),
         "airway_volume_ml": round(float(airway.sum() * voxel_ml), 1),
         "left_right_known": bool(lr_known),
         "n_components_kept": len(keep),

@@ -138,10 +138,7 @@ def segment_lungs(in_volume: str | Path, out_mask: str | Path, out_labels: str |
         prov["weights_sha256"] = lungs.sha256_file(path)
         labels, stats = lungs.lungmask_lungs(image, path, force_cpu=force_cpu, batch_size=batch_size,
                                              patient=patient)
-        voxel_ml = float(np.prod(spacing)) / 1000.0
-        stats["lung_volume_ml"] = round(float((labels > 0).sum() * voxel_ml), 1)
-        stats["right_volume_ml"] = round(float((labels == lungs.RIGHT).sum() * voxel_ml), 1)
-        stats["left_volume_ml"] = round(float((labels == lungs.LEFT).sum() * voxel_ml), 1)
+        stats.update(lungs.volume_stats(labels, spacing))
         stats["left_right_known"] = True
     else:
         raise CovidctError(f"unknown lung_mask.backend {backend!r}: use 'threshold' or 'lungmask'", patient)
