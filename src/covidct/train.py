@@ -113,9 +113,14 @@ def _setup(seed: int) -> bool:
     return gpu
 
 
-def _save_model(model, path: str | Path) -> None:
-    with atomic_path(path, suffix=".keras") as tmp:
+def _write_outputs(model, out_model: str | Path, sidecar: dict, history: dict, out_history: str | Path,
+                   result: dict, out_metrics: str | Path) -> None:
+    """Model, its sidecar JSON (what predicting needs besides the weights), history CSV and metrics JSON."""
+    with atomic_path(out_model, suffix=".keras") as tmp:
         model.save(tmp)
+    write_json(Path(out_model).with_suffix(".json"), sidecar)
+    _history_csv(history, out_history)
+    write_json(out_metrics, result)
 
 
 def _history_csv(history: dict, path: str | Path) -> None:
@@ -192,11 +197,8 @@ def train_classifier(train_h5: str | Path, val_h5: str | Path, out_model: str | 
     result = metrics.classification_metrics(y_val, p_val, threshold)
     result.update({"monitor": monitor, "epochs_run": len(history["loss"]), "train_seconds": round(seconds, 1),
                    "n_train": int(n_train), "n_val": int(n_val), "gpu": gpu, "shape": list(shape)})
-    _save_model(model, out_model)
-    write_json(Path(out_model).with_suffix(".json"), {"threshold": threshold, "shape": list(shape),
-                                                      "monitor": monitor})
-    _history_csv(history, out_history)
-    write_json(out_metrics, result)
+    _write_outputs(model, out_model, {"threshold": threshold, "shape": list(shape), "monitor": monitor},
+                   history, out_history, result, out_metrics)
     plots.training_curves(history, Path(plot_dir) / "classifier_training.png", ["accuracy", "loss"])
     plots.roc_curve(y_val, p_val, Path(plot_dir) / "classifier_roc.png", result.get("auc"))
     log.info("classifier: val %s", {k: result[k] for k in ("accuracy", "auc", "sensitivity", "specificity")})
@@ -235,10 +237,8 @@ def train_scorer(train_h5: str | Path, val_h5: str | Path, out_model: str | Path
     result.update({"epochs_run": len(history["loss"]), "train_seconds": round(seconds, 1),
                    "n_train": int(len(rows_train)), "n_val": int(len(rows_val)), "patients": what, "gpu": gpu,
                    "shape": list(shape)})
-    _save_model(model, out_model)
-    write_json(Path(out_model).with_suffix(".json"), {"shape": list(shape), "patients": what})
-    _history_csv(history, out_history)
-    write_json(out_metrics, result)
+    _write_outputs(model, out_model, {"shape": list(shape), "patients": what}, history, out_history, result,
+                   out_metrics)
     plots.training_curves(history, Path(plot_dir) / "scorer_training.png", ["mae", "loss"])
     plots.score_scatter(truth, pred, Path(plot_dir) / "scorer_scatter.png")
     plots.severity_confusion(truth, pred, Path(plot_dir) / "scorer_severity_confusion.png")
