@@ -15,6 +15,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/lungs.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/infection.smk"
 
 
 rule all:

@@ -14,12 +14,15 @@ from covidct.synth import DEMO_COHORT, PhantomSpec, sheet_rows, write_patient
 from workflow_runner import REPO, job_counts, snakemake, write_config
 
 PER_PATIENT_RULES = ["anonymize_dicom", "verify_anonymization", "dicom_to_hu", "resample_volume", "segment_lungs",
-                     "export_npy", "qc_montage"]
-AGGREGATE_RULES = ["build_hdf5", "train_classifier", "train_scorer", "predict", "summarize"]
+                     "export_npy", "qc_montage", "segment_infection"]
+AGGREGATE_RULES = ["build_hdf5", "train_classifier", "train_scorer", "predict", "summarize",
+                   "synth_infection_training", "train_infection_unet"]
 KEY = "test-key-0123456789abcdef"
 SPLIT = {"tiny01": "train", "tiny02": "train", "tiny03": "val"}
 TINY_TRAIN = {"epochs": 2, "batch_size": 2, "filters": [4, 4, 8, 8], "dense": 8, "patience": 2,
               "scorer": {"positives_only": False, "loss": "huber"}}
+TINY_INFECTION = {"demo_volumes": 2, "size": 32, "base_filters": 4, "variants": ["bce"], "epochs": 2,
+                  "max_slices_per_volume": 6}
 TINY = [
     PhantomSpec("tiny01", 501, True, 20.0, 26, 10.0, 72, 5.0),
     PhantomSpec("tiny02", 502, False, 0.0, 24, 10.0, 72, 5.0, flip_x=True, descending=True),
@@ -80,7 +83,7 @@ def tiny_run(tmp_path_factory):
     sheet.write_text("\n".join(lines) + "\n")
     raw_before = {p: p.read_bytes() for p in (work / "raw").rglob("*") if p.is_file()}
     config = write_config(work, sheet, resample={"spacing_mm": 5.0}, export={"shape": [16, 32, 32]},
-                          qc={"n_slices": 4}, train=TINY_TRAIN)
+                          qc={"n_slices": 4}, train=TINY_TRAIN, infection=TINY_INFECTION)
     res = snakemake(work, config, "--cores", "2", "--resources", "gpu=1", "--keep-going", key=KEY)
     return work, truth, res, raw_before
 
@@ -243,6 +246,12 @@ def test_predictions_metrics_and_report(tiny_rerun):
     assert [r["patient_id"] for r in rows] == ["tiny01", "tiny02", "tiny03"]
     assert [r["split"] for r in rows] == ["train", "train", "val"]
     for r in rows:
+        seg = json.loads((work / f"results/infection_mask/{r['patient_id']}.json").read_text())
+        assert float(r["seg_score"]) == seg["seg_score"] and 0 <= seg["seg_score"] <= 100
+        assert r["seg_severity_class"] in ("Low", "Mild", "Moderate", "Severe", "Critical")
+        assert int(r["seg_ctsi"]) == int(float(r["seg_score"]) // 4) and len(r["infection_unet_sha256"]) == 64
+        assert (work / f"results/infection_mask/{r['patient_id']}.nii.gz").is_file()
+        assert (work / f"results/qc/{r['patient_id']}_infection.png").is_file()
         assert 0 <= float(r["covid_probability"]) <= 1 and r["covid_label"] in ("0", "1")
         assert 0 <= float(r["score"]) <= 100 and int(r["ctsi"]) == int(float(r["score"]) // 4)
         assert len(r["classifier_sha256"]) == 64 and len(r["scorer_sha256"]) == 64
@@ -257,6 +266,10 @@ def test_predictions_metrics_and_report(tiny_rerun):
     assert report.returncode == 0, report.stderr[-2000:]
     html = (work / "results/report.html").read_text(errors="replace")
     assert "predictions.csv" in html and "cohort_ctsi.png" in html and "tiny01.png" in html
+    assert "tiny01_infection.png" in html
+    inf = json.loads((work / "results/metrics/infection_unet.json").read_text())
+    assert inf["chosen_variant"] == "bce" and inf["split"]["val_groups"] == 1 and "val_dice" in inf
+    assert "Infection U-Net" in (work / "results/metrics/summary.html").read_text()
 
 
 def test_cli_predict_one_new_patient_with_trained_models(tiny_rerun, tmp_path):
@@ -274,6 +287,7 @@ def test_cli_predict_one_new_patient_with_trained_models(tiny_rerun, tmp_path):
     fields = dict(line.split("\t") for line in res.stdout.strip().splitlines())
     assert fields["patient_id"] == "new01" and fields["split"] == "new"
     assert 0 <= float(fields["covid_probability"]) <= 1 and 0 <= float(fields["score"]) <= 100
+    assert 0 <= float(fields["seg_score"]) <= 100 and (tmp_path / "out/infection_mask/new01.nii.gz").is_file()
     assert (tmp_path / "out/npy/new01.npy").is_file() and (tmp_path / "out/qc/new01.png").is_file()
     # a missing model folder is a clear error, not a traceback
     res = subprocess.run([sys.executable, "-m", "covidct.cli", "predict", str(tmp_path / "raw"),

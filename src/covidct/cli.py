@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("raw_dir", type=Path)
     p.add_argument("--patient", default="new01", help="pseudonymous id (default new01)")
     p.add_argument("--models", type=Path, default=Path("results/models"),
-                   help="folder with classifier.keras and scorer.keras (default results/models)")
+                   help="folder with classifier.keras and scorer.keras, and optionally "
+                   "infection_unet.keras (default results/models)")
     p.add_argument("--out-dir", type=Path, help="keep the intermediate files here (default: a temporary folder)")
     p.add_argument("--key-file")
     p.add_argument("--backend", choices=["threshold", "lungmask"], default="threshold")
@@ -127,9 +128,21 @@ def _predict_one(a: argparse.Namespace) -> None:
         _run_chain(a)
         array = np.load(a.out_dir / "npy" / f"{a.patient}.npy")
         row = predict_arrays([(a.patient, array)], classifier, scorer)[0]
+        unet = a.models / "infection_unet.keras"
+        if unet.is_file():
+            from covidct import steps
+
+            out, pid = a.out_dir, a.patient
+            mask = out / "lung_mask" / f"{pid}.nii.gz"
+            seg = steps.segment_infection(out / "resampled" / f"{pid}.nii.gz", mask, _labels_path(mask), unet,
+                                          out / "infection_mask" / f"{pid}.nii.gz",
+                                          out / "infection_mask" / f"{pid}.json", out / "qc" / f"{pid}_infection.png",
+                                          pid)
+            row.update({k: seg[k] for k in ("seg_score", "seg_severity_class", "seg_ctsi")})
+            row["infection_unet_sha256"] = seg["model_sha256"]
     row["split"] = "new"
     for col in COLUMNS:
-        print(f"{col}\t{row[col]}")
+        print(f"{col}\t{row.get(col, '')}")
 
 
 def _labels_path(mask: Path) -> Path:

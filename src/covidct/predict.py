@@ -13,7 +13,8 @@ from covidct.io import atomic_path, read_json
 from covidct.lungs import sha256_file
 
 COLUMNS = ["patient_id", "split", "covid_probability", "covid_label", "score", "severity_class", "ctsi",
-           "classifier_sha256", "scorer_sha256"]
+           "seg_score", "seg_severity_class", "seg_ctsi", "classifier_sha256", "scorer_sha256",
+           "infection_unet_sha256"]
 
 
 def predict_arrays(items: Iterable[tuple[str, np.ndarray]], classifier: str | Path, scorer: str | Path) -> list[dict]:

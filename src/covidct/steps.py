@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from covidct.errors import AnonymizationError, CovidctError
-from covidct.io import atomic_path, read_json, read_volume, write_json, write_npy, write_volume
+from covidct.io import atomic_dir, atomic_path, read_json, read_volume, write_json, write_npy, write_volume
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,58 @@ def synth_patient(patient_id: str, dicom_dir: str | Path, truth_dir: str | Path)
     return write_patient(specs[patient_id], Path(dicom_dir), Path(truth_dir))
 
 
+def synth_infection_training(out_dir: str | Path, n: int) -> None:
+    """The default infection training source: ``n`` synthetic phantoms (not demo patients) as NIfTI."""
+    from covidct.synth import write_infection_training
+
+    with atomic_dir(out_dir) as tmp:
+        write_infection_training(tmp, n)
+
+
+def train_infection_unet(sources: list[dict], out_model: str | Path, out_metrics: str | Path, **params) -> dict:
+    """Train the infection U-Net variants on the configured sources; keep the best by val Dice."""
+    from covidct import infection
+
+    return infection.train(sources, out_model, out_metrics, **params)
+
+
+def segment_infection(in_volume: str | Path, in_mask: str | Path, in_labels: str | Path, model: str | Path,
+                      out_mask: str | Path, out_json: str | Path, out_png: str | Path, patient: str,
+                      n_slices: int = 8) -> dict:
+    """Infection mask of one patient inside its lung mask, its severity, and a QC overlay PNG."""
+    import SimpleITK as sitk
+
+    from covidct import infection
+    from covidct.dataset import SEVERITY_CLASSES, ctsi, severity_class
+    from covidct.lungs import sha256_file
+    from covidct.qc import montage, write_png
+
+    image = read_volume(in_volume)
+    hu = sitk.GetArrayFromImage(image)
+    lung = sitk.GetArrayFromImage(read_volume(in_mask)) > 0
+    if not lung.any():
+        raise CovidctError("lung mask is empty: no infection severity", patient, in_mask)
+    net, sidecar = infection.load_unet(model)
+    mask = infection.segment_volume(net, sidecar, hu, lung)
+    out = sitk.GetImageFromArray(mask)
+    out.CopyInformation(image)
+    write_volume(out_mask, out)
+    score = infection.severity(mask, lung)
+    voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+    result = {"patient_id": patient, "seg_score": round(score, 2),
+              "seg_severity_class": SEVERITY_CLASSES[severity_class(score)], "seg_ctsi": ctsi(score),
+              "infection_volume_ml": round(int(mask.sum()) * voxel_ml, 1),
+              "lung_volume_ml": round(int(lung.sum()) * voxel_ml, 1),
+              "model_sha256": sha256_file(model), "variant": sidecar.get("variant")}
+    write_json(out_json, result)
+    labels = sitk.GetArrayFromImage(read_volume(in_labels))
+    write_png(out_png, montage(hu, labels, n_slices=n_slices, overlay=mask),
+              title=f"{patient}  infection {score:.1f}% of lung ({result['seg_severity_class']})")
+    log.info("patient %s: infection %.1f%% of lung (%.0f of %.0f mL)", patient, score,
+             result["infection_volume_ml"], result["lung_volume_ml"])
+    return result
+
+
 def build_datasets(npys: list[str], patients: list[dict], out_train: str | Path, out_val: str | Path,
                    out_split: str | Path, val_fraction: float = 0.2, salt: str = "covidct-split",
                    shape=(64, 128, 128), hu_window=(-1000.0, 400.0), dtype: str = "float16") -> dict:
@@ -233,8 +285,9 @@ def build_datasets(npys: list[str], patients: list[dict], out_train: str | Path,
 
 
 def predict(npys: list[str], patient_ids: list[str], split_table: str | Path, classifier: str | Path,
-            scorer: str | Path, out_csv: str | Path) -> None:
-    """Predictions for every patient (labeled or not): probability, label, score, class, CTSI."""
+            scorer: str | Path, out_csv: str | Path, infection: list[str] | None = None) -> None:
+    """Predictions for every patient (labeled or not): probability, label, score, class, CTSI, and
+    the segmentation severity (``seg_*``) from each patient's infection JSON when given."""
     import pandas as pd
 
     from covidct.predict import predict_arrays, write_predictions
@@ -243,6 +296,12 @@ def predict(npys: list[str], patient_ids: list[str], split_table: str | Path, cl
     rows = predict_arrays(((pid, np.load(npy)) for pid, npy in zip(patient_ids, npys)), classifier, scorer)
     for row in rows:
         row["split"] = splits.get(row["patient_id"], "unlabeled")
+    for row, path in zip(rows, infection or []):
+        seg = read_json(path)
+        if seg["patient_id"] != row["patient_id"]:
+            raise CovidctError(f"infection result {path} is for another patient", row["patient_id"])
+        row.update({k: seg[k] for k in ("seg_score", "seg_severity_class", "seg_ctsi")})
+        row["infection_unet_sha256"] = seg["model_sha256"]
     write_predictions(rows, out_csv)
 
 
@@ -281,7 +340,8 @@ def cohort_summary(split_table: str | Path, n_unlabeled: int, out_csv: str | Pat
 
 
 def summarize(classifier_metrics: str | Path, scorer_metrics: str | Path, split_table: str | Path,
-              n_unlabeled: int, out_html: str | Path, out_cohort: str | Path, plot_dir: str | Path) -> None:
+              n_unlabeled: int, out_html: str | Path, out_cohort: str | Path, plot_dir: str | Path,
+              infection_metrics: str | Path | None = None) -> None:
     """Metrics tables as one HTML page for the report, plus the cohort summary."""
     import html
 
@@ -311,5 +371,14 @@ def summarize(classifier_metrics: str | Path, scorer_metrics: str | Path, split_
         table("Scorer: patients by distance between true and predicted severity class "
               f"({', '.join(SEVERITY_CLASSES)})", [(k, v) for k, v in reg["class_distance_counts"].items()]),
     ]
+    if infection_metrics:
+        inf = read_json(infection_metrics)
+        sp = inf["split"]
+        parts.append(table(
+            f"Infection U-Net (validation: {sp['val_groups']} held-out sources, {sp['val_slices']} slices; "
+            f"kept: {inf['chosen_variant']}, by best val Dice)",
+            [(f"{v}: {k}", r[key]) for v, r in inf["variants"].items()
+             for k, key in (("val Dice", "val_dice"), ("val IoU", "val_iou"), ("pixel accuracy", "val_accuracy"),
+                            ("best epoch", "best_epoch"), ("s/epoch", "seconds_per_epoch"))]))
     with atomic_path(out_html, suffix=".html") as tmp:
         tmp.write_text("<html><body>" + "".join(parts) + "</body></html>\n")

@@ -111,6 +111,20 @@ def get_labeled_patients(wildcards):
     return patients.loc[LABELED, cols].to_dict("records")
 
 
+INFECTION_DEMO_DIR = str(DEMO_DIR / "infection_train")
+# Training sources of the infection U-Net; without any, synthetic phantoms (never demo patients).
+INFECTION_SOURCES = [dict(src) for src in config["infection"]["train"]] or [
+    {"volumes": f"{INFECTION_DEMO_DIR}/volumes", "masks": f"{INFECTION_DEMO_DIR}/masks"}
+]
+
+
+def get_infection_source_dirs(wildcards):
+    """The folders the infection U-Net trains on (the generated one when none is configured)."""
+    if not config["infection"]["train"]:
+        return [INFECTION_DEMO_DIR]
+    return [path for src in INFECTION_SOURCES for path in src.values()]
+
+
 def get_final_output():
     """Per-patient outputs of every patient in the sheet, plus a failing marker per rejected row,
     then the models, predictions and metrics when there are labeled patients."""
@@ -118,6 +132,9 @@ def get_final_output():
     outputs += expand("results/qc/{patient}.png", patient=PATIENTS)
     outputs += expand("results/verify/{patient}.json", patient=PATIENTS)
     outputs += expand("results/rejected/row{row}.txt", row=rejected_rows["row"].tolist())
+    outputs += expand("results/infection_mask/{patient}.json", patient=PATIENTS)
+    if config["infection"]["test"]:
+        outputs.append("results/metrics/infection_unet_test.json")
     if LABELED:
         outputs += ["results/predictions.csv", "results/metrics/summary.html"]
     return outputs

@@ -84,6 +84,7 @@ rule predict:
         split="results/dataset/split.tsv",
         classifier="results/models/classifier.keras",
         scorer="results/models/scorer.keras",
+        infection=expand("results/infection_mask/{patient}.json", patient=PATIENTS),
     output:
         csv=report("results/predictions.csv", caption="../report/predictions.rst", category="Predictions"),
     log:
@@ -100,6 +101,7 @@ rule summarize:
     input:
         classifier="results/metrics/classifier.json",
         scorer="results/metrics/scorer.json",
+        infection="results/metrics/infection_unet.json",
         split="results/dataset/split.tsv",
     output:
         metrics=report("results/metrics/summary.html", caption="../report/metrics.rst", category="Metrics"),

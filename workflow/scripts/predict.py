@@ -11,4 +11,5 @@ if __name__ == "__main__":
         classifier=snakemake.input.classifier,  # noqa: F821
         scorer=snakemake.input.scorer,  # noqa: F821
         out_csv=snakemake.output.csv,  # noqa: F821
+        infection=list(snakemake.input.infection),  # noqa: F821
     )

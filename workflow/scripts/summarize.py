@@ -9,6 +9,7 @@ if __name__ == "__main__":
         summarize,
         classifier_metrics=snakemake.input.classifier,  # noqa: F821
         scorer_metrics=snakemake.input.scorer,  # noqa: F821
+        infection_metrics=snakemake.input.infection,  # noqa: F821
         split_table=snakemake.input.split,  # noqa: F821
         n_unlabeled=snakemake.params.n_unlabeled,  # noqa: F821
         out_html=snakemake.output.metrics,  # noqa: F821
