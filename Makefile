@@ -19,7 +19,10 @@ demo: install
 	$(VENV)/bin/snakemake --report results/report.html --configfile config/config.yaml config/demo.yaml
 
 # The test suite (what CI runs).
+# tests/slurm/up.sh installs and starts a one-node SLURM cluster for the SLURM test where it can
+# (root with apt, ../shared/slurm present); otherwise that test skips and says why.
 test: install
+	bash tests/slurm/up.sh
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/python -m pytest -q
 
 lint: install

@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The tiny cohort's session fixtures (tiny_run, tiny_rerun), shared by the workflow and SLURM tests.
+pytest_plugins = ["tiny_cohort"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 CT = SHARED_DATA / "ct"

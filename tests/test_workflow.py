@@ -11,25 +11,13 @@ from PIL import Image
 
 from conftest import dice
 from covidct.synth import DEMO_COHORT, PhantomSpec, sheet_rows, write_patient
+from tiny_cohort import KEY, TINY
 from workflow_runner import REPO, job_counts, snakemake, write_config
 
 PER_PATIENT_RULES = ["anonymize_dicom", "verify_anonymization", "dicom_to_hu", "resample_volume", "segment_lungs",
                      "export_npy", "qc_montage", "segment_infection"]
 AGGREGATE_RULES = ["build_hdf5", "train_classifier", "train_scorer", "predict", "summarize",
                    "synth_infection_training", "train_infection_unet"]
-KEY = "test-key-0123456789abcdef"
-SPLIT = {"tiny01": "train", "tiny02": "train", "tiny03": "val"}
-TINY_TRAIN = {"epochs": 2, "batch_size": 2, "filters": [4, 4, 8, 8], "dense": 8, "patience": 2,
-              "scorer": {"positives_only": False, "loss": "huber"}}
-TINY_INFECTION = {"demo_volumes": 2, "size": 32, "base_filters": 4, "variants": ["bce"], "epochs": 2,
-                  "max_slices_per_volume": 6}
-TINY = [
-    PhantomSpec("tiny01", 501, True, 20.0, 26, 10.0, 72, 5.0),
-    PhantomSpec("tiny02", 502, False, 0.0, 24, 10.0, 72, 5.0, flip_x=True, descending=True),
-    PhantomSpec("tiny03", 503, True, 35.0, 28, 9.0, 72, 5.0, unsigned=True, localizer=True),
-]
-
-
 def test_lint_is_clean():
     res = snakemake(REPO, None, "--lint")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -62,40 +50,6 @@ def test_unsafe_patient_id_fails_alone_naming_the_line(tmp_path):
     res = snakemake(tmp_path, write_config(tmp_path, sheet), "-n")
     counts = job_counts(res.stdout + res.stderr)
     assert counts["reject_sheet_row"] == 1 and counts["anonymize_dicom"] == 1
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("wf")
-    truth = {}
-    lines = ["patient_id\tdicom_dir\tlabel\tscore\tsplit"]
-    for spec in TINY:
-        truth[spec.patient_id] = write_patient(spec, work / "raw" / spec.patient_id, work / "truth")
-        lines.append(f"{spec.patient_id}\traw/{spec.patient_id}\t{int(spec.covid)}\t{spec.target_score}"
-                     f"\t{SPLIT[spec.patient_id]}")
-    # two bad patients that must fail alone: a coronal-only folder and a missing folder
-    coronal = work / "raw" / "bad01"
-    coronal.mkdir(parents=True)
-    _write_coronal_copy(work / "raw" / "tiny01", coronal)
-    lines.append("bad01\traw/bad01\t\t\t")
-    lines.append("bad02\traw/does_not_exist\t\t\t")
-    sheet = work / "patients.tsv"
-    sheet.write_text("\n".join(lines) + "\n")
-    raw_before = {p: p.read_bytes() for p in (work / "raw").rglob("*") if p.is_file()}
-    config = write_config(work, sheet, resample={"spacing_mm": 5.0}, export={"shape": [16, 32, 32]},
-                          qc={"n_slices": 4}, train=TINY_TRAIN, infection=TINY_INFECTION)
-    res = snakemake(work, config, "--cores", "2", "--resources", "gpu=1", "--keep-going", key=KEY)
-    return work, truth, res, raw_before
-
-
-def _write_coronal_copy(src, dst):
-    import pydicom
-
-    for i, path in enumerate(sorted(src.glob("*.dcm"))[:5]):
-        ds = pydicom.dcmread(path)
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
-        ds.ImagePositionPatient = [0, float(i) * 5.0, 0]
-        ds.save_as(dst / f"c{i}.dcm")
 
 
 def test_good_patients_complete_bad_ones_fail_alone(tiny_run):
@@ -210,23 +164,6 @@ def test_demo_patient_end_to_end_with_default_config(tmp_path):
     truth = json.loads((tmp_path / f"results/demo/truth/{pid}.json").read_text())
     prov = json.loads((tmp_path / f"results/lung_mask/{pid}.json").read_text())
     assert prov["lung_volume_ml"] == pytest.approx(truth["lung_volume_ml"], rel=0.15)
-
-
-@pytest.fixture(scope="module")
-def tiny_rerun(tiny_run):
-    """The user drops the two bad rows and runs again: only what depends on the sheet re-runs."""
-    work, _, _, _ = tiny_run
-    sheet = work / "patients.tsv"
-    sheet.write_text("".join(line for line in sheet.read_text().splitlines(keepends=True)
-                             if not line.startswith("bad")))
-    per_patient = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (work / "results").rglob("*")
-                   if p.is_file() and p.parts[-2] in ("hu", "resampled", "lung_mask", "npy", "qc")}
-    models = {p: p.stat().st_mtime_ns for p in (work / "results/models").iterdir()}
-    config = work / "config.yaml"
-    dry = snakemake(work, config, "-n", key=KEY)
-    res = snakemake(work, config, "--cores", "2", "--resources", "gpu=1", key=KEY)
-    report = snakemake(work, config, "--report", "results/report.html", key=KEY)
-    return work, dry, res, report, per_patient, models
 
 
 def test_rerun_after_fixing_sheet_runs_only_the_aggregates(tiny_rerun):

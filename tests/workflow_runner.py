@@ -28,17 +28,22 @@ def write_config(workdir: Path, patients: Path, **overrides) -> Path:
 
 
 def snakemake(workdir: Path, configfile: Path | None, *args: str, key: str | None = None,
-              timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run snakemake on the repository's Snakefile with ``workdir`` as working directory."""
+              timeout: int = 900, kill: bool = False) -> subprocess.CompletedProcess:
+    """Run snakemake on the repository's Snakefile with ``workdir`` as working directory.
+
+    ``kill``: run under ``timeout -s KILL`` (the SLURM executor ignores SIGTERM while it polls).
+    """
     env = dict(os.environ)
     env.pop("COVIDCT_ANON_KEY", None)
     if key is not None:
         env["COVIDCT_ANON_KEY"] = key
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    if kill:
+        cmd = ["timeout", "-s", "KILL", str(timeout)] + cmd
     cmd += list(args)  # targets first: --configfile and --config take several values
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout + 30)
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _patient(p)
     p.add_argument("--series-uid")
     p.add_argument("--min-slices", type=int, default=3)
+    p.add_argument("--max-slices", type=int, default=5000, help="refuse a series with more slices (default 5000)")
 
     p = sub.add_parser("resample", help="resample a volume to isotropic spacing")
     p.add_argument("in_volume", type=Path)
@@ -188,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{a.patient}: verification passed, report {a.report}")
         elif a.verb == "hu":
             info = a.info or a.out_volume.with_name(a.out_volume.name.split(".")[0] + ".json")
-            steps.dicom_to_hu(a.dicom_dir, a.out_volume, info, a.patient, a.series_uid, a.min_slices)
+            steps.dicom_to_hu(a.dicom_dir, a.out_volume, info, a.patient, a.series_uid, a.min_slices,
+                              a.max_slices)
         elif a.verb == "resample":
             steps.resample(a.in_volume, a.out_volume, a.spacing_mm)
         elif a.verb == "segment":

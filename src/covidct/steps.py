@@ -97,11 +97,15 @@ def verify(raw_dir: str | Path | None, anon_dir: str | Path, report_path: str | 
 
 
 def dicom_to_hu(anon_dir: str | Path, out_volume: str | Path, out_info: str | Path, patient: str,
-                series_uid: str | None = None, min_slices: int = 3) -> dict:
-    """Choose the CT axial series, convert to HU, write an int16 NIfTI with true geometry."""
-    from covidct.dicom import load_series
+                series_uid: str | None = None, min_slices: int = 3, max_slices: int | None = None) -> dict:
+    """Choose the CT axial series, convert to HU, write an int16 NIfTI with true geometry.
 
-    image, info = load_series(anon_dir, patient, series_uid=series_uid, min_slices=min_slices)
+    ``max_slices`` (default ``covidct.dicom.MAX_SLICES``) refuses a series too large to hold.
+    """
+    from covidct.dicom import MAX_SLICES, load_series
+
+    image, info = load_series(anon_dir, patient, series_uid=series_uid, min_slices=min_slices,
+                              max_slices=MAX_SLICES if max_slices is None else max_slices)
     write_volume(out_volume, image)
     info["patient"] = patient
     write_json(out_info, info)
@@ -285,9 +289,13 @@ def build_datasets(npys: list[str], patients: list[dict], out_train: str | Path,
 
 
 def predict(npys: list[str], patient_ids: list[str], split_table: str | Path, classifier: str | Path,
-            scorer: str | Path, out_csv: str | Path, infection: list[str] | None = None) -> None:
+            scorer: str | Path, out_csv: str | Path, infection: list[str] | None = None,
+            labeled: list[str] = ()) -> None:
     """Predictions for every patient (labeled or not): probability, label, score, class, CTSI, and
-    the segmentation severity (``seg_*``) from each patient's infection JSON when given."""
+    the segmentation severity (``seg_*``) from each patient's infection JSON when given.
+
+    ``split`` is train/val from the data sets the models were trained on, ``new`` for a labeled
+    patient the models have not seen (``retrain: false``), ``unlabeled`` otherwise."""
     import pandas as pd
 
     from covidct.predict import predict_arrays, write_predictions
@@ -295,7 +303,7 @@ def predict(npys: list[str], patient_ids: list[str], split_table: str | Path, cl
     splits = pd.read_csv(split_table, sep="\t", dtype=str).set_index("patient_id")["split"].to_dict()
     rows = predict_arrays(((pid, np.load(npy)) for pid, npy in zip(patient_ids, npys)), classifier, scorer)
     for row in rows:
-        row["split"] = splits.get(row["patient_id"], "unlabeled")
+        row["split"] = splits.get(row["patient_id"], "unlabeled" if row["patient_id"] not in labeled else "new")
     for row, path in zip(rows, infection or []):
         seg = read_json(path)
         if seg["patient_id"] != row["patient_id"]:

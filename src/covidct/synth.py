@@ -1290,23 +1290,25 @@ def write_cohort(out_dir: Path, specs: Iterable[PhantomSpec] = DEMO_COHORT,
 INFECTION_TRAINING_SCORES: tuple[float, ...] = (5.0, 12.0, 20.0, 30.0, 40.0, 55.0, 70.0, 0.0)
 
 
-def infection_training_specs(n: int = len(INFECTION_TRAINING_SCORES), seed: int = 2100) -> list[PhantomSpec]:
-    """``n`` synthetic training phantoms with lesion loads cycling through INFECTION_TRAINING_SCORES."""
+def infection_training_specs(n: int = len(INFECTION_TRAINING_SCORES), seed: int = 2100, matrix: int = 176,
+                             pixel_spacing_mm: float = 2.2) -> list[PhantomSpec]:
+    """``n`` synthetic training phantoms (48 slices of 5 mm) with lesion loads cycling through
+    INFECTION_TRAINING_SCORES."""
     specs = []
     for i in range(n):
         score = INFECTION_TRAINING_SCORES[i % len(INFECTION_TRAINING_SCORES)]
-        specs.append(PhantomSpec(f"inftrain{i + 1:02d}", seed + i, score > 0, score, 48, 5.0, 176, 2.2,
-                                 flip_x=bool(i % 2)))
+        specs.append(PhantomSpec(f"inftrain{i + 1:02d}", seed + i, score > 0, score, 48, 5.0, matrix,
+                                 pixel_spacing_mm, flip_x=bool(i % 2)))
     return specs
 
 
-def write_infection_training(out_dir: str | Path, n: int = len(INFECTION_TRAINING_SCORES),
-                             seed: int = 2100) -> list[Path]:
+def write_infection_training(out_dir: str | Path, n: int = len(INFECTION_TRAINING_SCORES), seed: int = 2100,
+                             matrix: int = 176, pixel_spacing_mm: float = 2.2) -> list[Path]:
     """Write ``volumes/<name>.nii.gz`` (HU) and ``masks/<name>.nii.gz`` (lesions) of synthetic phantoms:
     the 3D-NIfTI training source used when ``infection.train`` names none."""
     out_dir = Path(out_dir)
     written = []
-    for spec in infection_training_specs(n, seed):
+    for spec in infection_training_specs(n, seed, matrix, pixel_spacing_mm):
         phantom = make_phantom(spec)
         write_volume(out_dir / "volumes" / f"{spec.patient_id}.nii.gz", _label_image(phantom.hu, phantom))
         write_volume(out_dir / "masks" / f"{spec.patient_id}.nii.gz", _label_image(phantom.lesion_mask, phantom))

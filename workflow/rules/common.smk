@@ -125,6 +125,19 @@ def get_infection_source_dirs(wildcards):
     return [path for src in INFECTION_SOURCES for path in src.values()]
 
 
+RETRAIN = config["retrain"]
+TRAINED_FILES = ["results/dataset/split.tsv", "results/models/classifier.keras", "results/models/classifier.json",
+                 "results/models/scorer.keras", "results/models/scorer.json", "results/metrics/classifier.json",
+                 "results/metrics/scorer.json"]
+if not RETRAIN and LABELED:
+    _missing = [f for f in TRAINED_FILES if not os.path.exists(f)]
+    if _missing:
+        raise ValueError(
+            f"retrain: false predicts with the models already trained, but {', '.join(_missing)} "
+            "is missing: run once with retrain: true"
+        )
+
+
 def get_final_output():
     """Per-patient outputs of every patient in the sheet, plus a failing marker per rejected row,
     then the models, predictions and metrics when there are labeled patients."""

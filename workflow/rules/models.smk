@@ -1,81 +1,85 @@
-rule build_hdf5:
-    input:
-        npy=get_labeled_npys,
-    output:
-        train="results/dataset/train.h5",
-        val="results/dataset/val.h5",
-        split="results/dataset/split.tsv",
-    log:
-        "results/logs/build_hdf5.log",
-    benchmark:
-        "results/benchmarks/build_hdf5.tsv"
-    params:
-        patients=get_labeled_patients,
-        val_fraction=config["split"]["val_fraction"],
-        salt=config["split"]["salt"],
-        shape=config["export"]["shape"],
-        hu_window=config["export"]["hu_window"],
-        dtype=config["dataset"]["dtype"],
-    conda:
-        "../envs/covidct.yaml"
-    script:
-        "../scripts/build_hdf5.py"
+# With `retrain: false` the data sets and models already under results/ are used as they are
+# (common.smk checks that they exist): new patients are predicted, nothing is retrained.
+if RETRAIN:
+
+    rule build_hdf5:
+        input:
+            npy=get_labeled_npys,
+        output:
+            train="results/dataset/train.h5",
+            val="results/dataset/val.h5",
+            split="results/dataset/split.tsv",
+        log:
+            "results/logs/build_hdf5.log",
+        benchmark:
+            "results/benchmarks/build_hdf5.tsv"
+        params:
+            patients=get_labeled_patients,
+            val_fraction=config["split"]["val_fraction"],
+            salt=config["split"]["salt"],
+            shape=config["export"]["shape"],
+            hu_window=config["export"]["hu_window"],
+            dtype=config["dataset"]["dtype"],
+        conda:
+            "../envs/covidct.yaml"
+        script:
+            "../scripts/build_hdf5.py"
 
 
-rule train_classifier:
-    input:
-        train="results/dataset/train.h5",
-        val="results/dataset/val.h5",
-    output:
-        model="results/models/classifier.keras",
-        sidecar="results/models/classifier.json",
-        history="results/models/classifier_history.csv",
-        metrics="results/metrics/classifier.json",
-        training=report("results/plots/classifier_training.png", caption="../report/classifier_training.rst",
-                        category="Classifier"),
-        roc=report("results/plots/classifier_roc.png", caption="../report/classifier_roc.rst", category="Classifier"),
-    log:
-        "results/logs/train_classifier.log",
-    benchmark:
-        "results/benchmarks/train_classifier.tsv"
-    params:
-        train=config["train"],
-    threads: 2
-    resources:
-        gpu=1,
-    conda:
-        "../envs/covidct.yaml"
-    script:
-        "../scripts/train_classifier.py"
+    rule train_classifier:
+        input:
+            train="results/dataset/train.h5",
+            val="results/dataset/val.h5",
+        output:
+            model="results/models/classifier.keras",
+            sidecar="results/models/classifier.json",
+            history="results/models/classifier_history.csv",
+            metrics="results/metrics/classifier.json",
+            training=report("results/plots/classifier_training.png", caption="../report/classifier_training.rst",
+                            category="Classifier"),
+            roc=report("results/plots/classifier_roc.png", caption="../report/classifier_roc.rst", category="Classifier"),
+        log:
+            "results/logs/train_classifier.log",
+        benchmark:
+            "results/benchmarks/train_classifier.tsv"
+        params:
+            train=config["train"],
+        threads: 2
+        resources:
+            gpu=1,
+        conda:
+            "../envs/covidct.yaml"
+        script:
+            "../scripts/train_classifier.py"
 
 
-rule train_scorer:
-    input:
-        train="results/dataset/train.h5",
-        val="results/dataset/val.h5",
-    output:
-        model="results/models/scorer.keras",
-        sidecar="results/models/scorer.json",
-        history="results/models/scorer_history.csv",
-        metrics="results/metrics/scorer.json",
-        training=report("results/plots/scorer_training.png", caption="../report/scorer_training.rst",
-                        category="Scorer"),
-        scatter=report("results/plots/scorer_scatter.png", caption="../report/scorer_scatter.rst", category="Scorer"),
-        confusion=report("results/plots/scorer_severity_confusion.png", caption="../report/scorer_confusion.rst",
-                         category="Scorer"),
-    log:
-        "results/logs/train_scorer.log",
-    benchmark:
-        "results/benchmarks/train_scorer.tsv"
-    params:
-        train=config["train"],
-    threads: 2
-    resources:
-        gpu=1,
-    conda:
-        "../envs/covidct.yaml"
-    script:
-        "../scripts/train_scorer.py"
+    rule train_scorer:
+        input:
+            train="results/dataset/train.h5",
+            val="results/dataset/val.h5",
+        output:
+            model="results/models/scorer.keras",
+            sidecar="results/models/scorer.json",
+            history="results/models/scorer_history.csv",
+            metrics="results/metrics/scorer.json",
+            training=report("results/plots/scorer_training.png", caption="../report/scorer_training.rst",
+                            category="Scorer"),
+            scatter=report("results/plots/scorer_scatter.png", caption="../report/scorer_scatter.rst", category="Scorer"),
+            confusion=report("results/plots/scorer_severity_confusion.png", caption="../report/scorer_confusion.rst",
+                             category="Scorer"),
+        log:
+            "results/logs/train_scorer.log",
+        benchmark:
+            "results/benchmarks/train_scorer.tsv"
+        params:
+            train=config["train"],
+        threads: 2
+        resources:
+            gpu=1,
+        conda:
+            "../envs/covidct.yaml"
+        script:
+            "../scripts/train_scorer.py"
 
 
 rule predict:
@@ -91,6 +95,7 @@ rule predict:
         "results/logs/predict.log",
     params:
         patient_ids=PATIENTS,
+        labeled=LABELED,
     conda:
         "../envs/covidct.yaml"
     script:

@@ -12,4 +12,5 @@ if __name__ == "__main__":
         scorer=snakemake.input.scorer,  # noqa: F821
         out_csv=snakemake.output.csv,  # noqa: F821
         infection=list(snakemake.input.infection),  # noqa: F821
+        labeled=snakemake.params.labeled,  # noqa: F821
     )
