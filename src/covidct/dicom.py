@@ -25,6 +25,9 @@ HU_PADDING_BELOW = -1500
 AXIAL_MIN_COSINE = 0.9
 #: Relative deviation of a slice gap from the median gap that counts as non-uniform.
 SPACING_TOLERANCE = 0.1
+#: A series with more slices than this is refused before its pixels are stacked (a chest CT
+#: at 0.5 mm has about 800; 5000 slices of 512 x 512 int16 are 2.4 GiB).
+MAX_SLICES = 5000
 
 
 def to_hu(
@@ -77,6 +80,8 @@ class SliceInfo:
     columns: int
     description: str = ""
     instance_number: int | None = None
+    patient_id: str = ""
+    thickness: float | None = None  # SliceThickness (mm), if the file has one
     dataset: object | None = field(default=None, repr=False)  # the whole pydicom Dataset, when kept
 
     @property
@@ -100,6 +105,15 @@ class SeriesInfo:
         return "LOCALIZER" in self.first.image_type
 
     @property
+    def thickness(self) -> float | None:
+        """SliceThickness of the first slice, else the median gap between slice positions (mm);
+        None for a single image without SliceThickness."""
+        if self.first.thickness:
+            return self.first.thickness
+        dist = np.sort([float(np.dot(s.position, self.first.normal)) for s in self.slices])
+        return float(np.median(np.diff(dist))) if len(dist) > 1 else None
+
+    @property
     def plane(self) -> str:
         normal = np.abs(self.first.normal)
         return ("sagittal", "coronal", "axial")[int(np.argmax(normal))]
@@ -112,7 +126,23 @@ class SeriesInfo:
             "plane": self.plane,
             "image_type": "\\".join(self.first.image_type),
             "description": self.first.description,
+            "slice_thickness_mm": None if self.thickness is None else round(self.thickness, 3),
         }
+
+    def label(self) -> str:
+        """How log lines name the series: description (if any), UID, slices, thickness."""
+        desc = f"'{self.first.description}' " if self.first.description else ""
+        thickness = "thickness unknown" if self.thickness is None else f"{self.thickness:g} mm"
+        return f"{desc}{self.uid} ({len(self.slices)} slices, {thickness})"
+
+
+def _is_image_sop_class(ds) -> bool:
+    """Whether the instance's SOP class is an image storage class (so it must have pixel data)."""
+    from pydicom.uid import UID
+
+    meta = getattr(ds, "file_meta", None)
+    sop_class = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    return bool(sop_class) and "Image Storage" in UID(str(sop_class)).name
 
 
 def _image_type(value) -> tuple[str, ...]:
@@ -138,10 +168,12 @@ def read_slice_infos(folder: str | Path, patient: str | None = None, keep_datase
             still encoded) in ``SliceInfo.dataset``, so that nothing is read twice.
 
     Returns:
-        One SliceInfo per image file (files without pixel data are skipped).
+        One SliceInfo per image file (DICOM files of a non-image class without pixel
+        data, such as DICOMDIR or reports, are skipped).
 
     Raises:
-        DicomInputError: empty folder, unreadable file, image without geometry.
+        DicomInputError: empty folder, unreadable file, image without pixel data
+            (a truncated file) or without geometry.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -162,7 +194,9 @@ def read_slice_infos(folder: str | Path, patient: str | None = None, keep_datase
         except Exception as exc:  # truncated or corrupt headers raise many kinds
             raise DicomInputError(f"unreadable DICOM file ({type(exc).__name__}: {exc})", patient, path) from None
         if "PixelData" not in ds:
-            log.info("patient %s: %s has no pixel data, skipped", patient, path.name)
+            if _is_image_sop_class(ds):
+                raise DicomInputError("image without pixel data: the file is truncated or corrupt", patient, path)
+            log.info("patient %s: %s has no pixel data (not an image), skipped", patient, path.name)
             continue
         missing = [k for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing") if k not in ds]
         if missing:
@@ -181,6 +215,8 @@ def read_slice_infos(folder: str | Path, patient: str | None = None, keep_datase
                     columns=int(ds.Columns),
                     description=str(ds.get("SeriesDescription", "")),
                     instance_number=int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None,
+                    patient_id=str(ds.get("PatientID", "") or "").strip(),
+                    thickness=float(ds.SliceThickness) if ds.get("SliceThickness") not in (None, "") else None,
                     dataset=ds if keep_datasets else None,
                 )
             )
@@ -202,9 +238,12 @@ def group_series(infos: list[SliceInfo]) -> list[SeriesInfo]:
 def choose_series(
     series: list[SeriesInfo], patient: str | None = None, series_uid: str | None = None, folder: Path | None = None
 ) -> SeriesInfo:
-    """Choose the CT axial series: the override if given, else the axial CT series with most slices.
+    """Choose the CT axial series: the override if given, else by the rule below.
 
-    Localizers and non-axial (coronal, sagittal) reformats are refused.
+    Rule: among the axial CT series (localizers and coronal/sagittal reformats are refused),
+    the one with most slices; of those with equally many, the thinnest (SliceThickness, else
+    the gap between slice positions); then the smallest SeriesInstanceUID. The choice and the
+    series passed over are logged, with their descriptions.
 
     Raises:
         DicomInputError: the override is absent, or no axial CT series exists.
@@ -232,26 +271,29 @@ def choose_series(
         found = "; ".join(f"{len(s.slices)} images, {s.plane}, {s.first.modality or 'no modality'}" for s in series)
         raise DicomInputError(f"no axial CT series found (series present: {found}); non-axial series are refused",
                               patient, folder)
+    candidates.sort(key=lambda s: (-len(s.slices), np.inf if s.thickness is None else s.thickness, s.uid))
     chosen = candidates[0]
     if len(candidates) > 1:
-        log.info("patient %s: %d axial CT series; chose %s with the most slices (%d)",
-                 patient, len(candidates), chosen.uid, len(chosen.slices))
+        log.info("patient %s: %d axial CT series; chose %s by the rule most slices, then thinnest; not chosen: %s",
+                 patient, len(candidates), chosen.label(), "; ".join(s.label() for s in candidates[1:]))
     return chosen
 
 
-def sort_slices(series: SeriesInfo, patient: str | None = None, min_slices: int = 3) -> tuple[list[SliceInfo], float]:
+def sort_slices(series: SeriesInfo, patient: str | None = None, min_slices: int = 3,
+                max_slices: int = MAX_SLICES) -> tuple[list[SliceInfo], float]:
     """Sort slices by position along the slice normal and check the spacing.
 
     Args:
         series: The chosen series.
         patient: Pseudonymous id, for error messages.
         min_slices: Fewer slices than this is an error.
+        max_slices: More slices than this is an error (refused before any pixel is stacked).
 
     Returns:
         The sorted slices (ascending along the normal) and the slice spacing in mm.
 
     Raises:
-        DicomInputError: too few slices, inconsistent orientation or matrix,
+        DicomInputError: too few or too many slices, inconsistent orientation or matrix,
             duplicate positions, or non-uniform spacing (a missing slice).
     """
     slices = series.slices
@@ -260,6 +302,11 @@ def sort_slices(series: SeriesInfo, patient: str | None = None, min_slices: int 
         raise DicomInputError(f"series has {len(slices)} slice(s); at least {min_slices} are needed for a volume",
                               patient, folder)
     ref = slices[0]
+    if len(slices) > max_slices:
+        gib = len(slices) * ref.rows * ref.columns * 2 / 2**30
+        raise DicomInputError(
+            f"series has {len(slices)} slices of {ref.rows}x{ref.columns} ({gib:.2f} GiB as int16), more than "
+            f"max_slices ({max_slices}): refused; raise max_slices if the series is real", patient, folder)
     for s in slices[1:]:
         if not np.allclose(s.orientation, ref.orientation, atol=1e-3):
             raise DicomInputError("inconsistent ImageOrientationPatient between slices of one series", patient, s.path)
@@ -273,8 +320,8 @@ def sort_slices(series: SeriesInfo, patient: str | None = None, min_slices: int 
     gaps = np.diff(dist)
     if np.any(gaps < 1e-3):
         i = int(np.argmin(gaps))
-        raise DicomInputError(f"duplicate slice position {dist[i]:.2f} mm along the slice normal", patient,
-                              slices[i + 1].path)
+        raise DicomInputError(f"duplicate slice position {dist[i]:.2f} mm along the slice normal (same position "
+                              f"as {slices[i].path.name})", patient, slices[i + 1].path)
     spacing = float(np.median(gaps))
     bad = np.abs(gaps - spacing) > SPACING_TOLERANCE * spacing
     if np.any(bad):
@@ -285,16 +332,43 @@ def sort_slices(series: SeriesInfo, patient: str | None = None, min_slices: int 
     # In-plane position of the slices must follow the normal (no gantry tilt / shear).
     offsets = np.array([s.position - s.position.dot(normal) * normal for s in slices])
     if np.max(np.abs(offsets - offsets[0])) > 0.5 * min(ref.pixel_spacing):
-        raise DicomInputError("slice positions do not lie along the slice normal (gantry tilt or sheared series)",
-                              patient, folder)
+        shift = float(np.linalg.norm(offsets[-1] - offsets[0]))
+        extent = float(dist[-1] - dist[0])
+        raise DicomInputError(
+            f"slice positions do not lie along the slice normal: in-plane shift of {shift:.2f} mm over {extent:.2f} mm "
+            f"({np.degrees(np.arctan2(shift, extent)):.1f} degrees; gantry tilt or sheared series)", patient, folder)
     return slices, spacing
+
+
+def _refuse_undecodable(ds, info: SliceInfo, patient: str | None) -> None:
+    """Refuse, with a clear message, a transfer syntax no installed decoder reads, or native
+    pixel data shorter than the image (a truncated file)."""
+    from pydicom.pixels import get_decoder
+
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and syntax.is_compressed:
+        try:
+            decoder = get_decoder(syntax)
+        except NotImplementedError:  # pydicom knows no decoder for it at all
+            decoder = None
+        if decoder is None or not decoder.is_available:
+            options = "; ".join(decoder.missing_dependencies) if decoder is not None else "none known to pydicom"
+            raise DicomInputError(f"transfer syntax {syntax.name} ({syntax}) cannot be decoded: no decoder is "
+                                  f"installed (options: {options})", patient, info.path)
+    elif "PixelData" in ds:
+        expected = info.rows * info.columns * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.BitsAllocated) // 8
+        if len(ds.PixelData) < expected:
+            raise DicomInputError(f"pixel data has {len(ds.PixelData)} of {expected} bytes: the file is truncated",
+                                  patient, info.path)
 
 
 def read_pixels(info: SliceInfo, patient: str | None = None) -> np.ndarray:
     """Decode one slice and return it in HU.
 
     Raises:
-        DicomInputError: pixel data cannot be decoded (e.g. unsupported transfer syntax).
+        DicomInputError: pixel data cannot be decoded (a transfer syntax without an installed
+            decoder, named with its UID; corrupt or truncated data).
     """
     import pydicom
 
@@ -302,13 +376,17 @@ def read_pixels(info: SliceInfo, patient: str | None = None) -> np.ndarray:
     try:
         if ds is None:
             ds = pydicom.dcmread(info.path)
+        _refuse_undecodable(ds, info, patient)
         pixels = ds.pixel_array
+    except DicomInputError:
+        raise
     except Exception as exc:
         syntax = ""
         meta = getattr(ds, "file_meta", None)
         if meta is not None and "TransferSyntaxUID" in meta:
-            syntax = f" (transfer syntax {meta.TransferSyntaxUID.name})"
-        raise DicomInputError(f"cannot decode pixel data{syntax}: {exc}", patient, info.path) from None
+            syntax = f" (transfer syntax {meta.TransferSyntaxUID.name}, {meta.TransferSyntaxUID})"
+        problem = " ".join(str(exc).split())  # pydicom's messages span lines; a log line must not
+        raise DicomInputError(f"cannot decode pixel data{syntax}: {problem}", patient, info.path) from None
     if pixels.shape != (info.rows, info.columns):
         raise DicomInputError(f"pixel data has shape {pixels.shape}, expected one {info.rows}x{info.columns} frame",
                               patient, info.path)
@@ -318,7 +396,8 @@ def read_pixels(info: SliceInfo, patient: str | None = None) -> np.ndarray:
 
 
 def load_series(
-    folder: str | Path, patient: str | None = None, series_uid: str | None = None, min_slices: int = 3
+    folder: str | Path, patient: str | None = None, series_uid: str | None = None, min_slices: int = 3,
+    max_slices: int = MAX_SLICES,
 ):
     """Read a patient's folder into a HU ``SimpleITK.Image`` with true geometry.
 
@@ -327,6 +406,7 @@ def load_series(
         patient: Pseudonymous id, for messages.
         series_uid: Use this series instead of choosing one.
         min_slices: Minimum number of slices.
+        max_slices: Maximum number of slices of the chosen series.
 
     Returns:
         ``(image, info)``: an int16 SimpleITK image whose axes follow the DICOM
@@ -335,9 +415,13 @@ def load_series(
     import SimpleITK as sitk
 
     folder = Path(folder)
-    series = group_series(read_slice_infos(folder, patient, keep_datasets=True))
+    infos = read_slice_infos(folder, patient, keep_datasets=True)
+    patient_ids = {s.patient_id for s in infos}
+    if len(patient_ids) > 1:
+        raise DicomInputError(f"mixed patients in one folder: {len(patient_ids)} distinct PatientIDs", patient, folder)
+    series = group_series(infos)
     chosen = choose_series(series, patient, series_uid, folder)
-    slices, spacing = sort_slices(chosen, patient, min_slices)
+    slices, spacing = sort_slices(chosen, patient, min_slices, max_slices)
     volume = np.stack([read_pixels(s, patient) for s in slices])
     image = sitk.GetImageFromArray(volume)
     ref = slices[0]

@@ -1,9 +1,14 @@
 """Readers and writers. Every writer is atomic: a temporary file in the target
-folder, then ``os.replace``; a crash never leaves a half-written output."""
+folder, then ``os.replace``; a crash never leaves a half-written output. A temporary
+file left by a killed job (``kill -9``, power loss) is removed when that output is
+written again. A full disk (or an exceeded quota) is a ``CovidctError`` naming the
+output, not a traceback."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import json
 import os
 import shutil
@@ -14,13 +19,36 @@ from typing import Any
 
 import numpy as np
 
+from covidct.errors import CovidctError
+
+#: errno values meaning the output does not fit, and how a user is told.
+_NO_SPACE = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+
+
+def _no_space_error(exc: BaseException, path: Path) -> CovidctError | None:
+    """A clear error for a full disk or quota while writing ``path``; None for other errors."""
+    if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+        return CovidctError(f"cannot write this output: {_NO_SPACE[exc.errno]}", path=path)
+    return None
+
+
+def _remove_stale(folder: Path, *patterns: str) -> None:
+    """Remove what a killed writer of the same output left behind (files or folders)."""
+    for stale in (p for pattern in patterns for p in folder.glob(pattern)):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     The temporary name keeps the final suffix(es) so that writers which pick the
-    format from the extension (SimpleITK, numpy) still work.
+    format from the extension (SimpleITK, numpy) still work. Temporary files of the
+    same output left by a killed run (``.<stem>.*.tmp<suffix>``, and helper files
+    ``.<stem>.*.tmp<suffix>.raw.*``) are removed first.
 
     Args:
         path: The final output path.
@@ -28,18 +56,30 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
 
     Yields:
         The temporary path to write to.
+
+    Raises:
+        CovidctError: the disk is full or the quota exceeded (``path`` is left as it was).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes) if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=".tmp" + suffix, dir=path.parent)
+    stem = path.name.split(".")[0]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stale = f".{glob.escape(stem)}.*.tmp{glob.escape(suffix)}"
+        _remove_stale(path.parent, stale, stale + ".raw.*")
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp" + suffix, dir=path.parent)
+    except OSError as exc:
+        raise (_no_space_error(exc, path) or exc) from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        clear = _no_space_error(exc, path)
+        if clear is not None:
+            raise clear from exc
         raise
 
 
@@ -47,17 +87,25 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; rename it onto ``path`` on success.
 
-    An existing ``path`` is replaced only once the new content is complete.
+    An existing ``path`` is replaced only once the new content is complete. Temporary
+    folders of the same output left by a killed run are removed first.
 
     Args:
         path: The final output folder.
 
     Yields:
         The temporary folder to fill.
+
+    Raises:
+        CovidctError: the disk is full or the quota exceeded (``path`` is left as it was).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(path.parent, f".{glob.escape(path.name)}.*.tmp")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise (_no_space_error(exc, path) or exc) from exc
     try:
         yield tmp
         if path.exists():
@@ -68,8 +116,11 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        clear = _no_space_error(exc, path)
+        if clear is not None:
+            raise clear from exc
         raise
 
 
@@ -122,7 +173,7 @@ def write_volume(path: str | Path, image, compress: bool = True) -> None:
         igzip = None
     if compress and igzip is not None and path.name.endswith(".nii.gz"):
         with atomic_path(path) as tmp:
-            raw = tmp.with_name(tmp.name[: -len(".gz")])
+            raw = tmp.with_name(tmp.name + ".raw.nii")  # a helper: removed with ``path``'s stale files
             try:
                 sitk.WriteImage(image, str(raw), useCompression=False)
                 with open(raw, "rb") as src, igzip.open(tmp, "wb", compresslevel=1) as dst:
