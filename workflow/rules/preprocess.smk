@@ -12,6 +12,7 @@ rule dicom_to_hu:
     params:
         series_uid=get_series_override,
         min_slices=config["hu"]["min_slices"],
+        max_slices=config["hu"]["max_slices"],
     conda:
         "../envs/covidct.yaml"
     script:
