@@ -236,8 +236,10 @@ def train(sources: list[dict], out_model: str | Path, out_metrics: str | Path, s
     sidecar = {"size": size, "hu_window": list(hu_window), "threshold": THRESHOLD, "variant": best_variant,
                "base_filters": base_filters}
     write_json(Path(out_model).with_suffix(".json"), sidecar)
+    empty = float(np.mean([1.0 if not y.any() else 0.0 for y in y_va]))
     metrics = {"chosen_variant": best_variant, "chosen_by": "best validation Dice (threshold 0.5)",
-               "val_dice": results[best_variant]["val_dice"], "gpu": gpu, **sidecar,
+               "val_dice": results[best_variant]["val_dice"],
+               "val_dice_of_empty_prediction": empty, "gpu": gpu, **sidecar,
                "split": {"train_groups": len(train_g), "train_slices": int(len(x_tr)), "val_groups": len(val_g),
                          "val_slices": int(len(x_va)), "val_names": [g.name for g in val_g]},
                "variants": results}
