@@ -210,6 +210,10 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _NUMERIC_CHARS = re.compile(r"^[\d.]+$")
 _DT_DATE = re.compile(r"^(\d{8})(.*)$")
 _NAME_SPLIT = re.compile(r"[\^=\s]+")
+#: Uncompressed YBR_FULL_422 stores two luminance values per pair of chroma values
+#: (PS3.3 C.7.6.3.1.2): 2 samples per pixel on average, not SamplesPerPixel (3).
+YBR_FULL_422 = "YBR_FULL_422"
+YBR_FULL_422_SAMPLES = 2
 #: pydicom warnings that mean the file ended early.
 _TRUNCATION_WARNINGS = ("end of file", "unexpected end", "delimiter")
 
@@ -692,7 +696,10 @@ def _truncation_problem(ds: Dataset, caught: list[warnings.WarningMessage]) -> s
 
 def _native_pixel_bytes(ds: Dataset) -> int:
     try:
-        n = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        if str(ds.get("PhotometricInterpretation", "")).strip() == YBR_FULL_422:
+            samples = YBR_FULL_422_SAMPLES
+        n = int(ds.Rows) * int(ds.Columns) * samples
         n *= int(ds.get("NumberOfFrames", 1) or 1)
         bits = int(ds.BitsAllocated)
     except (AttributeError, TypeError, ValueError):

@@ -31,6 +31,29 @@ Curve/Overlay groups and private attributes): every row present in both has the
 same action; the 32 rows only in 2026c are attributes added to the standard after
 that scrape. Every keyword below resolves with ``pydicom.datadict.tag_for_keyword``
 to the tag in its comment (checked by the tests).
+
+Options of PS3.15 E.3, as :mod:`covidct.anonymize` applies this table (checked by
+``tests/test_deid_conformance.py``):
+
+- Retain Longitudinal Temporal Information with Modified Dates Option (113107):
+  supported, ``dates="shift"`` (the default). Every DA value and the date part of every
+  DT value, in every public attribute and sequence item, moves back by one per-patient keyed
+  offset of 365-3650 days (intervals are kept; an unparsable date is emptied). Times (TM,
+  and the time of day in DT) are kept as they are. PatientBirthDate and PatientBirthTime
+  get their Basic Profile action (emptied, removed) all the same. With ``dates="remove"``
+  no option is used: dates and times get their row's action, and dates the table does
+  not list are emptied (times it does not list are kept).
+- Retain Safe Private Option (113111): not supported. Every private attribute (odd
+  group, private creators included, in every sequence item) is removed.
+- Clean Descriptors Option (113105): not supported. Nothing is cleaned (C): descriptions
+  and comments get their row's Basic Profile action (StudyDescription, SeriesDescription,
+  ImageComments, ...: removed; combined codes resolved by the attribute's Type in the CT
+  Image IOD), and free text that the table does not list (e.g. CodeMeaning) is kept.
+- No other option (Retain UIDs, Device or Institution Identity, Patient Characteristics,
+  Full Dates, the Clean Pixel Data / Visual Features / Graphics / Structured Content
+  options) is supported: UIDs outside the DICOM root are replaced, overlay (60xx) and
+  curve (50xx) groups removed, and an image with BurnedInAnnotation YES is refused.
+  DeidentificationMethodCodeSequence lists 113100, plus 113107 when dates are shifted.
 """
 
 from __future__ import annotations
