@@ -6,6 +6,7 @@ import csv
 import shutil
 
 import pytest
+import yaml
 
 from covidct.synth import PhantomSpec, write_patient
 from tiny_cohort import KEY
@@ -25,12 +26,12 @@ def cohort(tmp_path_factory, tiny_rerun):
     config = (work / "config.yaml").read_text().replace(str(tiny_rerun[0]), str(work))
     (work / "config.yaml").write_text(config)
     sheet = (work / "patients.tsv").read_text()
-    (work / "patients_plus.tsv").write_text(sheet + f"tiny04\traw/tiny04\t1\t25.0\ttrain\n")
+    (work / "patients_plus.tsv").write_text(sheet + "tiny04\traw/tiny04\t1\t25.0\ttrain\n")
     return work
 
 
-def _dry(work, *config):
-    res = snakemake(work, work / "config.yaml", "-n", "--config", *config, key=KEY)
+def _dry(work, *config, configfile=None):
+    res = snakemake(work, configfile or work / "config.yaml", "-n", "--config", *config, key=KEY)
     assert res.returncode == 0, res.stderr[-3000:]
     return job_counts(res.stdout + res.stderr)
 
@@ -47,11 +48,15 @@ def test_one_new_patient_runs_its_jobs_and_the_aggregates(cohort):
 
 def test_one_new_patient_without_retraining(cohort):
     counts = _dry(cohort, f"patients={cohort / 'patients_plus.tsv'}", "retrain=false")
-    assert counts == {**{rule: 1 for rule in PER_PATIENT}, "predict": 1, "summarize": 1, "all": 1}
+    # the data sets, models and their metrics stay as they are: only the predictions are redone
+    assert counts == {**{rule: 1 for rule in PER_PATIENT}, "predict": 1, "all": 1}
 
 
 def test_changing_the_resampling_reruns_only_what_depends_on_it(cohort):
-    counts = _dry(cohort, f"patients={cohort / 'patients.tsv'}", "resample={'spacing_mm': 6.0}")
+    config = yaml.safe_load((cohort / "config.yaml").read_text())
+    config["resample"]["spacing_mm"] = 6.0
+    (cohort / "config_6mm.yaml").write_text(yaml.safe_dump(config))
+    counts = _dry(cohort, f"patients={cohort / 'patients.tsv'}", configfile=cohort / "config_6mm.yaml")
     downstream = ["resample_volume", "segment_lungs", "export_npy", "qc_montage", "segment_infection"]
     assert counts == {**{rule: 3 for rule in downstream}, "build_hdf5": 1, "train_classifier": 1,
                       "train_scorer": 1, "predict": 1, "summarize": 1, "all": 1}

@@ -42,6 +42,14 @@ def test_dry_run_demo_has_one_job_per_patient_and_rule(tmp_path):
                       **{rule: 1 for rule in AGGREGATE_RULES}}
 
 
+def test_infection_test_set_adds_its_evaluation(tmp_path):
+    config = write_config(tmp_path, REPO / "config" / "patients.tsv",
+                          infection={"test": {"images": str(tmp_path / "Imgs"), "masks": str(tmp_path / "GT")}})
+    res = snakemake(tmp_path, config, "-n")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert job_counts(res.stdout + res.stderr)["evaluate_infection_unet"] == 1
+
+
 def test_unsafe_patient_id_fails_alone_naming_the_line(tmp_path):
     sheet = tmp_path / "patients.tsv"
     sheet.write_text("patient_id\tdicom_dir\tlabel\tscore\n"
@@ -204,6 +212,7 @@ def test_predictions_metrics_and_report(tiny_rerun):
     html = (work / "results/report.html").read_text(errors="replace")
     assert "predictions.csv" in html and "cohort_ctsi.png" in html and "tiny01.png" in html
     assert "tiny01_infection.png" in html
+    assert KEY not in html and KEY.encode() not in (work / "results/report.html").read_bytes()
     inf = json.loads((work / "results/metrics/infection_unet.json").read_text())
     assert inf["chosen_variant"] == "bce" and inf["split"]["val_groups"] == 1 and "val_dice" in inf
     assert "Infection U-Net" in (work / "results/metrics/summary.html").read_text()

@@ -7,8 +7,9 @@ rule anonymize_dicom:
         "results/logs/anonymize_dicom/{patient}.log",
     benchmark:
         "results/benchmarks/anonymize_dicom/{patient}.tsv"
+    # The job reads its raw folder from the sheet (config["patients"]); the sheet's own path is
+    # not a param, so renaming or moving the sheet re-runs nothing. The folder's keyed hash is.
     params:
-        sheet=config["patients"],
         raw_digest=get_raw_dicom_digest,
         allow_demo_key=lambda wildcards: is_demo_patient(wildcards.patient),
         key_file=config["anonymize"]["key_file"],
@@ -28,8 +29,9 @@ rule verify_anonymization:
         "results/logs/verify_anonymization/{patient}.log",
     benchmark:
         "results/benchmarks/verify_anonymization/{patient}.tsv"
+    # The job reads its raw folder from the sheet (config["patients"]); the sheet's own path is
+    # not a param, so renaming or moving the sheet re-runs nothing. The folder's keyed hash is.
     params:
-        sheet=config["patients"],
         raw_digest=get_raw_dicom_digest,
     conda:
         "../envs/covidct.yaml"

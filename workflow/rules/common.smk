@@ -6,6 +6,10 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
+# `--config retrain=false` arrives as the string "false" (Snakemake only parses True/False).
+if isinstance(config.get("retrain"), str) and config["retrain"].lower() in ("true", "false"):
+    config["retrain"] = config["retrain"].lower() == "true"
+
 validate(config, schema="../schemas/config.schema.yaml")
 
 SAFE_ID = r"[A-Za-z0-9_-]+"

@@ -6,7 +6,7 @@ if __name__ == "__main__":
         snakemake,  # noqa: F821
         anonymize,
         raw_dir=None,
-        sheet=snakemake.params.sheet,  # noqa: F821
+        sheet=snakemake.config["patients"],  # noqa: F821  (not a param: renaming the sheet re-runs nothing)
         out_dir=snakemake.output.dicom,  # noqa: F821
         patient=snakemake.wildcards.patient,  # noqa: F821
         key_file=snakemake.params.key_file or None,  # noqa: F821
