@@ -42,7 +42,9 @@ def tiny_run(tmp_path_factory):
     config = write_config(work, sheet, resample={"spacing_mm": 5.0}, export={"shape": [16, 32, 32]},
                           qc={"n_slices": 4}, train=TINY_TRAIN, infection=TINY_INFECTION)
     res = snakemake(work, config, "--cores", "2", "--resources", "gpu=1", "--keep-going", key=KEY)
-    return work, truth, res, raw_before
+    # what this run left (other tests re-run the cohort later in the session)
+    after = {p.relative_to(work).as_posix() for p in (work / "results").rglob("*")}
+    return work, truth, res, raw_before, after
 
 
 def _write_coronal_copy(src, dst):
@@ -58,7 +60,7 @@ def _write_coronal_copy(src, dst):
 @pytest.fixture(scope="session")
 def tiny_rerun(tiny_run):
     """The user drops the two bad rows and runs again: only what depends on the sheet re-runs."""
-    work, _, _, _ = tiny_run
+    work = tiny_run[0]
     sheet = work / "patients.tsv"
     sheet.write_text("".join(line for line in sheet.read_text().splitlines(keepends=True)
                              if not line.startswith("bad")))

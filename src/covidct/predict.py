@@ -12,6 +12,8 @@ from covidct.dataset import SEVERITY_CLASSES, ctsi, severity_class
 from covidct.io import atomic_path, read_json
 from covidct.lungs import sha256_file
 
+#: Columns from the infection U-Net's per-patient result (``steps.segment_infection``).
+SEG_COLUMNS = ["seg_score", "seg_severity_class", "seg_ctsi", "infection_unet_sha256"]
 COLUMNS = ["patient_id", "split", "covid_probability", "covid_label", "score", "severity_class", "ctsi",
            "seg_score", "seg_severity_class", "seg_ctsi", "classifier_sha256", "scorer_sha256",
            "infection_unet_sha256"]
@@ -26,7 +28,7 @@ def predict_arrays(items: Iterable[tuple[str, np.ndarray]], classifier: str | Pa
         scorer: ``scorer.keras``.
 
     Returns:
-        One dict per patient with the COLUMNS (split left empty).
+        One dict per patient with the COLUMNS but SEG_COLUMNS (split left empty).
     """
     from covidct.models import load_model
 
