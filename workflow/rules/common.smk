@@ -41,8 +41,9 @@ def load_patient_sheet(path):
 
 patients, rejected_rows = load_patient_sheet(config["patients"])
 PATIENTS = list(patients.index)
-LABELED = [p for p in PATIENTS if patients.loc[p, "label"] != ""]
-UNLABELED = [p for p in PATIENTS if patients.loc[p, "label"] == ""]
+LABELED = list(patients.index[patients["label"] != ""])
+UNLABELED = list(patients.index[patients["label"] == ""])
+DICOM_DIRS = patients["dicom_dir"].to_dict()  # plain dict: input functions run once per job
 
 
 wildcard_constraints:
@@ -50,13 +51,19 @@ wildcard_constraints:
     row=r"[0-9]+",
 
 
+def _demo_ids():
+    from covidct.synth import DEMO_COHORT
+
+    return {spec.patient_id for spec in DEMO_COHORT}
+
+
+DEMO_IDS = _demo_ids()
+
+
 def is_demo_patient(patient):
     """Demo patients are ids of the built-in synthetic cohort whose DICOM folder is the one
     `synth_patient` generates; only they may use the public demo key."""
-    from covidct.synth import DEMO_COHORT
-
-    return (patient in {spec.patient_id for spec in DEMO_COHORT}
-            and Path(patients.loc[patient, "dicom_dir"]) == DEMO_DIR / "dicom" / patient)
+    return patient in DEMO_IDS and Path(DICOM_DIRS[patient]) == DEMO_DIR / "dicom" / patient
 
 
 def _digest_key():
@@ -78,16 +85,15 @@ def get_raw_dicom_digest(wildcards):
     """A keyed hash of the patient's raw folder path. The path itself (which may hold real names
     or IDs) is read from the sheet inside the job, so it never appears in Snakemake's output or
     in .snakemake/metadata; the hash still re-runs the patient when the path changes."""
-    if wildcards.patient not in patients.index:
+    if wildcards.patient not in DICOM_DIRS:
         raise ValueError(f"patient {wildcards.patient} is not in the patient sheet {config['patients']}")
-    path = patients.loc[wildcards.patient, "dicom_dir"].encode()
-    return hmac.new(DIGEST_KEY, path, hashlib.sha256).hexdigest()[:16]
+    return hmac.new(DIGEST_KEY, DICOM_DIRS[wildcards.patient].encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def get_demo_input(wildcards):
     """Demo patients depend on their generated DICOM folder; real patients on nothing."""
     if is_demo_patient(wildcards.patient):
-        return patients.loc[wildcards.patient, "dicom_dir"]
+        return DICOM_DIRS[wildcards.patient]
     return []
 
 
