@@ -42,6 +42,20 @@ def test_dry_run_demo_has_one_job_per_patient_and_rule(tmp_path):
                       **{rule: 1 for rule in AGGREGATE_RULES}}
 
 
+@pytest.mark.parametrize("profile", ["workstation", "slurm"])
+def test_profiles_load(tmp_path, profile):
+    res = snakemake(tmp_path, REPO / "config" / "config.yaml", "-n", "--profile", str(REPO / "profiles" / profile),
+                    "--config", f"patients={REPO / 'config' / 'patients.tsv'}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    assert f"Using profile {REPO / 'profiles' / profile}" in out
+    if profile == "slurm":  # grouped: one group job per stage for the 10 demo patients
+        assert {g: out.count(f"Group job {g} ") for g in ("prep", "lungs", "post", "infection")} == \
+            {"prep": 1, "lungs": 1, "post": 1, "infection": 1}
+    else:
+        assert job_counts(out)["segment_lungs"] == len(DEMO_COHORT)
+
+
 def test_infection_test_set_adds_its_evaluation(tmp_path):
     config = write_config(tmp_path, REPO / "config" / "patients.tsv",
                           infection={"test": {"images": str(tmp_path / "Imgs"), "masks": str(tmp_path / "GT")}})
