@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,16 @@ pytest_plugins = ["tiny_cohort"]
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 CT = SHARED_DATA / "ct"
+
+
+def load_bench(name: str):
+    """bench/<name>.py as a module (bench/ is no package); loaded once per session."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def require_shared_data(*parts: str) -> Path:

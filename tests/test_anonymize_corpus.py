@@ -8,9 +8,7 @@ exactly one class, and refusals only for the reasons the anonymizer documents.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import pydicom
@@ -20,20 +18,10 @@ from pydicom.data import get_testdata_file
 from covidct import anonymize as an
 from covidct.errors import AnonymizationError
 
-from conftest import REPO, require_shared_data
+from conftest import load_bench, require_shared_data
 
 
-def _load_bench(name: str):
-    """bench/<name>.py as a module (bench/ is no package); loaded once per session."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-corpus = _load_bench("anonymize_corpus")
+corpus = load_bench("anonymize_corpus")
 #: Refusals the anonymizer documents for odd inputs (message prefixes).
 KNOWN_REFUSALS = ("corrupt or truncated DICOM file", "cannot write the anonymized file",
                   "BurnedInAnnotation is YES")

@@ -21,9 +21,7 @@ shifted date never equals another original one.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
-import sys
 import tempfile
 from collections import Counter
 from datetime import date, timedelta
@@ -47,21 +45,10 @@ from pydicom.uid import (
 
 from covidct import anonymize as an
 from covidct.deid_profile import BASIC_PROFILE
+from conftest import load_bench
 from covidct.dicom import group_series, load_series, read_slice_infos
 
-REPO = Path(__file__).resolve().parents[1]
-
-def _load_bench(name: str):
-    """bench/<name>.py as a module (bench/ is no package); loaded once per session."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-corpus = _load_bench("anonymize_corpus")
+corpus = load_bench("anonymize_corpus")
 
 KEY = b"test-key-0123456789abcdef"
 OTHER_KEY = b"another-key-9876543210fedcba"
