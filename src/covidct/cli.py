@@ -114,7 +114,7 @@ def _predict_one(a: argparse.Namespace) -> None:
 
     import numpy as np
 
-    from covidct.predict import COLUMNS, predict_arrays
+    from covidct.predict import COLUMNS, SEG_COLUMNS, predict_arrays
 
     classifier, scorer = a.models / "classifier.keras", a.models / "scorer.keras"
     for model in (classifier, scorer):
@@ -139,8 +139,7 @@ def _predict_one(a: argparse.Namespace) -> None:
                                           out / "infection_mask" / f"{pid}.nii.gz",
                                           out / "infection_mask" / f"{pid}.json", out / "qc" / f"{pid}_infection.png",
                                           pid)
-            row.update({k: seg[k] for k in ("seg_score", "seg_severity_class", "seg_ctsi")})
-            row["infection_unet_sha256"] = seg["model_sha256"]
+            row.update({k: seg[k] for k in SEG_COLUMNS})
     row["split"] = "new"
     for col in COLUMNS:
         print(f"{col}\t{row.get(col, '')}")

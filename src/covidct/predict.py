@@ -12,7 +12,7 @@ from covidct.dataset import SEVERITY_CLASSES, ctsi, severity_class
 from covidct.io import atomic_path, read_json
 from covidct.lungs import sha256_file
 
-#: Columns from the infection U-Net's per-patient result (``steps.segment_infection``).
+#: Columns taken as they are from the infection U-Net's per-patient JSON (``steps.segment_infection``).
 SEG_COLUMNS = ["seg_score", "seg_severity_class", "seg_ctsi", "infection_unet_sha256"]
 COLUMNS = ["patient_id", "split", "covid_probability", "covid_label", "score", "severity_class", "ctsi",
            "seg_score", "seg_severity_class", "seg_ctsi", "classifier_sha256", "scorer_sha256",

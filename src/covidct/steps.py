@@ -242,7 +242,7 @@ def segment_infection(in_volume: str | Path, in_mask: str | Path, in_labels: str
               "seg_severity_class": SEVERITY_CLASSES[severity_class(score)], "seg_ctsi": ctsi(score),
               "infection_volume_ml": round(int(mask.sum()) * voxel_ml, 1),
               "lung_volume_ml": round(int(lung.sum()) * voxel_ml, 1),
-              "model_sha256": sha256_file(model), "variant": sidecar.get("variant")}
+              "infection_unet_sha256": sha256_file(model), "variant": sidecar.get("variant")}
     write_json(out_json, result)
     labels = sitk.GetArrayFromImage(read_volume(in_labels))
     write_png(out_png, montage(hu, labels, n_slices=n_slices, overlay=mask),
@@ -298,7 +298,7 @@ def predict(npys: list[str], patient_ids: list[str], split_table: str | Path, cl
     patient the models have not seen (``retrain: false``), ``unlabeled`` otherwise."""
     import pandas as pd
 
-    from covidct.predict import predict_arrays, write_predictions
+    from covidct.predict import SEG_COLUMNS, predict_arrays, write_predictions
 
     splits = pd.read_csv(split_table, sep="\t", dtype=str).set_index("patient_id")["split"].to_dict()
     rows = predict_arrays(((pid, np.load(npy)) for pid, npy in zip(patient_ids, npys)), classifier, scorer)
@@ -308,8 +308,7 @@ def predict(npys: list[str], patient_ids: list[str], split_table: str | Path, cl
         seg = read_json(path)
         if seg["patient_id"] != row["patient_id"]:
             raise CovidctError(f"infection result {path} is for another patient", row["patient_id"])
-        row.update({k: seg[k] for k in ("seg_score", "seg_severity_class", "seg_ctsi")})
-        row["infection_unet_sha256"] = seg["model_sha256"]
+        row.update({k: seg[k] for k in SEG_COLUMNS})
     write_predictions(rows, out_csv)
 
 
