@@ -249,13 +249,10 @@ def train(sources: list[dict], out_model: str | Path, out_metrics: str | Path, s
 
 def load_unet(path: str | Path):
     """The saved U-Net and its sidecar (size, hu_window, threshold)."""
-    import keras
-
     from covidct.io import read_json
-    from covidct.segmentation import soft_dice_loss
+    from covidct.segmentation import load_model
 
-    model = keras.saving.load_model(str(path), custom_objects={"soft_dice_loss": soft_dice_loss})
-    return model, read_json(Path(path).with_suffix(".json"))
+    return load_model(path), read_json(Path(path).with_suffix(".json"))
 
 
 def segment_volume(model, sidecar: dict, hu: np.ndarray, lung: np.ndarray, batch_size: int = 8) -> np.ndarray:

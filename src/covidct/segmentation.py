@@ -159,6 +159,13 @@ def load_image_folder(images: str | Path, masks: str | Path, size: int = DEFAULT
     return names, x, y
 
 
+def load_model(path: str | Path):
+    """A saved U-Net (any of the three variants: the Dice one needs its loss to load)."""
+    import keras
+
+    return keras.saving.load_model(str(path), custom_objects={"soft_dice_loss": soft_dice_loss})
+
+
 def evaluate_folder(model_path: str | Path, images: str | Path, masks: str | Path, out_json: str | Path,
                     threshold: float = THRESHOLD) -> dict:
     """Per-image and mean Dice, IoU, pixel accuracy, sensitivity, specificity of a saved U-Net.
@@ -166,11 +173,9 @@ def evaluate_folder(model_path: str | Path, images: str | Path, masks: str | Pat
     Works on any folder pair in the ``Imgs/`` + ``GT/`` layout; images are resized to the
     model's input size, predictions thresholded at ``threshold``.
     """
-    import keras
-
     from covidct.io import write_json
 
-    model = keras.saving.load_model(str(model_path), custom_objects={"soft_dice_loss": soft_dice_loss})
+    model = load_model(model_path)
     size = int(model.input_shape[1])
     names, x, y = load_image_folder(images, masks, size)
     prob = np.asarray(model.predict(x, batch_size=4, verbose=0))
