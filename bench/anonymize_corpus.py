@@ -4,8 +4,9 @@ Two corpora: the real CT under ../shared/data/ct (read in place, nested folders)
 test file that pydicom ships (``pydicom.data.get_testdata_files()``: odd transfer syntaxes,
 non-image objects, deliberately broken files). Each file is read, fake identifiers are
 injected (``synth.inject_identifiers`` with ``synth.fake_identity``), the copy is written to a
-folder of its own and that folder goes through ``anonymize_series_dir``, exactly as the
-workflow's ``anonymize_dicom`` rule runs it. Then the output's bytes, pixel data excluded, are
+folder of its own and that folder goes through ``anonymize_series_dir``, as the workflow's
+``anonymize_dicom`` rule runs it but with ``images="all"``: the workflow keeps CT images only, and
+this bench measures the de-identification of every kind of image pydicom ships (MR, US, SC, ...). Then the output's bytes, pixel data excluded, are
 searched (case-insensitive) for every injected string and for the original file's PatientName
 (and its components), PatientID and dates, wherever they were in the original; and the pixel
 data must come out byte-identical.
@@ -13,7 +14,8 @@ data must come out byte-identical.
 Every file ends in exactly one class:
 
 - ``unreadable``: pydicom itself cannot read the file (not DICOM, or broken), by error type;
-- ``non_image``: DICOM without pixel data (DICOMDIR, SR, ...), skipped by the anonymizer by design;
+- ``non_image``: DICOM that the anonymizer's discovery (``covidct.dicom_files``) skips as no image
+  (DICOMDIR, SR, RTSTRUCT, SEG, a data set without pixel data, ...), by design;
 - ``not_writable``: the original reads, but pydicom cannot write the copy with the injected
   identifiers (the file's own encoding cannot be written back), with the error type;
 - ``refused``: pydicom reads the file but the anonymizer stops with an AnonymizationError, by
@@ -206,6 +208,19 @@ def find_leaks(raw: bytes, pixels: bytes, needles: dict[str, str]) -> list[str]:
     return [source for needle, source in needles.items() if occurs(needle, header)]
 
 
+def _is_image(path: Path, ds, work: Path) -> bool:
+    """Whether the anonymizer's discovery takes ``path`` for an image (of any kind: the bench runs
+    ``anonymize_series_dir`` with ``images="all"``), the file alone in a folder."""
+    from covidct.dicom_files import scan_folder
+
+    probe = work / "probe"
+    shutil.rmtree(probe, ignore_errors=True)
+    probe.mkdir(parents=True)
+    shutil.copy(path, probe / "input.dcm")
+    scan = scan_folder(probe, ct_only=False)
+    return bool(scan.candidates) and scan.accept(scan.candidates[0], ds)
+
+
 def anonymize_one(path: Path, work: Path, result: CorpusResult, seed: int, dates: str = "shift",
                   verbose: bool = False) -> None:
     """Inject, anonymize and check one file; count it in ``result``."""
@@ -235,7 +250,7 @@ def anonymize_one(path: Path, work: Path, result: CorpusResult, seed: int, dates
             if verbose:
                 print(f"  refused {name}: {exc.message}")
         return
-    if not an._is_image(ds):
+    if not _is_image(path, ds, work):
         result.non_image += 1
         return
     needles = original_needles(ds)
@@ -260,7 +275,7 @@ def anonymize_one(path: Path, work: Path, result: CorpusResult, seed: int, dates
     if missing:
         raise RuntimeError(f"{name}: {len(missing)} injected identifiers not found in the input copy")
     try:
-        an.anonymize_series_dir(src, out, KEY, PATIENT, dates=dates)
+        an.anonymize_series_dir(src, out, KEY, PATIENT, dates=dates, images="all")
     except AnonymizationError as exc:
         result.refused[exc.message] += 1
         if verbose:

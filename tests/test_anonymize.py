@@ -357,7 +357,7 @@ def test_series_output_has_no_identifier(anonymized):
         assert ds.preamble == b"\x00" * 128
     for secret in (MRN, "SMITHSON", "JOHANNA", SECRETS["institution"]):
         assert secret.lower() not in log_text.lower()
-    assert set(summary) >= {"patient", "n_files", "n_series", "skipped", "dates", "profile"}
+    assert set(summary) >= {"patient", "n_files", "n_series", "files", "dates", "profile"}
     assert summary["patient"] == PATIENT and summary["n_series"] == 1 and summary["dates"] == "shift"
     offset = an.date_offset_days(KEY, MRN)
     flat = json.dumps(summary)
@@ -497,15 +497,16 @@ def test_burned_in_annotation_refused(tmp_path):
         an.anonymize_dataset(ds, KEY, -400)
 
 
-def test_non_dicom_file_refused(tmp_path):
+def test_non_dicom_file_skipped_and_counted(tmp_path):
     src = tmp_path / "in"
     write_series(src)
     notes = src / "notes.txt"
     notes.write_text("scanned on the 7th, call Dr House\n")
-    with pytest.raises(AnonymizationError, match="not a DICOM file") as err:
-        an.anonymize_series_dir(src, tmp_path / "out", KEY, PATIENT)
-    assert err.value.path == str(notes)
-    assert "notes.txt" in str(err.value)
+    summary = an.anonymize_series_dir(src, tmp_path / "out", KEY, PATIENT)
+    rank = sorted(p.name for p in src.iterdir()).index("notes.txt") + 1
+    assert summary["files"]["skipped"] == {"not DICOM: text": {"count": 1, "files": [rank]}}
+    assert summary["n_files"] == N_SLICES == len(list((tmp_path / "out").iterdir()))
+    assert "notes" not in json.dumps(summary) and "House" not in json.dumps(summary)
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.9, 0.2])
@@ -550,7 +551,8 @@ def test_hidden_and_non_image_files_skipped(tmp_path):
     sr.PatientName = NAME
     write_file(sr, src / "report.dcm")
     summary = an.anonymize_series_dir(src, tmp_path / "out", KEY, PATIENT)
-    assert summary["skipped"] == {"hidden": 1, "non_image": 1}
+    assert {k: v["count"] for k, v in summary["files"]["skipped"].items()} == {
+        "hidden file": 1, "DICOM structured report (SR)": 1}
     assert summary["n_files"] == N_SLICES == len(list((tmp_path / "out").iterdir()))
 
 

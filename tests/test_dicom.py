@@ -113,13 +113,13 @@ def test_empty_and_missing_folder(tmp_path):
         load_series(tmp_path / "nope", "t01")
 
 
-def test_non_dicom_and_truncated_files_are_named(tmp_path, series_dir):
+def test_non_dicom_file_is_skipped_and_truncated_file_named(tmp_path, series_dir):
     files = _copy(series_dir, tmp_path / "p")
     (tmp_path / "p" / "notes.txt").write_text("not an image")
-    with pytest.raises(DicomInputError, match="not a DICOM file") as e:
-        load_series(tmp_path / "p", "t01")
-    assert "notes.txt" in str(e.value)
-    (tmp_path / "p" / "notes.txt").unlink()
+    _, info = load_series(tmp_path / "p", "t01")
+    ranks = sorted(p.name for p in (tmp_path / "p").iterdir()).index("notes.txt") + 1
+    assert info["files"]["skipped"] == {"not DICOM: text": {"count": 1, "files": [ranks]}}
+    assert info["files"]["n_images"] == 12 and info["files"]["n_files"] == 13
     data = files[2].read_bytes()
     files[2].write_bytes(data[: len(data) // 2])  # pixel data cut in half
     with pytest.raises(DicomInputError) as e:

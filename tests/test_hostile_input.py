@@ -14,12 +14,15 @@ truncated pixel data               refused   hu: "pixel data has 1024 of 2048 by
 truncated header (300 bytes left)  refused   hu: "image without pixel data: the file is truncated or corrupt";
                                              anonymize: "corrupt or truncated DICOM file: an image instance
                                              without pixel data"
-non-DICOM file in the folder       refused   "not a DICOM file" (both steps)
 CT image without pixel data        refused   hu: "image without pixel data: the file is truncated or corrupt";
                                              anonymize: "corrupt or truncated DICOM file: an image instance
                                              without pixel data"
-non-image DICOM (report), no       handled   skipped, logged "<name> has no pixel data (not an image), skipped"
-pixel data; hidden files
+non-DICOM file in the folder       handled   skipped, counted as "not DICOM: text" with its rank (both steps; until
+(text notes)                                 issue 10 it was refused: "not a DICOM file")
+non-image DICOM (report), no       handled   skipped, logged "skipped 2 of 12 files: DICOM structured report (SR)
+pixel data; hidden files                     x1 (file 12); hidden file x1 (file 1)"; counted in the JSON
+truncated report (SR)              handled   skipped as a structured report: its SOP Class is read from its first
+                                             elements; nothing of it is used
 mixed patients in one folder       refused   "mixed patients in one folder: 2 distinct PatientIDs" (folder;
                                              both steps)
 duplicate slice                    refused   hu: "duplicate slice position <z> mm along the slice normal (same
@@ -32,9 +35,12 @@ gantry tilt (15 degrees)           refused   "slice positions do not lie along t
 more slices than max_slices        refused   "series has 10 slices of 32x32 (0.00 GiB as int16), more than
                                              max_slices (8): refused; raise max_slices if the series is real"
                                              (folder; default max_slices 5000)
-JPEG-LS (no decoder installed)     refused   "transfer syntax JPEG-LS Lossless Image Compression
-                                             (1.2.840.10008.1.2.4.80) cannot be decoded: no decoder is
-                                             installed (options: ...pylibjpeg-libjpeg...)"
+JPEG XL (no decoder installed)     refused   "transfer syntax 1.2.840.10008.1.2.4.110 is unknown to the installed
+                                             pydicom: no decoder reads it" (JPEG-LS, JPEG Lossless and the other
+                                             CT syntaxes are decoded since issue 10: tests/test_real_exports.py)
+MPEG-2 (a syntax pydicom knows,    refused   "transfer syntax MPEG2 Main Profile / Main Level
+no decoder)                                  (1.2.840.10008.1.2.4.100) cannot be decoded: no decoder is installed
+                                             (options: none known to pydicom)"
 RLE with corrupt data              refused   "cannot decode pixel data (transfer syntax RLE Lossless,
                                              1.2.840.10008.1.2.5): Unable to decode as exceptions were raised
                                              by all available plugins: pydicom: The number of RLE segments in
@@ -62,7 +68,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEGLSLossless, RLELossless
+from pydicom.uid import RLELossless
 
 from covidct import steps
 from covidct.errors import CovidctError, DicomInputError
@@ -104,12 +110,6 @@ def truncated_header(d):
     f = _by_z(d)[3]
     f.write_bytes(f.read_bytes()[:300])
     return f, "image without pixel data: the file is truncated or corrupt"
-
-
-def non_dicom_file(d):
-    f = d / "notes.txt"
-    f.write_text("exported with viewer v2\n")
-    return f, "not a DICOM file"
 
 
 def image_without_pixel_data(d):
@@ -165,11 +165,20 @@ def _compressed(d, syntax, fragment: bytes):
     return sorted(d.glob("*.dcm"))[0]  # the first file read (in file-name order)
 
 
-def jpeg_ls_no_decoder(d):
-    f = _compressed(d, JPEGLSLossless, b"\xff\xd8\xff\xf7" + bytes(60))
-    return f, re.compile(re.escape("transfer syntax JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80) "
-                                   "cannot be decoded: no decoder is installed (options: ")
-                         + r"[^\n]*pylibjpeg-libjpeg[^\n]*\)")
+def jpeg_xl_no_decoder(d):
+    # pydicom 3.0 writes no transfer syntax it does not know: write MPEG-2's, then put JPEG XL's UID
+    # (as long) in the file meta
+    f = _compressed(d, "1.2.840.10008.1.2.4.100", b"\xff\x0a" + bytes(62))  # JPEG XL code stream signature
+    for path in d.glob("*.dcm"):
+        raw = path.read_bytes()
+        path.write_bytes(raw[:400].replace(b"1.2.840.10008.1.2.4.100", b"1.2.840.10008.1.2.4.110") + raw[400:])
+    return f, "transfer syntax 1.2.840.10008.1.2.4.110 is unknown to the installed pydicom: no decoder reads it"
+
+
+def mpeg2_no_decoder(d):
+    f = _compressed(d, "1.2.840.10008.1.2.4.100", b"\x00\x00\x01\xb3" + bytes(60))  # MPEG-2 sequence header
+    return f, ("transfer syntax MPEG2 Main Profile / Main Level (1.2.840.10008.1.2.4.100) cannot be decoded: no "
+               "decoder is installed (options: none known to pydicom)")
 
 
 def rle_corrupt_data(d):
@@ -179,9 +188,9 @@ def rle_corrupt_data(d):
                "data doesn't match the expected amount (0 vs. 2 segments)")
 
 
-REFUSED = [truncated_pixel_data, truncated_header, non_dicom_file, image_without_pixel_data, mixed_patients,
-           duplicate_slice, inconsistent_orientation, gantry_tilt, too_many_slices, jpeg_ls_no_decoder,
-           rle_corrupt_data]
+REFUSED = [truncated_pixel_data, truncated_header, image_without_pixel_data, mixed_patients,
+           duplicate_slice, inconsistent_orientation, gantry_tilt, too_many_slices, jpeg_xl_no_decoder,
+           mpeg2_no_decoder, rle_corrupt_data]
 
 
 def _no_output_left(out: Path) -> None:
@@ -191,11 +200,6 @@ def _no_output_left(out: Path) -> None:
 
 @pytest.mark.parametrize("case", REFUSED, ids=[c.__name__ for c in REFUSED])
 def test_hu_step_refuses_with_exact_message(tmp_path, base_dir, case):
-    if case is jpeg_ls_no_decoder:
-        from pydicom.pixels import get_decoder
-
-        if get_decoder(JPEGLSLossless).is_available:
-            pytest.skip("a JPEG-LS decoder is installed here: the case needs a transfer syntax nobody decodes")
     folder = tmp_path / "in"
     shutil.copytree(base_dir, folder)
     path, message = case(folder)
@@ -216,7 +220,6 @@ def test_hu_step_refuses_with_exact_message(tmp_path, base_dir, case):
 ANON_REFUSED = {
     truncated_pixel_data: "corrupt or truncated DICOM file: element (7FE0,0010) is shorter than its declared length",
     truncated_header: "corrupt or truncated DICOM file: an image instance without pixel data",
-    non_dicom_file: "not a DICOM file",
     image_without_pixel_data: "corrupt or truncated DICOM file: an image instance without pixel data",
     mixed_patients: "mixed patients in one folder: 2 distinct PatientIDs",
     duplicate_slice: "two files share one SOPInstanceUID (duplicate instance)",
@@ -250,11 +253,38 @@ def test_report_without_pixel_data_and_hidden_files_are_skipped(tmp_path, base_d
     report.save_as(folder / "report.dcm")
     (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     out = tmp_path / "out"
-    with caplog.at_level(logging.INFO, logger="covidct.dicom"):
+    with caplog.at_level(logging.INFO, logger="covidct.dicom_files"):
         info = steps.dicom_to_hu(folder, out / f"{PID}.nii.gz", out / f"{PID}.json", PID)
-    assert f"patient {PID}: report.dcm has no pixel data (not an image), skipped" in caplog.messages
+    assert (f"patient {PID}: skipped 2 of 12 files: DICOM structured report (SR) x1 (file 12); hidden file x1 "
+            "(file 1)") in caplog.messages
+    assert info["files"]["input"]["skipped"] == {"DICOM structured report (SR)": {"count": 1, "files": [12]},
+                                                 "hidden file": {"count": 1, "files": [1]}}
     assert info["chosen_series"]["n_slices"] == 10 and len(info["series"]) == 1
     assert sorted(p.name for p in out.iterdir()) == [f"{PID}.json", f"{PID}.nii.gz"]
+
+
+@pytest.mark.parametrize("step", ["hu", "anonymize"])
+def test_non_dicom_file_is_skipped_by_both_steps(tmp_path, base_dir, monkeypatch, step):
+    """Until issue 10 a text file beside the slices refused the patient ("not a DICOM file")."""
+    monkeypatch.setenv("COVIDCT_ANON_KEY", KEY)
+    folder = tmp_path / "raw" / "scan 2021 Doe"
+    shutil.copytree(base_dir, folder)
+    (folder / "notes.txt").write_text("exported with viewer v2\n")
+    truncated_sr = pydicom.dcmread(_by_z(folder)[0])
+    del truncated_sr.PixelData
+    truncated_sr.SOPClassUID = truncated_sr.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.22"
+    truncated_sr.save_as(folder / "sr.dcm")
+    (folder / "sr.dcm").write_bytes((folder / "sr.dcm").read_bytes()[:-40])  # cut inside its last elements
+    out = tmp_path / "out"
+    if step == "hu":
+        files = steps.dicom_to_hu(folder, out / f"{PID}.nii.gz", out / f"{PID}.json", PID)["files"]["input"]
+    else:
+        files = steps.anonymize(folder, out / PID, PID)["files"]
+    names = sorted(p.name for p in folder.iterdir())
+    assert files["skipped"] == {"DICOM structured report (SR)": {"count": 1, "files": [names.index("sr.dcm") + 1]},
+                                "not DICOM: text": {"count": 1, "files": [names.index("notes.txt") + 1]}}
+    assert files["n_images"] == 10 and files["n_files"] == 12
+    assert "Doe" not in json.dumps(files)
 
 
 def _two_series(folder: Path, first: PhantomSpec, second: PhantomSpec) -> dict[str, str]:

@@ -35,6 +35,7 @@ import re
 import stat
 import uuid
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -59,6 +60,7 @@ from covidct.deid_profile import (
     PROFILE_NAME,
     action_for_tag,
 )
+from covidct.dicom_files import list_files, scan_folder
 from covidct.errors import AnonymizationError
 from covidct.io import atomic_dir, write_json
 
@@ -150,8 +152,6 @@ DUMMY_BY_VR: dict[str, Any] = {
 OVERLAY_GROUP_FIRST = 0x6000
 OVERLAY_GROUP_LAST = 0x601E
 PIXEL_DATA_TAG = 0x7FE00010
-#: SOP Class of a DICOMDIR (Media Storage Directory Storage): never an image.
-DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 
 #: Identifies covidct as the writer of the File Meta Information (fixed UUID-derived UID).
 IMPLEMENTATION_CLASS_UID = UUID_UID_ROOT + str(uuid.uuid5(uuid.NAMESPACE_URL, "covidct:dicom-implementation").int)
@@ -188,6 +188,13 @@ GEOMETRY_KEYWORDS = (
     "PatientPosition",
     "Manufacturer",
 )
+
+#: Functional group sequences of a multi-frame image whose content verification compares.
+FRAME_GEOMETRY_SEQUENCES = ("PlanePositionSequence", "PlaneOrientationSequence", "PixelMeasuresSequence",
+                            "PixelValueTransformationSequence", "CTImageFrameTypeSequence")
+#: Deflated Explicit VR Little Endian, and how far into a file its UID is searched (the file meta).
+DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
+DEFLATE_META_SEARCH_BYTES = 1024
 
 # Verification: which original strings count as identifying, and how they are searched.
 #: Shortest identifying string compared with output values.
@@ -613,19 +620,6 @@ def _new_file_meta(ds: Dataset, old: FileMetaDataset) -> FileMetaDataset:
 # ------------------------------------------------------------------------ folders
 
 
-def _list_files(folder: Path) -> tuple[list[Path], int]:
-    """Regular files under ``folder``, recursively, sorted; names starting with "." skipped."""
-    files, hidden = [], 0
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file():
-            continue
-        if any(part.startswith(".") for part in path.relative_to(folder).parts):
-            hidden += 1
-            continue
-        files.append(path)
-    return files, hidden
-
-
 def read_dicom(path: Path, patient: str | None = None) -> Dataset:
     """Read a whole DICOM file, read-only, and refuse it if it is not DICOM or is truncated.
 
@@ -664,10 +658,11 @@ def read_dicom(path: Path, patient: str | None = None) -> Dataset:
 
 
 def _read_without_preamble(raw: bytes) -> Dataset | None:
-    """Accept a bare dataset (no preamble / "DICM") only if it is clearly a DICOM image."""
+    """Accept a bare dataset (no preamble / "DICM") only if it is clearly DICOM: a SOP Class, or
+    an image (pixel data and rows)."""
     try:
         ds = pydicom.dcmread(io.BytesIO(raw), force=True)
-        ok = bool(ds.get("SOPClassUID")) and "PixelData" in ds and "Rows" in ds
+        ok = bool(ds.get("SOPClassUID")) or ("PixelData" in ds and "Rows" in ds)
     except Exception:
         return None
     return ds if ok else None
@@ -707,11 +702,6 @@ def _native_pixel_bytes(ds: Dataset) -> int:
     return (n * bits + 7) // 8
 
 
-def _is_image(ds: Dataset) -> bool:
-    sop_class = str(ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
-    return "PixelData" in ds and sop_class != DICOMDIR_SOP_CLASS
-
-
 def _name_components(value: Any) -> set[str]:
     if value is None:
         return set()
@@ -734,17 +724,23 @@ def _refuse_real_identifier(patient: str, patient_ids: set[str], name_parts: set
     raise AnonymizationError("patient_id looks like a real identifier; use a pseudonym", path=folder)
 
 
+#: What ``anonymize_series_dir`` anonymizes: CT images (the workflow) or every image SOP Class.
+IMAGE_KINDS = ("ct", "all")
 #: Files of one patient kept in memory between the checking and the writing pass.
 CACHE_BYTES = 512 * 1024 * 1024
 
 
-def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, dates: str = "shift") -> dict:
-    """De-identify every DICOM image under ``in_dir`` into a flat ``out_dir``.
+def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, dates: str = "shift",
+                         images: str = "ct") -> dict:
+    """De-identify every CT image under ``in_dir`` into a flat ``out_dir``.
 
-    ``in_dir`` is only read. Files and folders whose name starts with "." are
-    skipped, as are instances without pixel data (DICOMDIR, reports); the output
-    holds one ``<new SOPInstanceUID>.dcm`` per image (original names may carry
-    identifiers) and is written atomically: it appears complete or not at all.
+    ``in_dir`` is only read. What is not a CT image is skipped and counted by
+    ``covidct.dicom_files.scan_folder`` (hidden files, files that are not DICOM, DICOMDIR,
+    non-image objects, images of other kinds: a dose screen may show the name in its
+    pixels); the output holds one ``<new SOPInstanceUID>.dcm`` per image (original names
+    may carry identifiers; a multi-frame file stays one file) and is written atomically:
+    it appears complete or not at all. Pixel data are never decoded: compressed pixel
+    data keep their bytes and their transfer syntax.
 
     Args:
         in_dir: Folder of one patient's DICOM files (searched recursively).
@@ -753,18 +749,22 @@ def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, 
         patient: The pseudonymous patient id of the sample sheet; it must not
             look like the real PatientID or PatientName.
         dates: ``"shift"`` or ``"remove"``, see ``anonymize_dataset``.
+        images: ``"ct"`` (the workflow) or ``"all"``: every image SOP Class (the corpus bench).
 
     Returns:
-        Summary: patient, n_files, n_series, skipped counts, dates, profile, options.
-        Neither the key nor the date offset is included.
+        Summary: patient, n_files, n_series, files (the scan of ``in_dir``: counts and ranks
+        of what was skipped, by category), dates, profile, options, transfer syntaxes.
+        Neither the key, nor the date offset, nor any file name is included.
 
     Raises:
-        AnonymizationError: A file is not DICOM, is corrupt or truncated, has burned-in
-            annotation; the folder holds several patients or no image; the patient id
+        AnonymizationError: A DICOM file is corrupt or truncated, an image has burned-in
+            annotation; the folder holds several patients or no CT image; the patient id
             looks real.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     _check_dates_mode(dates)
+    if images not in IMAGE_KINDS:
+        raise AnonymizationError(f"images must be one of {', '.join(IMAGE_KINDS)}, got {images!r}")
     if not in_dir.is_dir():
         raise AnonymizationError("DICOM input folder not found", patient, in_dir)
     src, dst = in_dir.resolve(), out_dir.resolve()
@@ -772,22 +772,18 @@ def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, 
         raise AnonymizationError(
             "the output folder must not contain or be inside the DICOM input folder", patient, out_dir
         )
-    files, n_hidden = _list_files(in_dir)
-    if n_hidden:
-        log.info("patient %s: skipped %d hidden file(s)", patient, n_hidden)
+    scan = scan_folder(in_dir, ct_only=images == "ct")
 
-    # Pass 1: read everything (refusing broken files) before writing anything. Datasets are
+    # Pass 1: read every candidate (refusing broken files) before writing anything. Datasets are
     # kept for pass 2 up to CACHE_BYTES of files, so that a usual series is read once.
-    images: list[Path] = []
+    used: list[Path] = []
     cache: dict[Path, Dataset] = {}
     cached_bytes = 0
     patient_ids: set[str] = set()
     name_parts: set[str] = set()
-    n_non_image = 0
-    for path in files:
+    for path in scan.candidates:
         ds = read_dicom(path, patient)
-        if not _is_image(ds):
-            n_non_image += 1
+        if not scan.accept(path, ds):
             continue
         if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
             raise AnonymizationError(
@@ -795,15 +791,15 @@ def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, 
             )
         patient_ids.add(str(ds.get("PatientID", "") or "").strip())
         name_parts |= _name_components(ds.get("PatientName"))
-        images.append(path)
+        used.append(path)
         size = path.stat().st_size
         if cached_bytes + size <= CACHE_BYTES:
             cache[path] = ds
             cached_bytes += size
-    if n_non_image:
-        log.info("patient %s: skipped %d DICOM file(s) without pixel data (DICOMDIR, reports)", patient, n_non_image)
-    if not images:
-        raise AnonymizationError("no DICOM image found in the folder", patient, in_dir)
+    scan.log_skips(patient)
+    if not used:
+        what = "CT image" if images == "ct" else "image"
+        raise AnonymizationError(f"no {what} found in the folder (skipped: {scan.describe_skips()})", patient, in_dir)
     if len(patient_ids) > 1:
         raise AnonymizationError(
             f"mixed patients in one folder: {len(patient_ids)} distinct PatientIDs", patient, in_dir
@@ -817,7 +813,7 @@ def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, 
     series: set[str] = set()
     transfer_syntaxes: set[str] = set()
     with atomic_dir(out_dir) as tmp:
-        for path in images:
+        for path in used:
             ds = cache.pop(path, None) or read_dicom(path, patient)
             try:
                 anonymize_dataset(ds, key, offset, dates)
@@ -839,7 +835,7 @@ def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, 
         "patient": patient,
         "n_files": len(names),
         "n_series": len(series),
-        "skipped": {"hidden": n_hidden, "non_image": n_non_image},
+        "files": scan.summary(),
         "dates": dates,
         "profile": PROFILE_NAME,
         "options": [CID7050_MEANINGS[CODE_RETAIN_MODIFIED_DATES]] if dates == "shift" else [],
@@ -956,10 +952,40 @@ def _pixel_region(raw: bytes, ds: Dataset) -> tuple[int, int]:
     return (start, start + len(pixels)) if start >= 0 else (0, 0)
 
 
+def _frame_geometry(ds: Dataset) -> str | None:
+    """Digest of the per-frame geometry and rescale of a multi-frame image (functional groups:
+    position, orientation, pixel measures, value transformation, frame type), None otherwise."""
+    if "PerFrameFunctionalGroupsSequence" not in ds and "SharedFunctionalGroupsSequence" not in ds:
+        return None
+    h = hashlib.sha256()
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for i, item in enumerate(ds.get(groups) or []):
+            for keyword in FRAME_GEOMETRY_SEQUENCES:
+                for sub in item.get(keyword) or []:
+                    for elem in sub:
+                        h.update(f"{groups}[{i}]>{keyword}>{elem.keyword}={elem.value}\n".encode())
+    return h.hexdigest()
+
+
+def _inflated(raw: bytes) -> bytes:
+    """A Part 10 file's bytes with a deflated data set (1.2.840.10008.1.2.1.99) inflated, so that
+    its header can be searched; other files as they are."""
+    if raw[128:132] != b"DICM" or DEFLATED_SYNTAX.encode() not in raw[132:DEFLATE_META_SEARCH_BYTES]:
+        return raw
+    meta_end = 144 + int.from_bytes(raw[140:144], "little")  # (0002,0000) UL group length, explicit VR LE
+    try:
+        return raw[:meta_end] + zlib.decompress(raw[meta_end:], -zlib.MAX_WBITS)
+    except zlib.error:
+        return raw
+
+
 def _load_instance(path: Path, ds: Dataset, name: str, output: bool) -> _Instance:
     pixels = bytes(ds.get("PixelData", b"") or b"")
     geometry = {kw: str(ds[kw].value) for kw in GEOMETRY_KEYWORDS if kw in ds}
     geometry["TransferSyntaxUID"] = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    frames = _frame_geometry(ds)
+    if frames is not None:
+        geometry["FrameGeometry"] = frames
     inst = _Instance(
         name=name,
         pixel_hash=hashlib.sha256(pixels).hexdigest(),
@@ -968,7 +994,7 @@ def _load_instance(path: Path, ds: Dataset, name: str, output: bool) -> _Instanc
         geometry=geometry,
     )
     if output:
-        raw = path.read_bytes()
+        raw = _inflated(path.read_bytes())
         start, end = _pixel_region(raw, ds)
         inst.header = (raw[:start] + raw[end:]).lower()
         for source in (ds.file_meta, ds):
@@ -1040,15 +1066,16 @@ def verify_anonymization(
     times: dict[str, str] = {}
     retained: set[str] = set()
     originals: list[_Instance] = []
-    for path in _list_files(orig_dir)[0]:
+    scan = scan_folder(orig_dir)  # the anonymizer's own discovery: the same images, the same skips
+    for path in scan.candidates:
         ds = read_dicom(path, patient)
-        if not _is_image(ds):
+        if not scan.accept(path, ds):
             continue
         for source in (ds.file_meta, ds):
             _collect_identifying(source, identifying, times, retained)
         originals.append(_load_instance(path, ds, path.name, output=False))
     outputs: list[_Instance] = []
-    for path in _list_files(anon_dir)[0]:
+    for path in list_files(anon_dir):
         ds = read_dicom(path, patient)
         outputs.append(_load_instance(path, ds, path.name, output=True))
 

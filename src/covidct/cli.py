@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     _patient(p)
     p.add_argument("--key-file", help="secret file (else $COVIDCT_ANON_KEY)")
     p.add_argument("--dates", choices=["shift", "remove"], default="shift")
+    p.add_argument("--summary", type=Path, help="also write the summary JSON here (what was skipped, by rank)")
 
     p = sub.add_parser("verify", help="check an anonymized folder against the original")
     p.add_argument("raw_dir", type=Path)
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series-uid")
     p.add_argument("--min-slices", type=int, default=3)
     p.add_argument("--max-slices", type=int, default=5000, help="refuse a series with more slices (default 5000)")
+    p.add_argument("--anonymize-summary", type=Path,
+                   help="the anonymizer's summary JSON: its skip list goes into the HU JSON")
 
     p = sub.add_parser("resample", help="resample a volume to isotropic spacing")
     p.add_argument("in_volume", type=Path)
@@ -155,9 +158,11 @@ def _run_chain(a: argparse.Namespace) -> None:
     from covidct import steps
 
     out, pid = a.out_dir, a.patient
-    steps.anonymize(a.raw_dir, out / "anonymized" / pid, pid, key_file=a.key_file)
+    summary = out / "anonymized" / f"{pid}.json"
+    steps.anonymize(a.raw_dir, out / "anonymized" / pid, pid, key_file=a.key_file, summary_path=summary)
     steps.verify(a.raw_dir, out / "anonymized" / pid, out / "verify" / f"{pid}.json", pid)
-    steps.dicom_to_hu(out / "anonymized" / pid, out / "hu" / f"{pid}.nii.gz", out / "hu" / f"{pid}.json", pid)
+    steps.dicom_to_hu(out / "anonymized" / pid, out / "hu" / f"{pid}.nii.gz", out / "hu" / f"{pid}.json", pid,
+                      anonymize_summary=summary)
     steps.resample(out / "hu" / f"{pid}.nii.gz", out / "resampled" / f"{pid}.nii.gz", a.spacing_mm)
     mask = out / "lung_mask" / f"{pid}.nii.gz"
     steps.segment_lungs(out / "resampled" / f"{pid}.nii.gz", mask, _labels_path(mask),
@@ -182,14 +187,15 @@ def main(argv: list[str] | None = None) -> int:
             specs = [s for s in DEMO_COHORT if not a.patients or s.patient_id in a.patients]
             print(write_cohort(a.out_dir, specs))
         elif a.verb == "anonymize":
-            print(steps.anonymize(a.raw_dir, a.out_dir, a.patient, key_file=a.key_file, dates=a.dates))
+            print(steps.anonymize(a.raw_dir, a.out_dir, a.patient, key_file=a.key_file, dates=a.dates,
+                                  summary_path=a.summary))
         elif a.verb == "verify":
             steps.verify(a.raw_dir, a.anon_dir, a.report, a.patient)
             print(f"{a.patient}: verification passed, report {a.report}")
         elif a.verb == "hu":
             info = a.info or a.out_volume.with_name(a.out_volume.name.split(".")[0] + ".json")
             steps.dicom_to_hu(a.dicom_dir, a.out_volume, info, a.patient, a.series_uid, a.min_slices,
-                              a.max_slices)
+                              a.max_slices, anonymize_summary=a.anonymize_summary)
         elif a.verb == "resample":
             steps.resample(a.in_volume, a.out_volume, a.spacing_mm)
         elif a.verb == "segment":

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from covidct.dicom_files import FolderScan, scan_folder
 from covidct.errors import DicomInputError
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,15 @@ class SliceInfo:
     instance_number: int | None = None
     patient_id: str = ""
     thickness: float | None = None  # SliceThickness (mm), if the file has one
+    convolution_kernel: str = ""
+    frame: int | None = None  # 0-based frame of a multi-frame file; None for a single-frame slice
+    rescale: tuple[float, float] | None = None  # (slope, intercept) of a frame; None: the file's own
     dataset: object | None = field(default=None, repr=False)  # the whole pydicom Dataset, when kept
+
+    @property
+    def name(self) -> str:
+        """How a message names the image: its file, and its frame in a multi-frame file."""
+        return self.path.name if self.frame is None else f"{self.path.name} frame {self.frame + 1}"
 
     @property
     def normal(self) -> np.ndarray:
@@ -126,23 +135,18 @@ class SeriesInfo:
             "plane": self.plane,
             "image_type": "\\".join(self.first.image_type),
             "description": self.first.description,
+            "convolution_kernel": self.first.convolution_kernel,
+            "multiframe": self.first.frame is not None,
             "slice_thickness_mm": None if self.thickness is None else round(self.thickness, 3),
         }
 
     def label(self) -> str:
-        """How log lines name the series: description (if any), UID, slices, thickness."""
-        desc = f"'{self.first.description}' " if self.first.description else ""
+        """How log lines name the series: description (else kernel, if any), UID, slices, thickness."""
+        first = self.first
+        desc = (f"'{first.description}' " if first.description
+                else f"kernel {first.convolution_kernel} " if first.convolution_kernel else "")
         thickness = "thickness unknown" if self.thickness is None else f"{self.thickness:g} mm"
         return f"{desc}{self.uid} ({len(self.slices)} slices, {thickness})"
-
-
-def _is_image_sop_class(ds) -> bool:
-    """Whether the instance's SOP class is an image storage class (so it must have pixel data)."""
-    from pydicom.uid import UID
-
-    meta = getattr(ds, "file_meta", None)
-    sop_class = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
-    return bool(sop_class) and "Image Storage" in UID(str(sop_class)).name
 
 
 def _image_type(value) -> tuple[str, ...]:
@@ -158,8 +162,74 @@ def _image_type(value) -> tuple[str, ...]:
     return tuple(str(v).upper() for v in value)
 
 
-def read_slice_infos(folder: str | Path, patient: str | None = None, keep_datasets: bool = False) -> list[SliceInfo]:
-    """Read the headers of every DICOM image in ``folder`` (recursively).
+def _kernel(value) -> str:
+    """ConvolutionKernel as one string (several values joined by a backslash)."""
+    if value in (None, ""):
+        return ""
+    return "\\".join(str(v).strip() for v in ([value] if isinstance(value, str) else value))
+
+
+def _text(ds, keyword: str) -> str:
+    return str(ds.get(keyword, "") or "").strip()
+
+
+def _slice_infos_of(ds, path: Path, patient: str | None, keep_datasets: bool) -> list[SliceInfo]:
+    """One SliceInfo per image of a CT file: one for a single-frame slice, one per frame of an
+    enhanced multi-frame file (its geometry and rescale from the functional groups)."""
+    from covidct.enhanced_ct import frames, is_multiframe
+
+    common = dict(
+        path=path,
+        modality=_text(ds, "Modality"),
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        description=_text(ds, "SeriesDescription"),
+        patient_id=_text(ds, "PatientID"),
+        convolution_kernel=_kernel(ds.get("ConvolutionKernel")),
+        dataset=ds if keep_datasets else None,
+    )
+    series_uid = str(ds.get("SeriesInstanceUID", "unknown"))
+    if is_multiframe(ds):
+        found = frames(ds, path, patient)
+        stacks = sorted({f.stack_id for f in found})
+        return [
+            SliceInfo(
+                series_uid=series_uid if len(stacks) < 2 else f"{series_uid} stack {f.stack_id or '(none)'}",
+                image_type=f.frame_type,
+                position=f.position,
+                orientation=f.orientation,
+                pixel_spacing=f.pixel_spacing,
+                instance_number=f.in_stack_position if f.in_stack_position is not None else f.index + 1,
+                thickness=f.thickness,
+                frame=f.index,
+                rescale=(f.slope, f.intercept),
+                **common,
+            )
+            for f in found
+        ]
+    missing = [k for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing") if k not in ds]
+    if missing:
+        raise DicomInputError(f"image lacks {', '.join(missing)}: cannot place it in a volume", patient, path)
+    return [SliceInfo(
+        series_uid=series_uid,
+        image_type=_image_type(ds.get("ImageType")),
+        position=np.array([float(v) for v in ds.ImagePositionPatient]),
+        orientation=np.array([float(v) for v in ds.ImageOrientationPatient]),
+        pixel_spacing=(float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1])),
+        instance_number=int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None,
+        thickness=float(ds.SliceThickness) if ds.get("SliceThickness") not in (None, "") else None,
+        **common,
+    )]
+
+
+def scan_slice_infos(folder: str | Path, patient: str | None = None,
+                     keep_datasets: bool = False) -> tuple[list[SliceInfo], FolderScan]:
+    """Read the headers of every CT image in ``folder`` (recursively); skip and count the rest.
+
+    Files are sorted into CT images and skips by ``covidct.dicom_files.scan_folder`` (the one
+    discovery the anonymizer shares): hidden files, files that are not DICOM (PNG, NIfTI, PDF,
+    text, executables, ...), DICOMDIR, non-image DICOM objects (SR, PR, KO, RTSTRUCT, SEG, ...)
+    and images that are not CT (secondary capture, PET, ...) are skipped and logged by rank.
 
     Args:
         folder: The patient's DICOM folder.
@@ -168,63 +238,46 @@ def read_slice_infos(folder: str | Path, patient: str | None = None, keep_datase
             still encoded) in ``SliceInfo.dataset``, so that nothing is read twice.
 
     Returns:
-        One SliceInfo per image file (DICOM files of a non-image class without pixel
-        data, such as DICOMDIR or reports, are skipped).
+        One SliceInfo per image (per frame of a multi-frame file), and the scan (its skips).
 
     Raises:
-        DicomInputError: empty folder, unreadable file, image without pixel data
-            (a truncated file) or without geometry.
+        DicomInputError: missing or empty folder, a broken DICOM file (unreadable, a CT image
+            without pixel data: truncated), an image without geometry, no CT image at all.
     """
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     folder = Path(folder)
     if not folder.is_dir():
         raise DicomInputError("DICOM folder does not exist", patient, folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if not files:
+    scan = scan_folder(folder)
+    if not scan.files:
         raise DicomInputError("DICOM folder is empty", patient, folder)
     infos = []
-    for path in files:
+    for path in scan.candidates:
         try:
-            # without keep_datasets, large values (pixels) stay on disk
-            ds = pydicom.dcmread(path, defer_size=None if keep_datasets else 1024)
-        except InvalidDicomError:
-            raise DicomInputError("not a DICOM file", patient, path) from None
+            # without keep_datasets, large values (pixels) stay on disk; force: a bare data set
+            # without preamble that the scan recognised
+            ds = pydicom.dcmread(path, defer_size=None if keep_datasets else 1024, force=True)
         except Exception as exc:  # truncated or corrupt headers raise many kinds
-            raise DicomInputError(f"unreadable DICOM file ({type(exc).__name__}: {exc})", patient, path) from None
-        if "PixelData" not in ds:
-            if _is_image_sop_class(ds):
-                raise DicomInputError("image without pixel data: the file is truncated or corrupt", patient, path)
-            log.info("patient %s: %s has no pixel data (not an image), skipped", patient, path.name)
+            problem = " ".join(str(exc).split())
+            raise DicomInputError(f"unreadable DICOM file ({type(exc).__name__}: {problem})", patient, path) from None
+        if not scan.accept(path, ds):
             continue
-        missing = [k for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing") if k not in ds]
-        if missing:
-            raise DicomInputError(f"image lacks {', '.join(missing)}: cannot place it in a volume", patient, path)
+        if "PixelData" not in ds:
+            raise DicomInputError("image without pixel data: the file is truncated or corrupt", patient, path)
         try:
-            infos.append(
-                SliceInfo(
-                    path=path,
-                    series_uid=str(ds.get("SeriesInstanceUID", "unknown")),
-                    modality=str(ds.get("Modality", "")),
-                    image_type=_image_type(ds.get("ImageType")),
-                    position=np.array([float(v) for v in ds.ImagePositionPatient]),
-                    orientation=np.array([float(v) for v in ds.ImageOrientationPatient]),
-                    pixel_spacing=(float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1])),
-                    rows=int(ds.Rows),
-                    columns=int(ds.Columns),
-                    description=str(ds.get("SeriesDescription", "")),
-                    instance_number=int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None,
-                    patient_id=str(ds.get("PatientID", "") or "").strip(),
-                    thickness=float(ds.SliceThickness) if ds.get("SliceThickness") not in (None, "") else None,
-                    dataset=ds if keep_datasets else None,
-                )
-            )
+            infos.extend(_slice_infos_of(ds, path, patient, keep_datasets))
         except (ValueError, TypeError, AttributeError) as exc:
             raise DicomInputError(f"malformed geometry tags ({exc})", patient, path) from None
+    scan.log_skips(patient)
     if not infos:
-        raise DicomInputError("no DICOM images with pixel data in the folder", patient, folder)
-    return infos
+        raise DicomInputError(f"no CT image in the folder (skipped: {scan.describe_skips()})", patient, folder)
+    return infos, scan
+
+
+def read_slice_infos(folder: str | Path, patient: str | None = None, keep_datasets: bool = False) -> list[SliceInfo]:
+    """The CT images of ``folder``, as ``scan_slice_infos`` finds them (without the scan)."""
+    return scan_slice_infos(folder, patient, keep_datasets)[0]
 
 
 def group_series(infos: list[SliceInfo]) -> list[SeriesInfo]:
@@ -321,7 +374,7 @@ def sort_slices(series: SeriesInfo, patient: str | None = None, min_slices: int 
     if np.any(gaps < 1e-3):
         i = int(np.argmin(gaps))
         raise DicomInputError(f"duplicate slice position {dist[i]:.2f} mm along the slice normal (same position "
-                              f"as {slices[i].path.name})", patient, slices[i + 1].path)
+                              f"as {slices[i].name})", patient, slices[i + 1].path)
     spacing = float(np.median(gaps))
     bad = np.abs(gaps - spacing) > SPACING_TOLERANCE * spacing
     if np.any(bad):
@@ -347,6 +400,9 @@ def _refuse_undecodable(ds, info: SliceInfo, patient: str | None) -> None:
 
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and not syntax.is_transfer_syntax:  # newer than the installed pydicom (JPEG XL, ...)
+        raise DicomInputError(f"transfer syntax {syntax} is unknown to the installed pydicom: no decoder reads it",
+                              patient, info.path)
     if syntax is not None and syntax.is_compressed:
         try:
             decoder = get_decoder(syntax)
@@ -357,14 +413,40 @@ def _refuse_undecodable(ds, info: SliceInfo, patient: str | None) -> None:
             raise DicomInputError(f"transfer syntax {syntax.name} ({syntax}) cannot be decoded: no decoder is "
                                   f"installed (options: {options})", patient, info.path)
     elif "PixelData" in ds:
-        expected = info.rows * info.columns * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.BitsAllocated) // 8
+        frames = int(ds.get("NumberOfFrames") or 1) if info.frame is not None else 1
+        expected = (info.rows * info.columns * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.BitsAllocated) // 8
+                    * frames)
         if len(ds.PixelData) < expected:
             raise DicomInputError(f"pixel data has {len(ds.PixelData)} of {expected} bytes: the file is truncated",
                                   patient, info.path)
 
 
-def read_pixels(info: SliceInfo, patient: str | None = None) -> np.ndarray:
-    """Decode one slice and return it in HU.
+def _decode(ds, info: SliceInfo, patient: str | None, cache: dict | None) -> np.ndarray:
+    """Stored values of one image: the file's only frame, or frame ``info.frame`` of a multi-frame
+    file (all its frames decoded once and kept in ``cache`` when one is given)."""
+    from pydicom.pixels import pixel_array
+
+    if info.frame is None:
+        return ds.pixel_array
+    if cache is None:
+        return pixel_array(ds, index=info.frame)
+    if info.path not in cache:
+        cache.clear()  # one multi-frame file at a time: slices are read file by file
+        frames = pixel_array(ds)
+        cache[info.path] = frames if frames.ndim == 3 else frames[np.newaxis]
+    return cache[info.path][info.frame]
+
+
+def read_pixels(info: SliceInfo, patient: str | None = None, cache: dict | None = None) -> np.ndarray:
+    """Decode one slice (or one frame of a multi-frame file) and return it in HU.
+
+    Every transfer syntax with an installed decoder is read (``covidct.pixel_codecs``); the
+    rescale is the frame's own (functional groups) or the file's RescaleSlope/Intercept.
+
+    Args:
+        info: The slice.
+        patient: Pseudonymous id, for messages.
+        cache: Optional dict in which the frames of the last multi-frame file read are kept.
 
     Raises:
         DicomInputError: pixel data cannot be decoded (a transfer syntax without an installed
@@ -372,12 +454,15 @@ def read_pixels(info: SliceInfo, patient: str | None = None) -> np.ndarray:
     """
     import pydicom
 
+    from covidct.pixel_codecs import register_decoders
+
+    register_decoders()
     ds = info.dataset
     try:
         if ds is None:
-            ds = pydicom.dcmread(info.path)
+            ds = pydicom.dcmread(info.path, force=True)
         _refuse_undecodable(ds, info, patient)
-        pixels = ds.pixel_array
+        pixels = _decode(ds, info, patient, cache)
     except DicomInputError:
         raise
     except Exception as exc:
@@ -391,8 +476,51 @@ def read_pixels(info: SliceInfo, patient: str | None = None) -> np.ndarray:
         raise DicomInputError(f"pixel data has shape {pixels.shape}, expected one {info.rows}x{info.columns} frame",
                               patient, info.path)
     padding = ds.get("PixelPaddingValue")
-    return to_hu(pixels, float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0),
-                 int(padding) if padding is not None else None)
+    if info.rescale is not None:
+        slope, intercept = info.rescale
+    else:
+        slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+    return to_hu(pixels, slope, intercept, int(padding) if padding is not None else None)
+
+
+def _compression(slices: list[SliceInfo]) -> dict:
+    """Transfer syntaxes of the chosen slices and whether any was compressed with loss."""
+    from covidct.pixel_codecs import lossy_evidence
+
+    syntaxes: dict[str, str] = {}
+    evidence: list[str] = []
+    seen = set()
+    for s in slices:
+        ds = s.dataset
+        if ds is None or id(ds) in seen:
+            continue
+        seen.add(id(ds))
+        meta = getattr(ds, "file_meta", None)
+        syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+        if syntax is not None:
+            syntaxes[str(syntax)] = syntax.name
+        why = lossy_evidence(ds)
+        if why and why not in evidence:
+            evidence.append(why)
+    return {
+        "transfer_syntaxes": [{"uid": k, "name": v} for k, v in sorted(syntaxes.items())],
+        "lossy": bool(evidence),
+        "lossy_evidence": evidence,
+    }
+
+
+def _study(ds) -> dict:
+    """The study date of the chosen series, only where the anonymizer shifted it (never a real date)."""
+    temporal = _text(ds, "LongitudinalTemporalInformationModified").upper()
+    deidentified = _text(ds, "PatientIdentityRemoved").upper() == "YES"
+    shifted = deidentified and temporal == "MODIFIED"
+    if shifted:
+        note = "shifted by the anonymizer's per-patient offset (intervals kept)"
+    elif deidentified and temporal == "REMOVED":
+        note = "removed by the anonymizer"
+    else:
+        note = "not recorded: the images are not marked de-identified with modified dates"
+    return {"study_date": _text(ds, "StudyDate") or None if shifted else None, "study_date_note": note}
 
 
 def load_series(
@@ -410,19 +538,22 @@ def load_series(
 
     Returns:
         ``(image, info)``: an int16 SimpleITK image whose axes follow the DICOM
-        row, column and slice-normal directions, and a dict describing the choice.
+        row, column and slice-normal directions, and a dict describing the choice, the
+        compression (lossy or not), the study date where it was shifted, and the files skipped.
     """
     import SimpleITK as sitk
 
     folder = Path(folder)
-    infos = read_slice_infos(folder, patient, keep_datasets=True)
+    infos, scan = scan_slice_infos(folder, patient, keep_datasets=True)
     patient_ids = {s.patient_id for s in infos}
     if len(patient_ids) > 1:
         raise DicomInputError(f"mixed patients in one folder: {len(patient_ids)} distinct PatientIDs", patient, folder)
     series = group_series(infos)
     chosen = choose_series(series, patient, series_uid, folder)
     slices, spacing = sort_slices(chosen, patient, min_slices, max_slices)
-    volume = np.stack([read_pixels(s, patient) for s in slices])
+    cache: dict = {}
+    volume = np.stack([read_pixels(s, patient, cache) for s in slices])
+    cache.clear()
     image = sitk.GetImageFromArray(volume)
     ref = slices[0]
     row, col = ref.orientation[:3], ref.orientation[3:]
@@ -430,6 +561,10 @@ def load_series(
     image.SetSpacing((ref.pixel_spacing[1], ref.pixel_spacing[0], spacing))
     image.SetOrigin(tuple(float(v) for v in ref.position))
     image.SetDirection(tuple(float(v) for v in np.column_stack([row, col, ref.normal]).ravel()))
+    compression = _compression(slices)
+    if compression["lossy"]:
+        log.warning("patient %s: the chosen series was compressed with loss: %s", patient,
+                    "; ".join(compression["lossy_evidence"]))
     info = {
         "chosen_series": chosen.summary(),
         "series": [s.summary() for s in series],
@@ -437,5 +572,8 @@ def load_series(
         "spacing_xyz_mm": list(image.GetSpacing()),
         "hu_min": int(volume.min()),
         "hu_max": int(volume.max()),
+        "compression": compression,
+        "study": _study(ref.dataset),
+        "files": scan.summary(),
     }
     return image, info

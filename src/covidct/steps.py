@@ -35,7 +35,9 @@ def _redact(exc: CovidctError, raw_dir: Path, patient: str) -> CovidctError:
     path = Path(exc.path)
     where = f"<dicom_dir of {patient}>"
     if path != raw_dir and raw_dir in path.parents:
-        files = sorted(p for p in raw_dir.rglob("*") if p.is_file())
+        from covidct.dicom_files import list_files
+
+        files = list_files(raw_dir)  # the ranks the discovery's skip lists use
         rank = files.index(path) + 1 if path in files else None
         where += f", file {rank} of {len(files)} in sorted order" if rank else ", a file inside"
     elif path != raw_dir:
@@ -55,10 +57,14 @@ def _raw_step(raw_dir: Path, patient: str, work):
 
 
 def anonymize(raw_dir: str | Path | None, out_dir: str | Path, patient: str, key_file: str | None = None,
-              allow_demo_key: bool = False, dates: str = "shift", sheet: str | Path | None = None) -> dict:
+              allow_demo_key: bool = False, dates: str = "shift", sheet: str | Path | None = None,
+              summary_path: str | Path | None = None) -> dict:
     """Anonymize a patient's raw DICOM folder into ``out_dir`` (Basic Profile, keyed pseudonyms).
 
-    The folder is ``raw_dir``, or looked up in ``sheet`` when ``raw_dir`` is None.
+    The folder is ``raw_dir``, or looked up in ``sheet`` when ``raw_dir`` is None. The summary
+    (counts, transfer syntaxes, and what was skipped in the raw folder, by category and rank:
+    never a file name) is returned, logged, and written to ``summary_path`` when given, where the
+    HU step picks it up for its JSON.
     """
     from covidct.anonymize import anonymize_series_dir, load_key
 
@@ -72,6 +78,8 @@ def anonymize(raw_dir: str | Path | None, out_dir: str | Path, patient: str, key
     summary = _raw_step(raw_dir, patient,
                         lambda: anonymize_series_dir(raw_dir, Path(out_dir), key, patient, dates=dates))
     log.info("patient %s: anonymized %s", patient, summary)
+    if summary_path is not None:
+        write_json(summary_path, summary)
     return summary
 
 
@@ -97,15 +105,27 @@ def verify(raw_dir: str | Path | None, anon_dir: str | Path, report_path: str | 
 
 
 def dicom_to_hu(anon_dir: str | Path, out_volume: str | Path, out_info: str | Path, patient: str,
-                series_uid: str | None = None, min_slices: int = 3, max_slices: int | None = None) -> dict:
+                series_uid: str | None = None, min_slices: int = 3, max_slices: int | None = None,
+                anonymize_summary: str | Path | None = None) -> dict:
     """Choose the CT axial series, convert to HU, write an int16 NIfTI with true geometry.
 
     ``max_slices`` (default ``covidct.dicom.MAX_SLICES``) refuses a series too large to hold.
+    The JSON names the chosen series (kernel, thickness, description where the anonymizer kept
+    one), its compression (lossy or not, and why), the shifted study date, and the files skipped:
+    ``files.dicom_dir`` those of the raw folder (from ``anonymize_summary``, the anonymizer's
+    summary, when given), ``files.input`` those of the folder this step read.
     """
     from covidct.dicom import MAX_SLICES, load_series
+    from covidct.dicom_files import describe_skips
 
     image, info = load_series(anon_dir, patient, series_uid=series_uid, min_slices=min_slices,
                               max_slices=MAX_SLICES if max_slices is None else max_slices)
+    files = {"input": info.pop("files"), "dicom_dir": None}
+    if anonymize_summary is not None:
+        files["dicom_dir"] = read_json(anonymize_summary)["files"]
+        log.info("patient %s: the anonymizer skipped %d of %d files of the raw folder: %s", patient,
+                 files["dicom_dir"]["n_skipped"], files["dicom_dir"]["n_files"], describe_skips(files["dicom_dir"]))
+    info["files"] = files
     write_volume(out_volume, image)
     info["patient"] = patient
     write_json(out_info, info)

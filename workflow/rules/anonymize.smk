@@ -3,6 +3,7 @@ rule anonymize_dicom:
         demo=get_demo_input,
     output:
         dicom=directory("results/anonymized/{patient}"),
+        summary="results/anonymized/{patient}.json",
     log:
         "results/logs/anonymize_dicom/{patient}.log",
     benchmark:

@@ -1,6 +1,7 @@
 rule dicom_to_hu:
     input:
         dicom="results/anonymized/{patient}",
+        anonymize_summary="results/anonymized/{patient}.json",
         verified="results/verify/{patient}.json",
     output:
         volume="results/hu/{patient}.nii.gz",

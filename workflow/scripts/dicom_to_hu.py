@@ -12,4 +12,5 @@ if __name__ == "__main__":
         series_uid=snakemake.params.series_uid or None,  # noqa: F821
         min_slices=snakemake.params.min_slices,  # noqa: F821
         max_slices=snakemake.params.max_slices,  # noqa: F821
+        anonymize_summary=snakemake.input.anonymize_summary,  # noqa: F821
     )
