@@ -5,7 +5,9 @@ with a drawn transfer syntax, with recognisable identifying tokens ("ZQ" + 8-10 
 dates put in drawn places: person names, dates, times, free-text attributes of PS3.15 Table
 E.1-1, items of sequences nested two deep, private blocks (creator and values, also nested and
 without a creator), overlay (60xx) and curve (50xx) groups, the file meta and the preamble.
-The folder goes through ``anonymize_series_dir`` (both series in one folder, or one call per
+In half the examples the first series is one Enhanced CT Image Storage file (multi-frame: geometry
+and rescale in shared and per-frame functional groups, a frame acquisition date-time per frame),
+with further identifiers drawn into its functional group items. The folder goes through ``anonymize_series_dir`` (both series in one folder, or one call per
 series), and the output must hold none of those strings anywhere in its bytes (deflated files
 inflated first), byte-identical pixel data, the same geometry, and valid replacement UIDs that
 are consistent within and across the calls. A second property: two keys give unlinkable outputs.
@@ -38,6 +40,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     CTImageStorage,
+    EnhancedCTImageStorage,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -106,6 +109,9 @@ SEQUENCE_KEYWORDS = [
     "ReferencedSeriesSequence",  # not in the table: kept, items anonymized
     "AnatomicRegionSequence",  # not in the table
 ]
+#: Where an identifier goes in an Enhanced CT file: the shared functional groups item, the first
+#: frame's item, or the first frame's FrameContentSequence item.
+FG_TARGETS = ["shared", "frame", "frame_content"]
 PRIVATE_GROUPS = [0x0009, 0x0011, 0x0019, 0x0029, 0x0043, 0x2001, 0x7053]
 GEOMETRY = ("SliceThickness", "RescaleIntercept", "RescaleSlope", "RescaleType", "PixelSpacing",
             "ImageOrientationPatient", "ImagePositionPatient", "Rows", "Columns", "Modality")
@@ -182,6 +188,10 @@ def studies(draw, max_placements: int = 8) -> dict:
         "placements": draw(st.lists(placement, min_size=1, max_size=max_placements, unique_by=_slot)),
         "pixel_seed": draw(st.integers(0, 2**32 - 1)),
         "together": draw(st.booleans()),
+        # series 0 as one Enhanced CT file (multi-frame), with identifiers in its functional groups
+        "enhanced": draw(st.booleans()),
+        "fg_placements": draw(st.lists(st.tuples(st.sampled_from(FG_TARGETS), placement), max_size=4)),
+        "frame_days": draw(st.integers(0, DATE_WINDOW_DAYS)),
     }
 
 
@@ -325,17 +335,78 @@ def ct_slice(study: dict, series: int, index: int, needles: set[str]) -> Dataset
     return ds
 
 
+#: Per-slice attributes that an Enhanced CT file holds in its functional groups instead.
+PER_FRAME_KEYWORDS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
+                      "RescaleIntercept", "RescaleSlope", "RescaleType", "InstanceNumber", "ReferencedImageSequence")
+
+
+def enhanced_ct(study: dict, series: int, needles: set[str]) -> Dataset:
+    """Series ``series`` as one Enhanced CT Image Storage file: frames, shared and per-frame
+    functional groups, and the drawn ``fg_placements`` inside them."""
+    # the first slice's header becomes the file's; the others give their pixels and positions only
+    slices = [ct_slice(study, series, index, needles if index == 0 else set())
+              for index in range(study["n_slices"][series])]
+    ds = slices[0]
+    shared = Dataset()
+    measures = Dataset()
+    measures.PixelSpacing = ds.PixelSpacing
+    measures.SliceThickness = ds.SliceThickness
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = ds.ImageOrientationPatient
+    transform = Dataset()
+    transform.RescaleIntercept, transform.RescaleSlope, transform.RescaleType = (ds.RescaleIntercept,
+                                                                                ds.RescaleSlope, "HU")
+    frame_type = Dataset()
+    frame_type.FrameType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    shared.PixelMeasuresSequence = Sequence([measures])
+    shared.PlaneOrientationSequence = Sequence([orientation])
+    shared.PixelValueTransformationSequence = Sequence([transform])
+    shared.CTImageFrameTypeSequence = Sequence([frame_type])
+    per_frame = []
+    for index, one in enumerate(slices):
+        item, position, content = Dataset(), Dataset(), Dataset()
+        position.ImagePositionPatient = one.ImagePositionPatient
+        content.FrameAcquisitionDateTime = _day(study, study["frame_days"]) + "101010.5"
+        content.StackID, content.InStackPositionNumber = "1", index + 1
+        item.PlanePositionSequence = Sequence([position])
+        item.FrameContentSequence = Sequence([content])
+        per_frame.append(item)
+    needles.add(_day(study, study["frame_days"]))
+    targets = {"shared": shared, "frame": per_frame[0], "frame_content": per_frame[0].FrameContentSequence[0]}
+    for target, placement_ in study["fg_placements"]:
+        put(targets[target], placement_, study, needles, checked_times=study["dates"] == "remove")
+    for keyword in PER_FRAME_KEYWORDS:
+        ds.pop(keyword, None)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = EnhancedCTImageStorage
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    ds.NumberOfFrames = len(slices)
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    ds.PixelData = b"".join(bytes(one.PixelData) for one in slices)
+    return ds
+
+
+def n_files(study: dict) -> int:
+    """Files the study is written as: an Enhanced CT series is one file."""
+    return sum(1 if series == 0 and study["enhanced"] else n for series, n in enumerate(study["n_slices"]))
+
+
 def write_study(study: dict, root: Path) -> tuple[list[Path], set[str]]:
     """Write the two series (one folder, or one per series); returns the folders and the needles."""
     needles: set[str] = {study["preamble_token"], study["meta_token"][:16]}
     folders = [root / "in"] if study["together"] else [root / "in0", root / "in1"]
     for series in range(2):
         folder = folders[0] if study["together"] else folders[series]
+        folder.mkdir(parents=True, exist_ok=True)
+        name = study["patient_name"].replace("^", "_")
+        if series == 0 and study["enhanced"]:
+            enhanced_ct(study, series, needles).save_as(folder / f"{name}_{series}.dcm", enforce_file_format=True)
+            COUNTS["enhanced_ct_files"] += 1
+            COUNTS["datasets"] += 1
+            continue
         for index in range(study["n_slices"][series]):
             ds = ct_slice(study, series, index, needles)
-            path = folder / f"{study['patient_name'].replace('^', '_')}_{series}_{index}.dcm"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            ds.save_as(path, enforce_file_format=True)
+            ds.save_as(folder / f"{name}_{series}_{index}.dcm", enforce_file_format=True)
         COUNTS["datasets"] += study["n_slices"][series]
     return folders, needles
 
@@ -403,7 +474,7 @@ def test_anonymized_study_has_no_identifier_same_pixels_geometry_and_consistent_
         folders, needles = write_study(study, root)
         outputs = anonymize_study(folders, root, KEY, study["dates"])
         inputs = [p for f in folders for p in sorted(f.rglob("*.dcm"))]
-        assert len(outputs) == len(inputs) == sum(study["n_slices"])
+        assert len(outputs) == len(inputs) == n_files(study)
 
         # (1) no identifying string anywhere in the output bytes; no private element left
         COUNTS["strings_searched"] += len(needles) * len(outputs)
@@ -455,7 +526,8 @@ def test_anonymized_study_has_no_identifier_same_pixels_geometry_and_consistent_
         assert sorted(len(s.slices) for s in out_series) == sorted(study["n_slices"])
         for ds, orig in anonymized.values():
             for kw in GEOMETRY:
-                assert str(ds[kw].value) == str(orig[kw].value), kw
+                assert (str(ds[kw].value) if kw in ds else None) == (str(orig[kw].value) if kw in orig else None), kw
+            assert an._frame_geometry(ds) == an._frame_geometry(orig)  # functional groups of Enhanced CT
         for series_index, old_series in enumerate(study["series_uids"]):
             if study["n_slices"][series_index] < 2:
                 continue

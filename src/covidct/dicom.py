@@ -427,7 +427,7 @@ def _decode(ds, info: SliceInfo, patient: str | None, cache: dict | None) -> np.
     from pydicom.pixels import pixel_array
 
     if info.frame is None:
-        return ds.pixel_array
+        return pixel_array(ds)  # not ds.pixel_array: that keeps a decoded copy on every data set
     if cache is None:
         return pixel_array(ds, index=info.frame)
     if info.path not in cache:
