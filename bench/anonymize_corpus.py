@@ -6,10 +6,10 @@ non-image objects, deliberately broken files). Each file is read, fake identifie
 injected (``synth.inject_identifiers`` with ``synth.fake_identity``), the copy is written to a
 folder of its own and that folder goes through ``anonymize_series_dir``, as the workflow's
 ``anonymize_dicom`` rule runs it but with ``images="all"``: the workflow keeps CT images only, and
-this bench measures the de-identification of every kind of image pydicom ships (MR, US, SC, ...). Then the output's bytes, pixel data excluded, are
-searched (case-insensitive) for every injected string and for the original file's PatientName
-(and its components), PatientID and dates, wherever they were in the original; and the pixel
-data must come out byte-identical.
+this bench measures the de-identification of every kind of image pydicom ships (MR, US, SC, ...).
+Then the output's bytes, pixel data excluded, are searched (case-insensitive) for every injected
+string and for the original file's PatientName (and its components), PatientID and dates,
+wherever they were in the original; and the pixel data must come out byte-identical.
 
 Every file ends in exactly one class:
 

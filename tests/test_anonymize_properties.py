@@ -7,10 +7,11 @@ E.1-1, items of sequences nested two deep, private blocks (creator and values, a
 without a creator), overlay (60xx) and curve (50xx) groups, the file meta and the preamble.
 In half the examples the first series is one Enhanced CT Image Storage file (multi-frame: geometry
 and rescale in shared and per-frame functional groups, a frame acquisition date-time per frame),
-with further identifiers drawn into its functional group items. The folder goes through ``anonymize_series_dir`` (both series in one folder, or one call per
-series), and the output must hold none of those strings anywhere in its bytes (deflated files
-inflated first), byte-identical pixel data, the same geometry, and valid replacement UIDs that
-are consistent within and across the calls. A second property: two keys give unlinkable outputs.
+with further identifiers drawn into its functional group items. The folder goes through
+``anonymize_series_dir`` (both series in one folder, or one call per series), and the output must
+hold none of those strings anywhere in its bytes (deflated files inflated first), byte-identical
+pixel data, the same geometry (functional groups included), and valid replacement UIDs that are
+consistent within and across the calls. A second property: two keys give unlinkable outputs.
 
 Why a token cannot appear by chance: the pixel values lie in [-1024, 2047], so every second
 pixel byte is 0x00-0x07 or 0xFC-0xFF and no two letters or digits follow each other in pixel

@@ -49,7 +49,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from covidct import __version__
 from covidct.deid_profile import (
@@ -60,7 +60,7 @@ from covidct.deid_profile import (
     PROFILE_NAME,
     action_for_tag,
 )
-from covidct.dicom_files import list_files, scan_folder
+from covidct.dicom_files import list_files, scan_folder, transfer_syntax_of
 from covidct.errors import AnonymizationError
 from covidct.io import atomic_dir, write_json
 
@@ -601,12 +601,7 @@ def _mark_deidentified(ds: Dataset, dates: str) -> None:
 
 def _new_file_meta(ds: Dataset, old: FileMetaDataset) -> FileMetaDataset:
     """File Meta Information that describes covidct, never the original sender (PS3.15 E.1.1 7)."""
-    transfer_syntax = old.get("TransferSyntaxUID")
-    if not transfer_syntax:
-        implicit, little = getattr(ds, "original_encoding", (False, True))
-        transfer_syntax = (
-            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
-        )
+    transfer_syntax = transfer_syntax_of(ds)
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
     meta.MediaStorageSOPClassUID = ds.get("SOPClassUID") or old.get("MediaStorageSOPClassUID", "")
@@ -982,7 +977,7 @@ def _inflated(raw: bytes) -> bytes:
 def _load_instance(path: Path, ds: Dataset, name: str, output: bool) -> _Instance:
     pixels = bytes(ds.get("PixelData", b"") or b"")
     geometry = {kw: str(ds[kw].value) for kw in GEOMETRY_KEYWORDS if kw in ds}
-    geometry["TransferSyntaxUID"] = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    geometry["TransferSyntaxUID"] = str(transfer_syntax_of(ds))
     frames = _frame_geometry(ds)
     if frames is not None:
         geometry["FrameGeometry"] = frames

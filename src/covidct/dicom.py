@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from covidct.dicom_files import FolderScan, scan_folder
+from covidct.dicom_files import FolderScan, scan_folder, transfer_syntax_of
 from covidct.errors import DicomInputError
 
 log = logging.getLogger(__name__)
@@ -265,6 +265,8 @@ def scan_slice_infos(folder: str | Path, patient: str | None = None,
             continue
         if "PixelData" not in ds:
             raise DicomInputError("image without pixel data: the file is truncated or corrupt", patient, path)
+        if not ds.file_meta.get("TransferSyntaxUID"):  # a bare data set: name the encoding it was read with
+            ds.file_meta.TransferSyntaxUID = transfer_syntax_of(ds)
         try:
             infos.extend(_slice_infos_of(ds, path, patient, keep_datasets))
         except (ValueError, TypeError, AttributeError) as exc:

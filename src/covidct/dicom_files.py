@@ -292,7 +292,8 @@ class FolderScan:
             "n_files": len(self.files),
             "n_images": self.n_images,
             "n_skipped": self.n_skipped,
-            "skipped": {cat: {"count": len(ranks), "files": sorted(ranks)} for cat, ranks in sorted(self.skipped.items())},
+            "skipped": {cat: {"count": len(ranks), "files": sorted(ranks)}
+                        for cat, ranks in sorted(self.skipped.items())},
         }
 
     def describe_skips(self) -> str:
@@ -355,6 +356,23 @@ def _classify_dicom(path: Path, force: bool) -> str | None:
     if not sop_class:
         return None
     return sop_class_category(sop_class)
+
+
+def transfer_syntax_of(ds):
+    """The transfer syntax of a data set: its file meta's, else (a bare data set without file meta)
+    the encoding pydicom read it with.
+
+    Returns:
+        A ``pydicom.uid.UID``.
+    """
+    from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax:
+        return UID(str(syntax))
+    implicit, little = getattr(ds, "original_encoding", (False, True))
+    return ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
 
 
 def scan_folder(folder: str | Path, ct_only: bool = True) -> FolderScan:
