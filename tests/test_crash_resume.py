@@ -92,7 +92,7 @@ def _under(rel: str, outputs: set[str]) -> bool:
 def _plant_stale_temp(work: Path, output: str) -> Path:
     """What ``kill -9`` during the write of ``output`` leaves beside it (io.atomic_path / atomic_dir names)."""
     path = work / output
-    if "anonymized" in path.parts:  # a directory output
+    if "anonymized" in path.parts and not path.suffix:  # a directory output (not the summary JSON beside it)
         stale = path.with_name(f".{path.name}.k9dead0.tmp")
         stale.mkdir(parents=True)
         (stale / "1.2.3.dcm").write_bytes(b"half a file")
@@ -187,8 +187,8 @@ def test_kill_9_mid_run_then_unlock_and_rerun_incomplete(tmp_path):
             Image.open(path).verify()
             counts[".png"] += 1
     n = len(PATIENTS)
-    # hu, resampled, lung mask and labels; npy; verify, hu info, lung provenance; qc
-    assert counts == {".nii.gz": 4 * n, ".npy": n, ".json": 3 * n, ".png": n}
+    # hu, resampled, lung mask and labels; npy; anonymization summary, verify, hu info, lung provenance; qc
+    assert counts == {".nii.gz": 4 * n, ".npy": n, ".json": 4 * n, ".png": n}
     print(f"killed with {n_finished} of {JOBS_PER_PATIENT * n} jobs finished ({len(complete)} complete files), "
           f"running: {sorted(running)}; re-run: {len(rerun_jobs)} jobs {[(r, p) for r, p, _ in rerun_jobs]}")
 

@@ -60,7 +60,7 @@ from covidct.deid_profile import (
     PROFILE_NAME,
     action_for_tag,
 )
-from covidct.dicom_files import list_files, scan_folder, transfer_syntax_of
+from covidct.dicom_files import is_hidden, list_files, scan_folder, transfer_syntax_of
 from covidct.errors import AnonymizationError
 from covidct.io import atomic_dir, write_json
 
@@ -1071,6 +1071,8 @@ def verify_anonymization(
         originals.append(_load_instance(path, ds, path.name, output=False))
     outputs: list[_Instance] = []
     for path in list_files(anon_dir):
+        if is_hidden(path, anon_dir):  # Snakemake's .snakemake_timestamp in a directory output
+            continue
         ds = read_dicom(path, patient)
         outputs.append(_load_instance(path, ds, path.name, output=True))
 
