@@ -261,7 +261,9 @@ def test_real_folder_name_never_reaches_snakemake_logs_or_metadata(tmp_path):
     write_patient(TINY[0], raw, tmp_path / "truth")
     bad = tmp_path / "exports" / "SMITH_JANE_MRN5550123"
     write_patient(TINY[1], bad, tmp_path / "truth")
-    (bad / "SMITH_JANE_report.txt").write_text("not DICOM")
+    (bad / "SMITH_JANE_report.txt").write_text("not DICOM")  # skipped (by rank, not name) since issue 10
+    victim = sorted(bad.glob("*.dcm"))[3]
+    victim.write_bytes(victim.read_bytes()[:-500])  # a truncated slice: P002 fails, naming the file
     sheet = tmp_path / "patients.tsv"
     sheet.write_text(f"patient_id\tdicom_dir\tlabel\tscore\nP001\t{raw}\t\t\nP002\t{bad}\t\t\n")
     config = write_config(tmp_path, sheet, resample={"spacing_mm": 5.0})
@@ -270,7 +272,7 @@ def test_real_folder_name_never_reaches_snakemake_logs_or_metadata(tmp_path):
     assert res.returncode != 0  # P002 fails
     assert (tmp_path / "results/lung_mask/P001.nii.gz").is_file()
     log = (tmp_path / "results/logs/anonymize_dicom/P002.log").read_text()
-    assert "patient P002" in log and "not a DICOM file" in log and "<dicom_dir of P002>, file" in log
+    assert "patient P002" in log and "corrupt or truncated DICOM file" in log and "<dicom_dir of P002>, file" in log
     for name in ("DOE_JOHN", "SMITH_JANE", "MRN4471203", "MRN5550123"):
         assert name not in res.stdout + res.stderr
         for folder in (tmp_path / ".snakemake", tmp_path / "results"):

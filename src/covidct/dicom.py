@@ -1,7 +1,9 @@
 """DICOM series to a Hounsfield-unit volume.
 
-Reading (pydicom) is kept here; the pure array functions (``to_hu``,
-``slice_positions``) know nothing of files.
+Reading (pydicom) is kept here; the pure array functions (``to_hu``) know nothing of files.
+Which files of a folder are CT images is decided by ``covidct.dicom_files`` (shared with the
+anonymizer); a multi-frame (Enhanced) CT file gives one ``SliceInfo`` per frame
+(``covidct.enhanced_ct``); every installed decoder is used (``covidct.pixel_codecs``).
 """
 
 from __future__ import annotations

@@ -183,10 +183,22 @@ def _decode_frame(src: bytes, runner) -> bytes:
     return frame
 
 
+_registered = False
+
+
 def register_decoders() -> None:
-    """Add the 12-bit JPEG Extended plugin to pydicom's decoder (once; harmless if repeated)."""
+    """Add the 12-bit JPEG Extended plugin to pydicom's decoder (once; harmless if repeated).
+
+    pydicom tries its own plugins first (GDCM, Pillow: both decline 12-bit samples), then this one.
+    """
+    global _registered
+    if _registered:
+        return
     from pydicom.pixels.decoders import JPEGExtended12BitDecoder
 
-    if PLUGIN_LABEL not in JPEGExtended12BitDecoder._available and PLUGIN_LABEL not in \
-            JPEGExtended12BitDecoder._unavailable:
+    try:
         JPEGExtended12BitDecoder.add_plugin(PLUGIN_LABEL, (__name__, "_decode_frame"))
+    except ValueError as exc:  # already added (by another import path of this module)
+        if "already has a plugin" not in str(exc):
+            raise
+    _registered = True
