@@ -453,6 +453,21 @@ def test_enhanced_ct_reads_to_the_single_frame_volume(slice_folders, tmp_path, s
     assert info["files"]["n_files"] == 1
 
 
+def test_enhanced_ct_with_two_stacks_gives_two_series(slice_folders, tmp_path):
+    ds = enhanced_ct(sorted(slice_folders["b40f"].iterdir()))
+    for item in ds.PerFrameFunctionalGroupsSequence:  # the upper three slices form stack 2
+        content = item.FrameContentSequence[0]
+        upper = content.InStackPositionNumber > N_SLICES // 2
+        content.StackID = "2" if upper else "1"
+        content.InStackPositionNumber -= N_SLICES // 2 if upper else 0
+    (tmp_path / "enh").mkdir()
+    ds.save_as(tmp_path / "enh" / "ENHANCED.dcm", enforce_file_format=True)
+    _, info = load_series(tmp_path / "enh", PID)
+    assert sorted(s["series_uid"] for s in info["series"]) == [f"{ds.SeriesInstanceUID} stack 1",
+                                                               f"{ds.SeriesInstanceUID} stack 2"]
+    assert info["chosen_series"]["n_slices"] == N_SLICES // 2
+
+
 def _drop(sequence: str, frame: int | None = None):
     """Remove functional group ``sequence`` from one frame (and the shared groups) or from all."""
     def edit(ds):
