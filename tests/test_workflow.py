@@ -64,6 +64,16 @@ def test_infection_test_set_adds_its_evaluation(tmp_path):
     assert job_counts(res.stdout + res.stderr)["evaluate_infection_unet"] == 1
 
 
+def test_cross_validation_folds_add_their_rule_and_the_report_reads_it(tmp_path):
+    config = write_config(tmp_path, REPO / "config" / "patients.tsv", evaluation={"folds": 5})
+    res = snakemake(tmp_path, config, "-n", "--forceall", "results/metrics/summary.html")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert job_counts(res.stdout + res.stderr)["cross_validate"] == 1
+    bad = write_config(tmp_path, REPO / "config" / "patients.tsv", evaluation={"folds": 2})
+    res = snakemake(tmp_path, bad, "-n")
+    assert res.returncode != 0 and "folds" in res.stdout + res.stderr
+
+
 def test_unsafe_patient_id_fails_alone_naming_the_line(tmp_path):
     sheet = tmp_path / "patients.tsv"
     sheet.write_text("patient_id\tdicom_dir\tlabel\tscore\n"
