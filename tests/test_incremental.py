@@ -43,13 +43,14 @@ def test_finished_cohort_has_nothing_to_do(cohort):
 def test_one_new_patient_runs_its_jobs_and_the_aggregates(cohort):
     counts = _dry(cohort, f"patients={cohort / 'patients_plus.tsv'}")
     assert counts == {**{rule: 1 for rule in PER_PATIENT}, "build_hdf5": 1, "train_classifier": 1,
-                      "train_scorer": 1, "predict": 1, "summarize": 1, "all": 1}
+                      "train_scorer": 1, "predict": 1, "evaluate": 1, "summarize": 1, "all": 1}
 
 
 def test_one_new_patient_without_retraining(cohort):
     counts = _dry(cohort, f"patients={cohort / 'patients_plus.tsv'}", "retrain=false")
-    # the data sets, models and their metrics stay as they are: only the predictions are redone
-    assert counts == {**{rule: 1 for rule in PER_PATIENT}, "predict": 1, "all": 1}
+    # the data sets, models and their metrics stay as they are: only the predictions (and the evaluation
+    # and metrics page that read them) are redone
+    assert counts == {**{rule: 1 for rule in PER_PATIENT}, "predict": 1, "evaluate": 1, "summarize": 1, "all": 1}
 
 
 def test_changing_the_resampling_reruns_only_what_depends_on_it(cohort):
@@ -59,15 +60,15 @@ def test_changing_the_resampling_reruns_only_what_depends_on_it(cohort):
     counts = _dry(cohort, f"patients={cohort / 'patients.tsv'}", configfile=cohort / "config_6mm.yaml")
     downstream = ["resample_volume", "segment_lungs", "export_npy", "qc_montage", "segment_infection"]
     assert counts == {**{rule: 3 for rule in downstream}, "build_hdf5": 1, "train_classifier": 1,
-                      "train_scorer": 1, "predict": 1, "summarize": 1, "all": 1}
+                      "train_scorer": 1, "predict": 1, "evaluate": 1, "summarize": 1, "all": 1}
 
 
 def test_new_patient_predicted_with_existing_models_then_removed(cohort):
     results = cohort / "results"
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in results.rglob("*")
               if p.is_file() and "logs" not in p.parts and "benchmarks" not in p.parts
-              and p.name not in ("predictions.csv", "summary.html", "cohort.csv")
-              and not p.name.startswith("cohort_")}
+              and p.name not in ("predictions.csv", "summary.html", "cohort.csv", "evaluation.json")
+              and not p.name.startswith(("cohort_", "test_"))}
     res = snakemake(cohort, cohort / "config.yaml", "--cores", "2", "--resources", "gpu=1",
                     "--config", f"patients={cohort / 'patients_plus.tsv'}", "retrain=false", key=KEY)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -90,5 +91,5 @@ def test_removed_patient_rebuilds_data_sets_and_models_only(cohort):
     sheet = (cohort / "patients.tsv").read_text().splitlines(keepends=True)
     (cohort / "patients_minus.tsv").write_text("".join(line for line in sheet if not line.startswith("tiny03")))
     counts = _dry(cohort, f"patients={cohort / 'patients_minus.tsv'}")
-    assert counts == {"build_hdf5": 1, "train_classifier": 1, "train_scorer": 1, "predict": 1, "summarize": 1,
-                      "all": 1}
+    assert counts == {"build_hdf5": 1, "train_classifier": 1, "train_scorer": 1, "predict": 1, "evaluate": 1,
+                      "summarize": 1, "all": 1}

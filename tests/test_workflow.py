@@ -10,13 +10,13 @@ import SimpleITK as sitk
 from PIL import Image
 
 from conftest import dice
-from covidct.synth import DEMO_COHORT, PhantomSpec, sheet_rows, write_patient
+from covidct.synth import DEMO_COHORT, DEMO_SPLITS, PhantomSpec, sheet_rows, write_patient
 from tiny_cohort import KEY, TINY
 from workflow_runner import REPO, job_counts, snakemake, write_config
 
 PER_PATIENT_RULES = ["anonymize_dicom", "verify_anonymization", "dicom_to_hu", "resample_volume", "segment_lungs",
                      "export_npy", "qc_montage", "segment_infection"]
-AGGREGATE_RULES = ["build_hdf5", "train_classifier", "train_scorer", "predict", "summarize",
+AGGREGATE_RULES = ["build_hdf5", "train_classifier", "train_scorer", "predict", "evaluate", "summarize",
                    "synth_infection_training", "train_infection_unet"]
 def test_lint_is_clean():
     res = snakemake(REPO, None, "--lint")
@@ -26,9 +26,9 @@ def test_lint_is_clean():
 
 def test_committed_demo_sheet_matches_the_generator():
     sheet = (REPO / "config" / "patients.tsv").read_text().splitlines()
-    rows = sheet_rows(DEMO_COHORT, "results/demo/dicom")
-    expected = ["patient_id\tdicom_dir\tlabel\tscore"] + [
-        "\t".join(r[k] for k in ("patient_id", "dicom_dir", "label", "score")) for r in rows]
+    rows = sheet_rows(DEMO_COHORT, "results/demo/dicom", splits=DEMO_SPLITS)
+    columns = ("patient_id", "dicom_dir", "label", "score", "split")
+    expected = ["\t".join(columns)] + ["\t".join(r[k] for k in columns) for r in rows]
     assert sheet == expected
 
 
@@ -62,6 +62,16 @@ def test_infection_test_set_adds_its_evaluation(tmp_path):
     res = snakemake(tmp_path, config, "-n")
     assert res.returncode == 0, res.stderr[-2000:]
     assert job_counts(res.stdout + res.stderr)["evaluate_infection_unet"] == 1
+
+
+def test_cross_validation_folds_add_their_rule_and_the_report_reads_it(tmp_path):
+    config = write_config(tmp_path, REPO / "config" / "patients.tsv", evaluation={"folds": 5})
+    res = snakemake(tmp_path, config, "-n", "--forceall", "results/metrics/summary.html")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert job_counts(res.stdout + res.stderr)["cross_validate"] == 1
+    bad = write_config(tmp_path, REPO / "config" / "patients.tsv", evaluation={"folds": 2})
+    res = snakemake(tmp_path, bad, "-n")
+    assert res.returncode != 0 and "folds" in res.stdout + res.stderr
 
 
 def test_unsafe_patient_id_fails_alone_naming_the_line(tmp_path):
@@ -190,7 +200,7 @@ def test_demo_patient_end_to_end_with_default_config(tmp_path):
 def test_rerun_after_fixing_sheet_runs_only_the_aggregates(tiny_rerun):
     work, dry, res, _, per_patient, models = tiny_rerun
     assert res.returncode == 0, res.stderr[-3000:]
-    assert job_counts(dry.stdout + dry.stderr) == {"predict": 1, "summarize": 1, "all": 1}
+    assert job_counts(dry.stdout + dry.stderr) == {"predict": 1, "evaluate": 1, "summarize": 1, "all": 1}
     for path, (mtime, data) in per_patient.items():
         assert path.stat().st_mtime_ns == mtime and path.read_bytes() == data, path
     assert all(p.stat().st_mtime_ns == m for p, m in models.items())

@@ -40,7 +40,7 @@ def training_curves(history: dict, path: str | Path, keys: list[str]) -> None:
     _save(fig, path)
 
 
-def roc_curve(y, p, path: str | Path, auc: float | None) -> None:
+def roc_curve(y, p, path: str | Path, auc: float | None, title: str = "ROC") -> None:
     from covidct.metrics import roc
 
     plt = _figure()
@@ -50,25 +50,29 @@ def roc_curve(y, p, path: str | Path, auc: float | None) -> None:
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
-    ax.set_title("ROC (validation)")
+    ax.set_title(title)
     ax.legend(loc="lower right")
     _save(fig, path)
 
 
-def score_scatter(true, pred, path: str | Path) -> None:
+def score_scatter(true, pred, path: str | Path, title: str = "Severity score", baseline=None,
+                  baseline_label: str = "") -> None:
     plt = _figure()
     fig, ax = plt.subplots(figsize=(4, 4))
-    ax.scatter(true, pred, s=18)
+    ax.scatter(true, pred, s=18, label="scorer")
+    if baseline is not None:
+        ax.scatter(true, baseline, s=14, marker="x", label=baseline_label)
+        ax.legend(loc="upper left")
     ax.plot([0, 100], [0, 100], "k--", lw=0.8)
     ax.set_xlim(0, 100)
     ax.set_ylim(0, 100)
     ax.set_xlabel("true score (% lung involved)")
     ax.set_ylabel("predicted score")
-    ax.set_title("Severity score (validation)")
+    ax.set_title(title)
     _save(fig, path)
 
 
-def severity_confusion(true, pred, path: str | Path) -> None:
+def severity_confusion(true, pred, path: str | Path, title: str = "Severity class") -> None:
     plt = _figure()
     k = len(SEVERITY_CLASSES)
     cm = np.zeros((k, k), int)
@@ -83,6 +87,29 @@ def severity_confusion(true, pred, path: str | Path) -> None:
     ax.set_yticks(range(k), SEVERITY_CLASSES)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def calibration(table: list[dict], path: str | Path, title: str = "Calibration") -> None:
+    """Reliability diagram from ``covidct.evaluation.calibration_curve``: observed share of positives
+    against the mean predicted probability per bin, marker size by the scans in the bin."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
+    if table:
+        x = [b["mean_predicted"] for b in table]
+        y = [b["observed"] for b in table]
+        ax.plot(x, y, "-o", label="classifier")
+        for b in table:
+            ax.annotate(f"n={b['n']}", (b["mean_predicted"], b["observed"]), textcoords="offset points",
+                        xytext=(4, -10), fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed share of COVID-19")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
     _save(fig, path)
 
 

@@ -273,22 +273,26 @@ def segment_infection(in_volume: str | Path, in_mask: str | Path, in_labels: str
 
 
 def build_datasets(npys: list[str], patients: list[dict], out_train: str | Path, out_val: str | Path,
-                   out_split: str | Path, val_fraction: float = 0.2, salt: str = "covidct-split",
-                   shape=(64, 128, 128), hu_window=(-1000.0, 400.0), dtype: str = "float16") -> dict:
-    """Split labeled patients into train/val and stream their arrays into two HDF5 files.
+                   out_test: str | Path, out_split: str | Path, val_fraction: float = 0.15,
+                   test_fraction: float = 0.15, salt: str = "covidct-split", shape=(64, 128, 128),
+                   hu_window=(-1000.0, 400.0), dtype: str = "float16") -> dict:
+    """Split labeled patients by subject into train/val/test and stream their arrays into three HDF5 files.
 
     Args:
         npys: One ``.npy`` per entry of ``patients``, same order.
-        patients: Labeled patients: dicts with patient_id, label, score ("" if unknown), split ("" or pinned).
+        patients: Labeled patients: dicts with patient_id, label, score ("" if unknown), split ("" or
+            pinned) and subject_id ("" = the scan is its own subject).
     """
     import pandas as pd
 
-    from covidct.dataset import assign_split, write_hdf5
+    from covidct.dataset import SPLITS, assign_split, subject_key, write_hdf5
 
     if len(npys) != len(patients):
         raise CovidctError(f"{len(npys)} arrays for {len(patients)} patients")
     ids = [p["patient_id"] for p in patients]
-    splits = assign_split(ids, val_fraction, salt, {p["patient_id"]: p.get("split", "") for p in patients})
+    subjects = {p["patient_id"]: subject_key(p["patient_id"], p.get("subject_id", "")) for p in patients}
+    splits = assign_split(ids, val_fraction, test_fraction, salt,
+                          {p["patient_id"]: p.get("split", "") for p in patients}, subjects)
 
     def samples(which):
         for npy, p in zip(npys, patients):
@@ -298,13 +302,15 @@ def build_datasets(npys: list[str], patients: list[dict], out_train: str | Path,
             score = float(p["score"]) if str(p.get("score", "")).strip() else float("nan")
             yield p["patient_id"], np.asarray(array), int(p["label"]), score
 
-    counts = {which: write_hdf5(path, samples(which), shape, hu_window, dtype)
-              for which, path in (("train", out_train), ("val", out_val))}
-    table = pd.DataFrame({"patient_id": ids, "split": [splits[i] for i in ids],
-                          "label": [p["label"] for p in patients], "score": [p.get("score", "") for p in patients]})
+    outputs = dict(zip(SPLITS, (out_train, out_val, out_test)))
+    counts = {which: write_hdf5(path, samples(which), shape, hu_window, dtype) for which, path in outputs.items()}
+    table = pd.DataFrame({"patient_id": ids, "subject_id": [subjects[i] for i in ids],
+                          "split": [splits[i] for i in ids], "label": [p["label"] for p in patients],
+                          "score": [p.get("score", "") for p in patients]})
     with atomic_path(out_split, suffix=".tsv") as tmp:
         table.to_csv(tmp, sep="\t", index=False)
-    log.info("datasets: %d train, %d val patients", counts["train"], counts["val"])
+    n_subjects = {which: table[table["split"] == which]["subject_id"].nunique() for which in SPLITS}
+    log.info("datasets: %s scans; subjects %s", counts, n_subjects)
     return counts
 
 
@@ -332,18 +338,76 @@ def predict(npys: list[str], patient_ids: list[str], split_table: str | Path, cl
     write_predictions(rows, out_csv)
 
 
+def evaluate(predictions: str | Path, split_table: str | Path, classifier_sidecar: str | Path,
+             scorer_sidecar: str | Path, out_json: str | Path, out_roc: str | Path, out_calibration: str | Path,
+             out_scatter: str | Path, out_confusion: str | Path, n_boot: int = 2000, seed: int = 0,
+             min_subjects: int = 10, confidence: float = 0.95, calibration_bins: int = 5,
+             demo: bool = False) -> dict:
+    """Test-split figures of both models (the headline), val figures apart, with bootstrap intervals by
+    subject, calibration, baselines, and "not interpretable" below ``min_subjects``; test plots."""
+    import pandas as pd
+
+    from covidct import evaluation, plots
+
+    preds = pd.read_csv(predictions, dtype={"patient_id": str})
+    split = pd.read_csv(split_table, sep="\t", dtype=str, keep_default_na=False)
+    clf, reg = read_json(classifier_sidecar), read_json(scorer_sidecar)
+    result = evaluation.evaluate_predictions(
+        preds, split, float(clf["threshold"]), bool(reg.get("positives_only", True)), float(reg["train_mean"]),
+        n_boot, seed, min_subjects, confidence, calibration_bins)
+    result["demo"] = demo
+    if demo:
+        result["warning"] = DEMO_WARNING
+    write_json(out_json, result)
+    test = split[split["split"] == "test"].merge(preds[["patient_id", "covid_probability", "score", "seg_score"]]
+                                                 .rename(columns={"score": "predicted"}), on="patient_id")
+    c = result["classifier"]["test"]
+    suffix = "" if c["interpretable"] else f": {c['reason']}"
+    auc = c["metrics"]["auc"]["value"] if c["interpretable"] else None
+    plots.roc_curve(test["label"].astype(int), test["covid_probability"], out_roc, auc, title=f"ROC (test){suffix}")
+    plots.calibration(c["calibration"], out_calibration, title=f"Calibration (test){suffix}")
+    scored = test[(test["score"] != "") & ((test["label"] == "1") | (not reg.get("positives_only", True)))]
+    r = result["scorer"]["test"]
+    rsuffix = "" if r["interpretable"] else f": {r['reason']}"
+    plots.score_scatter(scored["score"].astype(float), scored["predicted"], out_scatter,
+                        title=f"Severity score (test){rsuffix}",
+                        baseline=pd.to_numeric(scored["seg_score"], errors="coerce"),
+                        baseline_label="segmentation (seg_score)")
+    plots.severity_confusion(scored["score"].astype(float), scored["predicted"], out_confusion,
+                             title=f"Severity class (test){rsuffix}")
+    log.info("evaluation: test classifier %s; scorer %s", c["reason"] or "interpretable",
+             r["reason"] or "interpretable")
+    return result
+
+
+#: What the demo's metrics page says first.
+DEMO_WARNING = ("Demo cohort: these numbers only show that the pipeline runs. The synthetic patients are few and "
+                "the networks tiny; nothing here measures how well the models work.")
+
+
+def cross_validate(train_h5: str | Path, val_h5: str | Path, split_table: str | Path, out_json: str | Path,
+                   folds: int, salt: str, train: dict, n_boot: int = 2000, min_subjects: int = 10) -> dict:
+    """k-fold cross-validation of both models over train + val by subject (``covidct.train.cross_validate``)."""
+    from covidct.train import cross_validate as run
+
+    common = {k: v for k, v in train.items() if k != "scorer"}
+    scorer = {**common, "loss": train.get("scorer", {}).get("loss", "huber"),
+              "positives_only": train.get("scorer", {}).get("positives_only", True)}
+    return run(train_h5, val_h5, split_table, out_json, folds, salt, n_boot, min_subjects, common, scorer)
+
+
 def cohort_summary(split_table: str | Path, n_unlabeled: int, out_csv: str | Path, plot_dir: str | Path) -> None:
     """The cohort's distribution: patients by label, severity class and CTSI, per split."""
     import pandas as pd
 
     from covidct import plots
-    from covidct.dataset import SEVERITY_CLASSES, ctsi, severity_class
+    from covidct.dataset import SEVERITY_CLASSES, SPLITS, ctsi, severity_class
 
     t = pd.read_csv(split_table, sep="\t", dtype=str, keep_default_na=False)
     pos = t[t["label"] == "1"]
     scored = pos[pos["score"] != ""]
     by_label, by_class, by_ctsi = {}, {}, {}
-    for split in ("train", "val"):
+    for split in SPLITS:
         s = t[t["split"] == split]
         by_label[split] = {"negative": int((s["label"] == "0").sum()), "COVID-19": int((s["label"] == "1").sum())}
         sc = scored[scored["split"] == split]["score"].astype(float)
@@ -366,46 +430,21 @@ def cohort_summary(split_table: str | Path, n_unlabeled: int, out_csv: str | Pat
     plots.bar_counts(by_ctsi, plot_dir / "cohort_ctsi.png", "COVID-19 patients by CTSI", "CTSI")
 
 
-def summarize(classifier_metrics: str | Path, scorer_metrics: str | Path, split_table: str | Path,
-              n_unlabeled: int, out_html: str | Path, out_cohort: str | Path, plot_dir: str | Path,
-              infection_metrics: str | Path | None = None) -> None:
-    """Metrics tables as one HTML page for the report, plus the cohort summary."""
-    import html
+def summarize(evaluation: str | Path, classifier_metrics: str | Path, scorer_metrics: str | Path,
+              split_table: str | Path, n_unlabeled: int, out_html: str | Path, out_cohort: str | Path,
+              plot_dir: str | Path, infection_metrics: str | Path | None = None,
+              cross_validation: str | Path | None = None) -> None:
+    """The metrics page of the report, plus the cohort summary.
 
-    from covidct.dataset import SEVERITY_CLASSES
+    It leads with the test split's figures and their confidence intervals (or "not interpretable
+    (n=...)"), with the baselines beside them; then cross-validation when it was run; then the
+    validation figures, apart, as the split that chose checkpoints and threshold.
+    """
+    from covidct import report
 
     cohort_summary(split_table, n_unlabeled, out_cohort, plot_dir)
-    clf, reg = read_json(classifier_metrics), read_json(scorer_metrics)
-
-    def fmt(v):
-        return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
-
-    def table(title, items):
-        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{fmt(v)}</td></tr>" for k, v in items)
-        return f"<h2>{html.escape(title)}</h2><table border='1' cellpadding='4'>{rows}</table>"
-
-    cm = clf["confusion_matrix"]["rows_true_cols_pred"]
-    parts = [
-        table("Classifier (validation)", [(k, clf.get(k)) for k in
-                                          ("n", "accuracy", "auc", "sensitivity", "specificity", "threshold",
-                                           "epochs_run", "train_seconds")]),
-        "<p>Confusion matrix (rows true, columns predicted; negative, positive): "
-        f"TN {cm[0][0]}, FP {cm[0][1]}, FN {cm[1][0]}, TP {cm[1][1]}</p>",
-        table("Scorer (validation)", [(k, reg.get(k)) for k in
-                                      ("n", "patients", "mae", "rmse", "pearson_r", "class_exact_accuracy",
-                                       "class_within_one_accuracy", "baseline_mae_train_mean", "epochs_run",
-                                       "train_seconds")]),
-        table("Scorer: patients by distance between true and predicted severity class "
-              f"({', '.join(SEVERITY_CLASSES)})", [(k, v) for k, v in reg["class_distance_counts"].items()]),
-    ]
-    if infection_metrics:
-        inf = read_json(infection_metrics)
-        sp = inf["split"]
-        parts.append(table(
-            f"Infection U-Net (validation: {sp['val_groups']} held-out sources, {sp['val_slices']} slices; "
-            f"kept: {inf['chosen_variant']}, by best val Dice)",
-            [(f"{v}: {k}", r[key]) for v, r in inf["variants"].items()
-             for k, key in (("val Dice", "val_dice"), ("val IoU", "val_iou"), ("pixel accuracy", "val_accuracy"),
-                            ("best epoch", "best_epoch"), ("s/epoch", "seconds_per_epoch"))]))
+    page = report.metrics_page(read_json(evaluation), read_json(classifier_metrics), read_json(scorer_metrics),
+                               read_json(infection_metrics) if infection_metrics else None,
+                               read_json(cross_validation) if cross_validation else None)
     with atomic_path(out_html, suffix=".html") as tmp:
-        tmp.write_text("<html><body>" + "".join(parts) + "</body></html>\n")
+        tmp.write_text(page)

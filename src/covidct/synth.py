@@ -211,6 +211,10 @@ DEMO_COHORT: tuple[PhantomSpec, ...] = (
     PhantomSpec("demo09", 1109, True, 35.0, 44, 6.0, 176, 2.2, flip_x=True, unsigned=True),
     PhantomSpec("demo10", 1110, False, 0.0, 58, 5.0, 192, 2.0, descending=True),
 )
+#: The demo sheet pins its splits: with 10 patients a hashed 70/15/15 split could leave val or
+#: test empty or one-class; pinned, each holds one COVID-19 and one negative patient.
+DEMO_SPLITS = {**{f"demo{i:02d}": "train" for i in (1, 2, 3, 6, 7, 10)},
+               "demo04": "test", "demo05": "test", "demo08": "val", "demo09": "val"}
 
 
 @dataclass
@@ -1220,21 +1224,22 @@ def write_patient(spec: PhantomSpec, dicom_dir: Path, truth_dir: Path) -> dict:
     return truth
 
 
-SHEET_COLUMNS = ("patient_id", "dicom_dir", "label", "score")
+SHEET_COLUMNS = ("patient_id", "dicom_dir", "label", "score", "split")
 
 
 def sheet_rows(specs: Iterable[PhantomSpec], dicom_root: str,
-               scores: Mapping[str, float] | None = None) -> list[dict]:
+               scores: Mapping[str, float] | None = None, splits: Mapping[str, str] | None = None) -> list[dict]:
     """Rows of the patient sheet for a synthetic cohort.
 
     Args:
         specs: The patients.
         dicom_root: Folder holding one DICOM folder per patient (as it should appear in the sheet).
         scores: True scores by patient id, if already known; otherwise computed with ``true_score``.
+        splits: Pinned splits by patient id; with it every row has a ``split`` ("" = hashed).
 
     Returns:
-        Dicts with patient_id, dicom_dir (``f"{dicom_root}/{pid}"``), label ("1"/"0") and
-        score (true score with 2 decimals; "0" for negatives).
+        Dicts with patient_id, dicom_dir (``f"{dicom_root}/{pid}"``), label ("1"/"0"),
+        score (true score with 2 decimals; "0" for negatives) and, with ``splits``, split.
     """
     rows = []
     root = str(dicom_root).rstrip("/")
@@ -1246,6 +1251,8 @@ def sheet_rows(specs: Iterable[PhantomSpec], dicom_root: str,
             score_text = "0"
         rows.append({"patient_id": spec.patient_id, "dicom_dir": f"{root}/{spec.patient_id}",
                      "label": "1" if spec.covid else "0", "score": score_text})
+        if splits is not None:
+            rows[-1]["split"] = splits.get(spec.patient_id, "")
     return rows
 
 
@@ -1274,7 +1281,8 @@ def write_cohort(out_dir: Path, specs: Iterable[PhantomSpec] = DEMO_COHORT,
     for spec in specs:
         truth = write_patient(spec, out_dir / "dicom" / spec.patient_id, out_dir / "truth")
         scores[spec.patient_id] = truth["score"]
-    rows = sheet_rows(specs, sheet_dicom_root if sheet_dicom_root is not None else str(out_dir / "dicom"), scores)
+    rows = sheet_rows(specs, sheet_dicom_root if sheet_dicom_root is not None else str(out_dir / "dicom"), scores,
+                      splits=DEMO_SPLITS)
     sheet = out_dir / "patients.tsv"
     with atomic_path(sheet) as tmp:
         with open(tmp, "w", newline="") as fh:

@@ -117,7 +117,7 @@ def get_labeled_npys(wildcards):
 
 def get_labeled_patients(wildcards):
     """Label, score and pinned split of each labeled patient (a change re-runs the data sets)."""
-    cols = ["patient_id", "label", "score"] + (["split"] if "split" in patients.columns else [])
+    cols = ["patient_id", "label", "score"] + [c for c in ("split", "subject_id") if c in patients.columns]
     return patients.loc[LABELED, cols].to_dict("records")
 
 
@@ -136,7 +136,7 @@ def get_infection_source_dirs(wildcards):
 
 
 RETRAIN = config["retrain"]
-TRAINED_FILES = ["results/dataset/split.tsv", "results/models/classifier.keras", "results/models/classifier.json",
+TRAINED_FILES = ["results/dataset/split.tsv", "results/dataset/test.h5", "results/models/classifier.keras", "results/models/classifier.json",
                  "results/models/scorer.keras", "results/models/scorer.json", "results/metrics/classifier.json",
                  "results/metrics/scorer.json"]
 if not RETRAIN and LABELED:
@@ -159,8 +159,29 @@ def get_final_output():
     if config["infection"]["test"]:
         outputs.append("results/metrics/infection_unet_test.json")
     if LABELED:
-        outputs += ["results/predictions.csv", "results/metrics/summary.html"]
+        outputs += ["results/predictions.csv", "results/metrics/evaluation.json", "results/metrics/summary.html"]
+        if config["evaluation"]["folds"] and RETRAIN:
+            outputs.append("results/metrics/cross_validation.json")
     return outputs
+
+
+# The demo report says its numbers only show that the pipeline runs.
+IS_DEMO_COHORT = bool(LABELED) and all(is_demo_patient(p) for p in LABELED)
+
+
+def get_summary_inputs(wildcards):
+    """What the metrics page shows: test evaluation, training (val) metrics, the U-Net's, and
+    cross-validation when it is configured."""
+    inputs = {
+        "evaluation": "results/metrics/evaluation.json",
+        "classifier": "results/metrics/classifier.json",
+        "scorer": "results/metrics/scorer.json",
+        "infection": "results/metrics/infection_unet.json",
+        "split": "results/dataset/split.tsv",
+    }
+    if config["evaluation"]["folds"] and (RETRAIN or os.path.exists("results/metrics/cross_validation.json")):
+        inputs["cross_validation"] = "results/metrics/cross_validation.json"
+    return inputs
 
 
 def get_rejected_message(wildcards):

@@ -8,6 +8,7 @@ if RETRAIN:
         output:
             train="results/dataset/train.h5",
             val="results/dataset/val.h5",
+            test="results/dataset/test.h5",
             split="results/dataset/split.tsv",
         log:
             "results/logs/build_hdf5.log",
@@ -16,6 +17,7 @@ if RETRAIN:
         params:
             patients=get_labeled_patients,
             val_fraction=config["split"]["val_fraction"],
+            test_fraction=config["split"]["test_fraction"],
             salt=config["split"]["salt"],
             shape=config["export"]["shape"],
             hu_window=config["export"]["hu_window"],
@@ -102,12 +104,62 @@ rule predict:
         "../scripts/predict.py"
 
 
+rule evaluate:
+    input:
+        predictions="results/predictions.csv",
+        split="results/dataset/split.tsv",
+        classifier="results/models/classifier.json",
+        scorer="results/models/scorer.json",
+    output:
+        evaluation="results/metrics/evaluation.json",
+        roc=report("results/plots/test_roc.png", caption="../report/test_roc.rst", category="Evaluation (test)"),
+        calibration=report("results/plots/test_calibration.png", caption="../report/test_calibration.rst",
+                           category="Evaluation (test)"),
+        scatter=report("results/plots/test_scatter.png", caption="../report/test_scatter.rst",
+                       category="Evaluation (test)"),
+        confusion=report("results/plots/test_severity_confusion.png", caption="../report/test_confusion.rst",
+                         category="Evaluation (test)"),
+    log:
+        "results/logs/evaluate.log",
+    params:
+        evaluation=config["evaluation"],
+        demo=IS_DEMO_COHORT,
+    conda:
+        "../envs/covidct.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+if RETRAIN and config["evaluation"]["folds"]:
+
+    rule cross_validate:
+        input:
+            train="results/dataset/train.h5",
+            val="results/dataset/val.h5",
+            split="results/dataset/split.tsv",
+        output:
+            cv="results/metrics/cross_validation.json",
+        log:
+            "results/logs/cross_validate.log",
+        benchmark:
+            "results/benchmarks/cross_validate.tsv"
+        params:
+            folds=config["evaluation"]["folds"],
+            salt=config["split"]["salt"],
+            train=config["train"],
+            evaluation=config["evaluation"],
+        threads: 2
+        resources:
+            gpu=1,
+        conda:
+            "../envs/covidct.yaml"
+        script:
+            "../scripts/cross_validate.py"
+
+
 rule summarize:
     input:
-        classifier="results/metrics/classifier.json",
-        scorer="results/metrics/scorer.json",
-        infection="results/metrics/infection_unet.json",
-        split="results/dataset/split.tsv",
+        unpack(get_summary_inputs),
     output:
         metrics=report("results/metrics/summary.html", caption="../report/metrics.rst", category="Metrics"),
         cohort=report("results/metrics/cohort.csv", caption="../report/cohort.rst", category="Cohort"),
