@@ -23,6 +23,15 @@ def _e(text) -> str:
     return html.escape(str(text))
 
 
+def plural(n: int, word: str) -> str:
+    """``n`` and the word, in the plural unless n is 1.
+
+    >>> plural(1, "scan"), plural(2, "subject")
+    ('1 scan', '2 subjects')
+    """
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def fmt(v) -> str:
     """A number with 3 decimals, or a dash."""
     if v is None:
@@ -63,8 +72,8 @@ def _verdict(diff: dict | None, lower_is_better: bool, what: str) -> str:
 
 def classifier_section(rep: dict, split: str, confidence: float) -> str:
     """Figures of the classifier on one split."""
-    title = f"<h3>Classifier, {split} split: {rep['n_scans']} scans of {rep['n_subjects']} subjects, " \
-            f"{rep.get('n_positive', 0)} COVID-19</h3>"
+    title = f"<h3>Classifier, {split} split: {plural(rep['n_scans'], 'scan')} of " \
+            f"{plural(rep['n_subjects'], 'subject')}, {rep.get('n_positive', 0)} COVID-19</h3>"
     note = f"<p><i>{_e(rep['note'])}</i></p>" if rep.get("note") else ""
     if not rep["interpretable"]:
         return title + note + f"<p class='na'>{_e(rep['reason'])}: no figure is shown.</p>"
@@ -82,7 +91,8 @@ def classifier_section(rep: dict, split: str, confidence: float) -> str:
 
 def scorer_section(rep: dict, split: str, confidence: float) -> str:
     """Figures of the scorer on one split."""
-    title = f"<h3>Scorer, {split} split: {rep['n_scans']} scans of {rep['n_subjects']} subjects</h3>"
+    title = f"<h3>Scorer, {split} split: {plural(rep['n_scans'], 'scan')} of {plural(rep['n_subjects'], 'subject')}" \
+            "</h3>"
     note = f"<p><i>{_e(rep['note'])}</i></p>" if rep.get("note") else ""
     if not rep["interpretable"]:
         return title + note + f"<p class='na'>{_e(rep['reason'])}: no figure is shown.</p>"
@@ -151,7 +161,7 @@ def metrics_page(evaluation: dict, classifier_val: dict, scorer_val: dict, infec
         parts.append(f"<div class='warn'><b>{_e(evaluation['warning'])}</b></div>")
     sp = evaluation["splits"]
     parts.append("<h1>Metrics</h1><p>Headline: the <b>test</b> split, which chose nothing "
-                 f"({sp['test']['scans']} scans, {sp['test']['subjects']} subjects). Intervals: {conf:.0%} percentile "
+                 f"({plural(sp['test']['scans'], 'scan')}, {plural(sp['test']['subjects'], 'subject')}). Intervals: {conf:.0%} percentile "
                  f"bootstrap over subjects ({evaluation['n_boot']} replicates). Figures from fewer than "
                  f"{evaluation['min_subjects']} subjects, or from a split missing a class, are not shown.</p>")
     parts.append("<h2>Test split</h2>")
