@@ -31,7 +31,7 @@ from scipy import ndimage
 from covidct.thorax import cage_depth, convex_fill
 
 #: A concavity's opening may lie this deep in the rib cage (mm, median over the opening).
-OPENING_MAX_DEPTH_MM = 60.0
+OPENING_MAX_DEPTH_MM = 30.0
 #: Concavities smaller than this (mm^2) are filled whatever their opening (dents between vessels).
 POCKET_MIN_AREA_MM2 = 4.0
 #: Longest straight gap (mm) between the lung and the costal wall that is filled.
