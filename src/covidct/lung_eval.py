@@ -112,7 +112,8 @@ def compare(mask_labels: np.ndarray, ref_labels: np.ndarray, spacing_zyx: tuple[
 
 def reference_labels(reference: str | Path, image, patient: str | None = None,
                      right_pattern: str = RIGHT_LUNG_PATTERN, left_pattern: str = LEFT_LUNG_PATTERN,
-                     lesion_pattern: str | None = LESION_PATTERN) -> tuple[np.ndarray, np.ndarray | None, dict]:
+                     lesion_pattern: str | None = LESION_PATTERN, shift_mm: tuple[float, float] = (0.0, 0.0)
+                     ) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """Reference lung labels on the grid of ``image`` from an RTSTRUCT or a NIfTI label map.
 
     Args:
@@ -123,6 +124,7 @@ def reference_labels(reference: str | Path, image, patient: str | None = None,
         left_pattern: RTSTRUCT ROI name pattern of the left lung.
         lesion_pattern: RTSTRUCT ROI name pattern of lesions to add for the "with lesions" figures;
             None or empty: none.
+        shift_mm: (x, y) added to every RTSTRUCT contour vertex (see ``covidct.rtstruct.rasterize``).
 
     Returns:
         ``(labels, lesions, info)``: uint8 labels (z, y, x) 1 right, 2 left; a boolean lesion mask
@@ -166,33 +168,34 @@ def reference_labels(reference: str | Path, image, patient: str | None = None,
         raise CovidctError(f"ROI(s) {', '.join(sorted(overlap))} match both the right and the left lung pattern",
                            patient, path)
     labels = np.zeros(image.GetSize()[::-1], np.uint8)
-    labels[rtstruct.rasterize(right, image, patient)] = RIGHT
-    labels[rtstruct.rasterize(left, image, patient) & (labels == 0)] = LEFT
+    labels[rtstruct.rasterize(right, image, patient, shift_mm)] = RIGHT
+    labels[rtstruct.rasterize(left, image, patient, shift_mm) & (labels == 0)] = LEFT
     if not labels.any():
         raise CovidctError("the lung ROIs do not overlap the mask grid (different patient or frame of reference?)",
                            patient, path)
     lesion_rois = rtstruct.match_rois(rois, lesion_pattern) if lesion_pattern else []
-    lesions = rtstruct.rasterize(lesion_rois, image, patient) if lesion_rois else None
+    lesions = rtstruct.rasterize(lesion_rois, image, patient, shift_mm) if lesion_rois else None
     info = {"kind": "rtstruct", "right_rois": [r.name for r in right], "left_rois": [r.name for r in left],
-            "lesion_rois": [r.name for r in lesion_rois]}
+            "lesion_rois": [r.name for r in lesion_rois], "contour_shift_mm": [float(v) for v in shift_mm]}
     return labels, lesions, info
 
 
 def lesions_in_thorax(lesions: np.ndarray, ref_labels: np.ndarray) -> np.ndarray:
-    """The part of a lesion ROI inside the thorax: within the per-slice convex hull of the reference lungs.
+    """The part of a lesion ROI inside the lungs' outline: within the per-slice convex hull of either
+    reference lung (each lung's own hull, so the mediastinum between them stays out).
 
     A tumour contour (GTV) may reach into the mediastinum or the chest wall; "lungs including
-    lesions" keeps only the part inside the hull of the two lungs on each slice.
+    lesions" keeps only the part inside a lung's outline on each slice.
     """
     from covidct.thorax import slice_hulls
 
-    hull = slice_hulls(ref_labels > 0)
+    hull = slice_hulls(ref_labels == RIGHT) | slice_hulls(ref_labels == LEFT)
     return lesions & hull
 
 
 def evaluate(in_mask_labels: str | Path, reference: str | Path, out_json: str | Path, patient: str,
              right_pattern: str = RIGHT_LUNG_PATTERN, left_pattern: str = LEFT_LUNG_PATTERN,
-             lesion_pattern: str | None = LESION_PATTERN) -> dict:
+             lesion_pattern: str | None = LESION_PATTERN, shift_mm: tuple[float, float] = (0.0, 0.0)) -> dict:
     """Compare a mask (its label map) with a reference and write the metrics JSON.
 
     Args:
@@ -204,6 +207,7 @@ def evaluate(in_mask_labels: str | Path, reference: str | Path, out_json: str | 
         right_pattern: See ``reference_labels``.
         left_pattern: See ``reference_labels``.
         lesion_pattern: See ``reference_labels``.
+        shift_mm: See ``reference_labels``.
 
     Returns:
         The written dict: ``lungs`` (per lung and both), ``lungs_with_lesions`` (both lungs against
@@ -215,7 +219,8 @@ def evaluate(in_mask_labels: str | Path, reference: str | Path, out_json: str | 
 
     image = read_volume(in_mask_labels)
     mask = sitk.GetArrayFromImage(image)
-    ref, lesions, info = reference_labels(reference, image, patient, right_pattern, left_pattern, lesion_pattern)
+    ref, lesions, info = reference_labels(reference, image, patient, right_pattern, left_pattern, lesion_pattern,
+                                          shift_mm)
     spacing_zyx = tuple(float(s) for s in image.GetSpacing()[::-1])
     result = {"patient": patient, "reference": info, "lungs": compare(mask, ref, spacing_zyx)}
     if lesions is not None:
@@ -230,3 +235,23 @@ def evaluate(in_mask_labels: str | Path, reference: str | Path, out_json: str | 
     log.info("patient %s: lung mask vs reference Dice %.4f (right %s, left %s), HD95 %s mm", patient,
              s["both"]["dice"], s["right"]["dice"], s["left"]["dice"], s["both"]["hd95_mm"])
     return result
+
+
+TABLE_COLUMNS = ("patient_id", "dice", "dice_right", "dice_left", "hd95_mm", "hd95_right_mm", "hd95_left_mm",
+                 "volume_ml", "reference_ml", "volume_diff_ml", "dice_with_lesions")
+
+
+def table_rows(results: list[dict]) -> list[dict]:
+    """One row per evaluated patient (the ``evaluate`` dicts), for the cohort table."""
+    rows = []
+    for r in results:
+        lungs = r["lungs"]
+        rows.append({
+            "patient_id": r["patient"], "dice": lungs["both"]["dice"], "dice_right": lungs["right"]["dice"],
+            "dice_left": lungs["left"]["dice"], "hd95_mm": lungs["both"]["hd95_mm"],
+            "hd95_right_mm": lungs["right"]["hd95_mm"], "hd95_left_mm": lungs["left"]["hd95_mm"],
+            "volume_ml": lungs["both"]["volume_ml"], "reference_ml": lungs["both"]["reference_ml"],
+            "volume_diff_ml": lungs["both"]["volume_diff_ml"],
+            "dice_with_lesions": r.get("lungs_with_lesions", {}).get("dice"),
+        })
+    return rows

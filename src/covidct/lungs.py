@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from covidct.airways import Airways
 from covidct.errors import CovidctError, MissingWeightsError
 
 log = logging.getLogger(__name__)
@@ -299,6 +300,22 @@ def _fill_side(side: np.ndarray, dense: np.ndarray, depth: np.ndarray | None, ot
 
 def threshold_lungs(hu: np.ndarray, spacing: tuple[float, float, float], params: ThresholdParams = ThresholdParams(),
                     patient: str | None = None) -> tuple[np.ndarray, dict]:
+    """Classical lung segmentation: ``(labels, stats)`` of ``segment_threshold``."""
+    result = segment_threshold(hu, spacing, params, patient)
+    return result.labels, result.stats
+
+
+@dataclass
+class ThresholdResult:
+    """What the threshold backend found: labels, figures for the provenance, and the airways (for QC)."""
+
+    labels: np.ndarray
+    stats: dict
+    airways: Airways
+
+
+def segment_threshold(hu: np.ndarray, spacing: tuple[float, float, float], params: ThresholdParams = ThresholdParams(),
+                      patient: str | None = None) -> ThresholdResult:
     """Classical lung segmentation on a (z, y, x) HU array on an LPS-aligned grid.
 
     Steps: air-like voxels (HU < ``lung_max_hu``) not connected to the image border within their
@@ -314,7 +331,7 @@ def threshold_lungs(hu: np.ndarray, spacing: tuple[float, float, float], params:
         patient: Pseudonymous id for messages.
 
     Returns:
-        ``(labels, stats)``: uint8 labels (1 right, 2 left, 3 side unknown) and a dict of figures.
+        Labels (uint8: 1 right, 2 left, 3 side unknown), a dict of figures and the airways found.
 
     Raises:
         CovidctError: no lungs found.
@@ -372,7 +389,7 @@ def threshold_lungs(hu: np.ndarray, spacing: tuple[float, float, float], params:
         "left_right_known": bool(lr_known),
         **info,
     }
-    return filled, stats
+    return ThresholdResult(filled, stats, airway)
 
 
 def hub_weights_path() -> Path:

@@ -158,7 +158,8 @@ def _edge_distance(polygons: list[np.ndarray], x: np.ndarray, y: np.ndarray, chu
     return out.reshape(x.shape)
 
 
-def rasterize(rois: list[Roi], image, patient: str | None = None) -> np.ndarray:
+def rasterize(rois: list[Roi], image, patient: str | None = None,
+              shift_mm: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Paint the union of some ROIs onto the grid of ``image``.
 
     A pixel of a slice that lies on a contour plane is inside when its centre is inside the
@@ -173,11 +174,14 @@ def rasterize(rois: list[Roi], image, patient: str | None = None) -> np.ndarray:
         rois: ROIs (e.g. from ``match_rois``); their union is painted.
         image: SimpleITK image of the target grid (axial: third axis along the patient's z).
         patient: Pseudonymous id for messages.
+        shift_mm: (x, y) added to every contour vertex (mm): for structure sets written with the
+            pixel-corner convention, minus half the CT pixel spacing.
 
     Returns:
         Boolean array (z, y, x) on the image grid.
     """
     px, py, zs = _axial_geometry(image, patient)
+    px, py = px - shift_mm[0], py - shift_mm[1]  # moving the grid back is moving the contours forward
     nx, ny, nz = image.GetSize()
     out = np.zeros((nz, ny, nx), bool)
     for roi in rois:

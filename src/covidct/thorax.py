@@ -43,7 +43,7 @@ def convex_fill(mask: np.ndarray) -> np.ndarray:
     >>> convex_fill(m).astype(int)
     array([[0, 0, 0, 0, 0],
            [0, 1, 1, 1, 0],
-           [0, 0, 1, 1, 0],
+           [0, 0, 1, 0, 0],
            [0, 0, 1, 0, 0],
            [0, 0, 0, 0, 0]])
     """
