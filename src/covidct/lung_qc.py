@@ -22,14 +22,15 @@ LUNG_VOLUME_ML = (500.0, 5500.0)
 #: left (left/right about 0.8-0.9); outside 0.6-1.25 one lung is collapsed, filled with fluid or
 #: lesion, or the mask has lost or gained a large part.
 LEFT_RIGHT_RATIO = (0.6, 1.25)
-#: Mask under the dome of the diaphragm: in the lower half of the mask, connected pieces of at least
-#: ``BELOW_DIAPHRAGM_MIN_PIECE_ML`` whose voxels have at least ``DIAPHRAGM_GAP_MM`` of tissue (HU above
-#: ``TISSUE_MIN_HU``) right above them in their column and mask again above that: gas of the stomach or
-#: colon under the diaphragm with the lung over it (single-slice specks under hilar vessels do not
-#: count). Flagged above ``BELOW_DIAPHRAGM_MAX_ML``.
-DIAPHRAGM_GAP_MM = 8.0
-TISSUE_MIN_HU = -300.0
-BELOW_DIAPHRAGM_MIN_PIECE_ML = 1.0
+#: Gas under the dome of the diaphragm inside the mask: in the lower half of the mask, connected pieces
+#: of gas (HU below ``GAS_HU`` after a light smoothing, grown back over the gas voxels) of at least
+#: ``GAS_PIECE_MIN_ML`` whose surroundings (a shell of ``SHELL_MM``) lie mostly (``OUTSIDE_FRACTION``)
+#: outside the mask: stomach or colon joined to a lung base through a thin diaphragm. A bulla or an airway
+#: inside the lung is surrounded by lung. Flagged above ``BELOW_DIAPHRAGM_MAX_ML``.
+GAS_HU = -950.0
+GAS_PIECE_MIN_ML = 1.0
+SHELL_MM = 3.0
+OUTSIDE_FRACTION = 0.5
 BELOW_DIAPHRAGM_MAX_ML = 3.0
 #: Mask outside the rib cage: voxels more than ``OUTSIDE_CAGE_MM`` outside the convex hull of the bones
 #: within ``covidct.thorax.CAGE_SEARCH_MM`` of the mask on their slice, the bones gathered over a slab of
@@ -64,28 +65,33 @@ def _area_jump(side: np.ndarray, sz: float) -> float:
     return float(np.abs(np.diff(area))[both].max() / area.max() / sz)
 
 
-def _below_diaphragm(mask: np.ndarray, tissue: np.ndarray, gap: int) -> np.ndarray:
-    """Mask voxels with ``gap`` tissue voxels (not mask) directly above them and mask above those.
-
-    >>> m = np.zeros((8, 1, 1), bool); m[[0, 1, 6, 7]] = True
-    >>> t = np.ones((8, 1, 1), bool)
-    >>> _below_diaphragm(m, t, 3)[:, 0, 0].astype(int)
-    array([0, 1, 0, 0, 0, 0, 0, 0])
-    """
-    nz = mask.shape[0]
-    out = np.zeros(mask.shape, bool)
-    if nz <= gap + 1:
-        return out
-    wall = (tissue & ~mask).view(np.uint8)
-    # all of z+1 .. z+gap tissue: the window minimum centred on z+1+gap//2 (scipy's window for index j
-    # is j-gap//2 .. j-gap//2+gap-1)
-    window_min = ndimage.minimum_filter1d(wall, gap, axis=0, mode="constant")
-    n = nz - gap - 1
-    clear = window_min[1 + gap // 2: 1 + gap // 2 + n] > 0
-    # mask somewhere at or above z+gap+1
-    above = np.flip(np.maximum.accumulate(np.flip(mask.view(np.uint8), 0), axis=0), 0)  # mask at or above z
-    out[:n] = mask[:n] & clear & (above[gap + 1:] > 0)
-    return out
+def _gas_under_diaphragm(mask: np.ndarray, hu: np.ndarray, voxel_mm: float, voxel_ml: float) -> float:
+    """mL of gas pieces in the lower half of the mask that are mostly surrounded by non-mask (see ``GAS_HU``)."""
+    zs = np.nonzero(mask.any(axis=(1, 2)))[0]
+    if zs.size == 0:
+        return 0.0
+    top = (zs[0] + zs[-1]) // 2 + 1
+    shell_vox = max(1, int(round(SHELL_MM / voxel_mm)))
+    sub = hu[: top + shell_vox].astype(np.float32)
+    m = mask[: top + shell_vox]
+    gas = (ndimage.gaussian_filter(sub, 1.0) < GAS_HU) & m
+    gas[top:] = False
+    # the smoothed core, grown back over the gas voxels themselves (smoothing shrinks a pocket)
+    gas = ndimage.binary_dilation(gas, iterations=3, mask=(sub < GAS_HU) & m) | gas
+    pieces, n = ndimage.label(gas)
+    if n == 0:
+        return 0.0
+    sizes = np.bincount(pieces.ravel(), minlength=n + 1) * voxel_ml
+    total = 0.0
+    for k, obj in enumerate(ndimage.find_objects(pieces), start=1):
+        if obj is None or sizes[k] < GAS_PIECE_MIN_ML:
+            continue
+        box = tuple(slice(max(s.start - shell_vox, 0), s.stop + shell_vox) for s in obj)
+        piece = pieces[box] == k
+        shell = ndimage.binary_dilation(piece, iterations=shell_vox) & ~piece
+        if shell.any() and float((~m[box][shell]).mean()) >= OUTSIDE_FRACTION:
+            total += float(sizes[k])
+    return total
 
 
 def _outside_cage(mask: np.ndarray, hu: np.ndarray, pixel_mm: float, slice_mm: float) -> np.ndarray:
@@ -165,17 +171,10 @@ def mask_qc(labels: np.ndarray, hu: np.ndarray, spacing: tuple[float, float, flo
                              f"{LUNG_VOLUME_ML[1] / 1000:.1f} L")
         if not LEFT_RIGHT_RATIO[0] <= left / right <= LEFT_RIGHT_RATIO[1]:
             flags.append(f"left/right volume ratio {left / right:.2f} outside {LEFT_RIGHT_RATIO[0]}-{LEFT_RIGHT_RATIO[1]}")
-    gap = max(1, int(round(DIAPHRAGM_GAP_MM / sz)))
-    under = _below_diaphragm(mask, hu > TISSUE_MIN_HU, gap)
-    zs = np.nonzero(mask.any(axis=(1, 2)))[0]
-    if zs.size:
-        under[(zs[0] + zs[-1]) // 2:] = False
-    pieces, n = ndimage.label(under)
-    sizes = np.bincount(pieces.ravel(), minlength=n + 1) * voxel_ml
-    below = float(sizes[1:][sizes[1:] >= BELOW_DIAPHRAGM_MIN_PIECE_ML].sum())
+    below = _gas_under_diaphragm(mask, hu, sx, voxel_ml)
     qc["below_diaphragm_ml"] = round(below, 1)
     if below > BELOW_DIAPHRAGM_MAX_ML:
-        flags.append(f"{below:.0f} mL of mask under the diaphragm")
+        flags.append(f"{below:.0f} mL of gas under the diaphragm in the mask")
     outside = float(_outside_cage(mask, hu, sx, sz).sum() * voxel_ml)
     qc["outside_rib_cage_ml"] = round(outside, 1)
     if outside > OUTSIDE_CAGE_MAX_ML:

@@ -15,7 +15,8 @@ lung threshold) are taken into a lung:
    mediastinum meets the sternum and the spine.
 
 Both only where aerated lung of the same side lies above and below within ``SANDWICH_MM`` in the
-same column: a lesion against the wall has lung above and below it, while the abdomen under the
+same column (a gap region is taken whole when most of it passes, so the rim of a lesion at the lung's
+widest level, which has no lung right above or below it, comes with it): a lesion against the wall has lung above and below it, while the abdomen under the
 dome of the diaphragm (which can sit between a lung and the wall on a slice), the heart and the
 soft tissue above the apex do not. A consolidation resting on the diaphragm or filling the apex is
 therefore not taken in: real scans showed that the dome cannot be told from it on one slice.
@@ -34,16 +35,20 @@ from covidct.thorax import cage_depth, convex_fill
 OPENING_MAX_DEPTH_MM = 30.0
 #: Concavities smaller than this (mm^2) are filled whatever their opening (dents between vessels).
 POCKET_MIN_AREA_MM2 = 4.0
-#: Longest straight gap (mm) between the lung and the costal wall that is filled.
+#: Longest straight gap (mm) between the lung and the costal wall that is filled; a connected gap region
+#: is filled whole when at least ``GAP_ALLOWED_FRACTION`` of it passes the 3D test below.
 GAP_MAX_MM = 45.0
+GAP_ALLOWED_FRACTION = 0.5
+#: Gaps thinner than this (mm) are the pleura and its partial volume, not a lesion.
+GAP_MIN_MM = 4.0
 #: The costal wall: the cage's inner surface at least this far from the body's midline (mm).
 COSTAL_MIN_OFFSET_MM = 50.0
-#: The cage's inner surface lies as deep as the lung's border pixels at this percentile of their
-#: depth (where the aerated lung touches the wall on the slice) ...
+#: The cage's inner surface lies one pixel outside the lung's border pixels at this percentile of
+#: their depth (where the aerated lung touches the wall on the slice) ...
 WALL_CONTACT_PERCENTILE = 10.0
 #: ... clipped to this range (mm): ribs, intercostal muscle and pleura.
 WALL_DEPTH_RANGE_MM = (5.0, 25.0)
-#: Aerated lung of the same side must lie within this distance above and below (mm, same column).
+#: Aerated lung of the same side must lie within this distance above and below (mm) in the same column.
 SANDWICH_MM = 100.0
 
 
@@ -65,8 +70,9 @@ def _first_event(events: np.ndarray, axis: int, reverse: bool) -> tuple[np.ndarr
     return dist, code
 
 
-def gap_pixels(lung2d: np.ndarray, blocked2d: np.ndarray, wall2d: np.ndarray, max_px: float) -> np.ndarray:
-    """Pixels of straight gaps (along x or y) from the lung to the chest wall, at most ``max_px`` long.
+def gap_pixels(lung2d: np.ndarray, blocked2d: np.ndarray, wall2d: np.ndarray, max_px: float,
+               min_px: float = 1) -> np.ndarray:
+    """Pixels of straight gaps (along x or y) from the lung to the chest wall, ``min_px`` to ``max_px`` long.
 
     Args:
         lung2d: The lung of this side on the slice.
@@ -74,6 +80,7 @@ def gap_pixels(lung2d: np.ndarray, blocked2d: np.ndarray, wall2d: np.ndarray, ma
             part of the wall).
         wall2d: The chest wall (outside the cage's inner surface).
         max_px: Longest gap in pixels.
+        min_px: Shortest gap in pixels (thinner ones are the pleura itself).
 
     Returns:
         Boolean mask of gap pixels: neither lung, wall nor blocked.
@@ -94,7 +101,8 @@ def gap_pixels(lung2d: np.ndarray, blocked2d: np.ndarray, wall2d: np.ndarray, ma
         d_fwd, c_fwd = _first_event(events, axis, reverse=False)
         d_bwd, c_bwd = _first_event(events, axis, reverse=True)
         ends = ((c_fwd == lung_code) & (c_bwd == wall_code)) | ((c_fwd == wall_code) & (c_bwd == lung_code))
-        out |= free & ends & (d_fwd + d_bwd - 1 <= max_px)
+        length = d_fwd + d_bwd - 1
+        out |= free & ends & (length <= max_px) & (length >= min_px)
     return out
 
 
@@ -143,14 +151,19 @@ def fill_pleural(region: np.ndarray, aerated: np.ndarray, dense: np.ndarray, dep
     add = np.zeros(region.shape, bool)
     min_px = POCKET_MIN_AREA_MM2 / (sx * sy)
     max_gap = GAP_MAX_MM / sx
+    min_gap = GAP_MIN_MM / sx
     costal = (np.abs((np.arange(region.shape[2]) - midline_x) * sx) >= COSTAL_MIN_OFFSET_MM)[None, :]
     for z in np.nonzero(region.any(axis=(1, 2)) & allowed.any(axis=(1, 2)))[0]:
         lung2d = region[z]
         edge = lung2d & ~ndimage.binary_erosion(lung2d)
         contact = float(np.clip(np.percentile(depth[z][edge], WALL_CONTACT_PERCENTILE), *WALL_DEPTH_RANGE_MM))
-        wall = depth[z] < contact
-        gaps = gap_pixels(lung2d, blocked[z] | (wall & ~costal), wall & costal, max_gap)
-        add[z] |= gaps & allowed[z]
+        wall = depth[z] < contact - sx  # one pixel outside the deepest-reaching lung border: the pleura
+        gaps = gap_pixels(lung2d, blocked[z] | (wall & ~costal), wall & costal, max_gap, min_gap) & dense[z]
+        if gaps.any():  # a gap is filled whole when most of it is allowed (its rim at the wall may not be)
+            gl, gn = ndimage.label(gaps)
+            ok = np.bincount(gl[allowed[z]], minlength=gn + 1) >= GAP_ALLOWED_FRACTION * np.bincount(gl.ravel(), minlength=gn + 1)
+            ok[0] = False
+            add[z] |= ok[gl]
         hull = convex_fill(lung2d)
         pockets = hull & ~lung2d & ~blocked[z]
         if not pockets.any():
