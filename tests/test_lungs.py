@@ -232,3 +232,19 @@ def test_juxtapleural_lesion_is_taken_in_and_mediastinum_stays_out(neck_phantom)
     extra = ((filled > 0) & (truth == 0)).sum() - ((plain > 0) & (truth == 0)).sum()
     assert extra * ml < 10
     assert dice(filled > 0, truth > 0) >= 0.95
+
+
+def test_qc_montage_title_lists_the_flags(tmp_path, phantom):
+    from PIL import Image
+
+    hu, truth = phantom
+    sitk.WriteImage(_image(hu), str(tmp_path / "v.nii.gz"))
+    sitk.WriteImage(_image(truth), str(tmp_path / "l.nii.gz"))
+    heights = []
+    for flags in ([], ["left/right volume ratio 1.48 outside 0.6-1.25", "3 mL of trachea inside the mask"]):
+        (tmp_path / "p.json").write_text(json.dumps({"lung_volume_ml": 4000, "backend": "threshold",
+                                                     "qc": {"flags": flags}}))
+        steps.qc_montage(tmp_path / "v.nii.gz", tmp_path / "l.nii.gz", tmp_path / "qc.png", "p1", n_slices=4,
+                         provenance=tmp_path / "p.json")
+        heights.append(Image.open(tmp_path / "qc.png").height)
+    assert heights[1] == heights[0] + 2 * 12  # one line per flag under the title line
