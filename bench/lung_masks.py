@@ -9,8 +9,9 @@ defaults of config/config.yaml) on volumes prepared as the workflow prepares the
   (Lung-Right, Lung-Left; and with GTV-1 inside the lungs' outline), through ``covidct.lung_eval``;
   also with the contours moved by minus half a CT pixel (see README: this structure set sits half a
   pixel off its CT). "Below the diaphragm": mask voxels lower in their column than the reference's
-  lowest lung voxel there (all of them: mostly boundary disagreement at the bases; and those that are
-  air, HU < -900: gas under the diaphragm), and mask voxels below the reference's lowest lung slice.
+  lowest lung voxel there (all of them: mostly boundary disagreement at the bases; and those in the lower
+  third of the lungs that are air, HU < -900: gas under the diaphragm), and mask voxels below the
+  reference's lowest lung slice.
   "Airway above the carina": mask voxels above the carina (found by ``covidct.airways``) outside the
   reference lungs that are air (HU < -900).
 - ../shared/data/ct/lung_pet_ct_dx_A0002 B40f and B70f: Dice between the two kernels' masks.
@@ -162,8 +163,9 @@ def lung1_measures(labels: np.ndarray, hu: np.ndarray, ref: np.ndarray, carina_z
     if carina_z is not None:
         above[carina_z + 1:] = True
     airway = mask & above & ~ref_lung & (hu < AIR_HU)
+    lower = z < zs[0] + (zs[-1] - zs[0]) // 3
     return {"below_reference_floor_voxels": int(below.sum()),
-            "air_below_reference_floor_voxels": int((below & (hu < AIR_HU)).sum()),
+            "air_below_reference_floor_voxels": int((below & lower & (hu < AIR_HU)).sum()),
             "below_lowest_reference_slice_voxels": int((mask & (z < zs[0])).sum()),
             "airway_above_carina_voxels": int(airway.sum()), "carina_z_index": carina_z}
 

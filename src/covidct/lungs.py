@@ -42,6 +42,13 @@ HILUM_BELOW_CARINA_MM = 40.0
 #: (colon, stomach) and is cut off, if it holds at least ``GAS_CORE_MIN_ML``.
 GAS_CUT_HU = -930
 GAS_CORE_MIN_ML = 0.5
+#: Gas pockets that touch a lung base broadly (no thin bridge to erode) are found as gas (smoothed over
+#: this many mm) mostly surrounded (this fraction of a shell this thick) by what is not lung.
+GAS_SMOOTH_MM = 1.5
+GAS_SHELL_MM = 3.0
+GAS_OUTSIDE_FRACTION = 0.5
+#: The pocket's partial-volume rim (taken out with it) is darker than this (HU, smoothed).
+GAS_RIM_HU = -600
 #: The trachea and main bronchi are removed with a rim of this width (mm): their wall's partial volume.
 AIRWAY_RIM_MM = 2.0
 #: Holes of a lung slice up to this area (mm^2, a disc of about 36 mm) are filled: vessels, nodules,
@@ -84,11 +91,10 @@ def _bbox(mask: np.ndarray, pad: tuple[int, ...] | int = 0) -> tuple[slice, ...]
 def volume_stats(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, float]:
     """Total, right and left lung volume (mL) of a label map, for the provenance JSON of either backend."""
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    counts = np.bincount(labels.ravel(), minlength=4)
     return {
-        "lung_volume_ml": round(float(counts[1:].sum() * voxel_ml), 1),
-        "right_volume_ml": round(float(counts[RIGHT] * voxel_ml), 1),
-        "left_volume_ml": round(float(counts[LEFT] * voxel_ml), 1),
+        "lung_volume_ml": round(float(np.count_nonzero(labels) * voxel_ml), 1),
+        "right_volume_ml": round(float(np.count_nonzero(labels == RIGHT) * voxel_ml), 1),
+        "left_volume_ml": round(float(np.count_nonzero(labels == LEFT) * voxel_ml), 1),
     }
 
 
@@ -261,10 +267,55 @@ def _lung_regions(inside: np.ndarray, hu: np.ndarray, airway, spacing, params: T
         drop = out_sub[cb] & (seeds[tuple(idx)] == c)
         info["gas_cut_ml"] += float(drop.sum() * voxel_ml)
         out_sub[cb] &= ~drop
+    info["gas_cut_ml"] += _cut_gas_pockets(out_sub, hsub, int(np.floor(level)), airway.mask[box] if airway.found
+                                           else None, spacing)
     info["regions_dropped"] = int(np.count_nonzero(big & ~keep)) + len(cut)
     info["gas_cut_ml"] = round(info["gas_cut_ml"], 1)
     out[box] = out_sub
     return out, info
+
+
+def _cut_gas_pockets(lung: np.ndarray, hu: np.ndarray, level: int, airway: np.ndarray | None, spacing) -> float:
+    """Cut gas pockets below the hila out of ``lung`` (in place); returns the mL cut.
+
+    A pocket is a connected region of gas (HU under ``GAS_CUT_HU`` after smoothing by ``GAS_SMOOTH_MM``) of at
+    least ``GAS_CORE_MIN_ML`` below slice ``level``, not next to the airways, which with its partial-volume
+    rim (up to ``GAS_SHELL_MM``, darker than ``GAS_RIM_HU``) is mostly (``GAS_OUTSIDE_FRACTION``) surrounded
+    by what is not lung (a shell of ``GAS_SHELL_MM``): a stomach or colon joined to
+    a lung base by a broad partial-volume contact, which the erosion cannot cut. A bulla is surrounded by lung.
+    """
+    sx, sy, sz = spacing
+    voxel_ml = sx * sy * sz / 1000.0
+    level = min(max(level, 0), lung.shape[0])
+    if level == 0 or not lung[:level].any():
+        return 0.0
+    low = lung[:level]
+    sigma = [GAS_SMOOTH_MM / v for v in (sz, sy, sx)]
+    smooth = ndimage.gaussian_filter(hu[:level].astype(np.float32), sigma)
+    gas = (smooth < GAS_CUT_HU) & low
+    pieces, n = ndimage.label(gas)
+    if n == 0:
+        return 0.0
+    sizes = np.bincount(pieces.ravel(), minlength=n + 1) * voxel_ml
+    shell_vox = max(1, int(round(GAS_SHELL_MM / sx)))
+    cut = 0.0
+    for k, obj in enumerate(ndimage.find_objects(pieces), start=1):
+        if obj is None or sizes[k] < GAS_CORE_MIN_ML:
+            continue
+        box = tuple(slice(max(s.start - 2 * shell_vox, 0), min(s.stop + 2 * shell_vox, dim)) for s, dim in zip(obj, low.shape))
+        piece = pieces[box] == k
+        # the pocket with its partial-volume rim (gas blurred with its wall), then a shell around that
+        pocket = ndimage.binary_dilation(piece, iterations=shell_vox, mask=low[box] & (smooth[box] < GAS_RIM_HU))
+        grown = ndimage.binary_dilation(pocket, iterations=shell_vox)
+        if airway is not None and (grown & airway[:level][box]).any():
+            continue
+        shell = grown & ~pocket
+        if not shell.any() or float((~low[box][shell]).mean()) < GAS_OUTSIDE_FRACTION:
+            continue
+        drop = pocket & low[box]
+        cut += float(drop.sum() * voxel_ml)
+        low[box] &= ~drop
+    return cut
 
 
 def _fill_side(side: np.ndarray, dense: np.ndarray, depth: np.ndarray | None, others: np.ndarray, spacing,

@@ -36,6 +36,50 @@ def outside_air(air: np.ndarray) -> np.ndarray:
     return lut[lab]
 
 
+def fill_convex_points(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The convex hull of (row, column) points, filled on a grid (pixel centres inside or on the hull).
+
+    >>> fill_convex_points(np.array([[1, 1], [1, 3], [3, 2]]), (5, 5)).astype(int)
+    array([[0, 0, 0, 0, 0],
+           [0, 1, 1, 1, 0],
+           [0, 0, 1, 0, 0],
+           [0, 0, 1, 0, 0],
+           [0, 0, 0, 0, 0]])
+    """
+    out = np.zeros(shape, bool)
+    pts = np.asarray(points, float)
+    if len(pts) == 0:
+        return out
+    try:
+        hull = ConvexHull(pts)
+    except (QhullError, ValueError):  # collinear or too few points: fill their bounding box
+        r0, c0 = np.floor(pts.min(axis=0)).astype(int).clip(0)
+        r1, c1 = np.ceil(pts.max(axis=0)).astype(int)
+        out[r0:r1 + 1, c0:c1 + 1] = True
+        return out
+    # half-planes a*r + b*c + d <= 0 of the hull; on each row the hull is one interval
+    eq = hull.equations
+    lo_r = max(int(np.ceil(pts[:, 0].min() - 1e-6)), 0)
+    hi_r = min(int(np.floor(pts[:, 0].max() + 1e-6)), shape[0] - 1)
+    if hi_r < lo_r:
+        return out
+    r_all = np.arange(lo_r, hi_r + 1, dtype=float)
+    a, b, d = eq[:, 0][None], eq[:, 1][None], eq[:, 2][None]
+    rhs = -(a * r_all[:, None] + d)  # b*c <= rhs
+    eps = 1e-9
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = rhs / b
+    lo_c = np.where(b < -eps, bound, -np.inf).max(axis=1)
+    hi_c = np.where(b > eps, bound, np.inf).min(axis=1)
+    feasible = np.all(np.where(np.abs(b) <= eps, rhs >= -1e-6, True), axis=1)
+    lo_i = np.ceil(lo_c - 1e-6).clip(0, shape[1] - 1).astype(int)
+    hi_i = np.floor(hi_c + 1e-6).clip(-1, shape[1] - 1).astype(int)
+    for r, a_, b_, ok in zip(r_all.astype(int), lo_i, hi_i, feasible):
+        if ok and b_ >= a_:
+            out[r, a_:b_ + 1] = True
+    return out
+
+
 def convex_fill(mask: np.ndarray) -> np.ndarray:
     """The convex hull of a 2D mask's pixel centres, filled (pixel centres inside or on the hull).
 
@@ -47,40 +91,18 @@ def convex_fill(mask: np.ndarray) -> np.ndarray:
            [0, 0, 1, 0, 0],
            [0, 0, 0, 0, 0]])
     """
-    out = np.zeros(mask.shape, bool)
     rows = np.nonzero(mask.any(axis=1))[0]
     if rows.size == 0:
-        return out
+        return np.zeros(mask.shape, bool)
     sub = mask[rows]
     first = np.argmax(sub, axis=1)
     last = mask.shape[1] - 1 - np.argmax(sub[:, ::-1], axis=1)
-    pts = np.concatenate([np.column_stack([rows, first]), np.column_stack([rows, last])]).astype(float)
-    try:
-        hull = ConvexHull(pts)
-    except (QhullError, ValueError):  # collinear or too few points: the row extents are the hull
-        for r, a, b in zip(rows, first, last):
-            out[r, a:b + 1] = True
-        lo, hi = rows.min(), rows.max()
-        if hi > lo and np.ptp(first) == 0 and np.ptp(last) == 0:
-            out[lo:hi + 1, first[0]:last[0] + 1] = True
+    pts = np.concatenate([np.column_stack([rows, first]), np.column_stack([rows, last])])
+    if np.ptp(pts[:, 0]) == 0 or np.ptp(pts[:, 1]) == 0:  # one row or one column: the extents are the hull
+        out = np.zeros(mask.shape, bool)
+        out[rows.min():rows.max() + 1, pts[:, 1].min():pts[:, 1].max() + 1] = True
         return out
-    # half-planes a*r + b*c + d <= 0 of the hull; on each row the hull is one interval
-    eq = hull.equations  # (m, 3): normal (r, c), offset
-    r_all = np.arange(rows.min(), rows.max() + 1, dtype=float)
-    a, b, d = eq[:, 0][None], eq[:, 1][None], eq[:, 2][None]
-    rhs = -(a * r_all[:, None] + d)  # b*c <= rhs
-    eps = 1e-9
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bound = rhs / b
-    lo_c = np.where(b < -eps, bound, -np.inf).max(axis=1)
-    hi_c = np.where(b > eps, bound, np.inf).min(axis=1)
-    feasible = np.all(np.where(np.abs(b) <= eps, rhs >= -1e-6, True), axis=1)
-    lo_i = np.ceil(lo_c - 1e-6).clip(0, mask.shape[1] - 1).astype(int)
-    hi_i = np.floor(hi_c + 1e-6).clip(-1, mask.shape[1] - 1).astype(int)
-    for r, a_, b_, ok in zip(r_all.astype(int), lo_i, hi_i, feasible):
-        if ok and b_ >= a_:
-            out[r, a_:b_ + 1] = True
-    return out
+    return fill_convex_points(pts, mask.shape)
 
 
 def slice_hulls(mask: np.ndarray) -> np.ndarray:
