@@ -82,14 +82,6 @@ def body_midline_x(body: np.ndarray) -> float:
     return float((counts.sum(axis=0) * np.arange(body.shape[2])).sum() / max(total, 1))
 
 
-def _component_stats(labels: np.ndarray, n: int, axis_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Voxel count and mean of ``axis_index`` (broadcast to labels) per label 1..n."""
-    flat = labels.ravel()
-    counts = np.bincount(flat, minlength=n + 1)
-    sums = np.bincount(flat, weights=np.broadcast_to(axis_index, labels.shape).ravel(), minlength=n + 1)
-    return counts, sums / np.maximum(counts, 1)
-
-
 def find_airways(hu: np.ndarray, inside: np.ndarray, spacing: tuple[float, float, float],
                  airway_max_hu: float, midline_x: float | None = None) -> Airways:
     """Trachea, main bronchi and the upper airway above them.

@@ -96,16 +96,11 @@ def _gas_under_diaphragm(mask: np.ndarray, hu: np.ndarray, voxel_mm: float, voxe
     return total
 
 
-#: Directions sampled when moving the cage hull outward by ``OUTSIDE_CAGE_MM`` (a 32-gon around each vertex).
-_RING = np.stack([np.sin(np.linspace(0, 2 * np.pi, 32, endpoint=False)),
-                  np.cos(np.linspace(0, 2 * np.pi, 32, endpoint=False))], axis=1)
-
-
 def _outside_cage(mask: np.ndarray, hu: np.ndarray, pixel_mm: float, slice_mm: float) -> np.ndarray:
     """Mask pixels more than ``OUTSIDE_CAGE_MM`` outside the convex hull of the nearby bones, per slice."""
     from scipy.spatial import ConvexHull, QhullError
 
-    from covidct.thorax import BONE_MIN_HU, CAGE_SEARCH_MM, fill_convex_points
+    from covidct.thorax import BONE_MIN_HU, CAGE_SEARCH_MM, RING, fill_convex_points
 
     out = np.zeros(mask.shape, bool)
     pad = int(np.ceil(CAGE_SEARCH_MM / pixel_mm))
@@ -132,7 +127,7 @@ def _outside_cage(mask: np.ndarray, hu: np.ndarray, pixel_mm: float, slice_mm: f
         cage = fill_convex_points(hull.points[hull.vertices], m.shape)
         if np.count_nonzero(m & ~cage) > CAGE_MAX_OUTSIDE_FRACTION * np.count_nonzero(m):
             continue  # bones that do not surround the lungs here
-        grown = (hull.points[hull.vertices][:, None, :] + limit * _RING[None]).reshape(-1, 2)
+        grown = (hull.points[hull.vertices][:, None, :] + limit * RING[None]).reshape(-1, 2)
         out[z, r0:r1, c0:c1] = m & ~fill_convex_points(grown, m.shape)
     return out
 

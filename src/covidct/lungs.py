@@ -440,6 +440,9 @@ def segment_threshold(hu: np.ndarray, spacing: tuple[float, float, float], param
         "left_right_known": bool(lr_known),
         **info,
     }
+    log.info("patient %s: airways %s (%.0f mL out), carina at slice %s, %d air regions not lung, %.0f mL gas cut off",
+             patient, "found" if airway.found else "not found", stats["airway_volume_ml"], airway.carina_z,
+             stats["regions_dropped"], stats["gas_cut_ml"])
     return ThresholdResult(filled, stats, airway)
 
 

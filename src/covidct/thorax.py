@@ -74,9 +74,8 @@ def fill_convex_points(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray
     feasible = np.all(np.where(np.abs(b) <= eps, rhs >= -1e-6, True), axis=1)
     lo_i = np.ceil(lo_c - 1e-6).clip(0, shape[1] - 1).astype(int)
     hi_i = np.floor(hi_c + 1e-6).clip(-1, shape[1] - 1).astype(int)
-    for r, a_, b_, ok in zip(r_all.astype(int), lo_i, hi_i, feasible):
-        if ok and b_ >= a_:
-            out[r, a_:b_ + 1] = True
+    cols = np.arange(shape[1])
+    out[lo_r:hi_r + 1] = (cols[None] >= lo_i[:, None]) & (cols[None] <= hi_i[:, None]) & feasible[:, None]
     return out
 
 
@@ -105,6 +104,23 @@ def convex_fill(mask: np.ndarray) -> np.ndarray:
     return fill_convex_points(pts, mask.shape)
 
 
+#: Directions sampled when growing a convex hull (a 32-gon around each vertex).
+RING = np.stack([np.sin(np.linspace(0, 2 * np.pi, 32, endpoint=False)),
+                 np.cos(np.linspace(0, 2 * np.pi, 32, endpoint=False))], axis=1)
+
+
+def grow_convex(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    """The convex hull of a 2D mask grown outward by ``radius_px`` pixels, filled (empty mask: empty)."""
+    rows = np.nonzero(mask.any(axis=1))[0]
+    if rows.size == 0:
+        return np.zeros(mask.shape, bool)
+    sub = mask[rows]
+    first = np.argmax(sub, axis=1)
+    last = mask.shape[1] - 1 - np.argmax(sub[:, ::-1], axis=1)
+    pts = np.concatenate([np.column_stack([rows, first]), np.column_stack([rows, last])]).astype(float)
+    return fill_convex_points((pts[:, None, :] + radius_px * RING[None]).reshape(-1, 2), mask.shape)
+
+
 def slice_hulls(mask: np.ndarray) -> np.ndarray:
     """Per-axial-slice convex hull of a (z, y, x) mask."""
     out = np.zeros(mask.shape, bool)
@@ -117,8 +133,8 @@ def cage_depth(hu2d: np.ndarray, lungs2d: np.ndarray, pixel_mm: float) -> np.nda
     """Depth inside the rib cage (mm) of every pixel of one axial slice.
 
     The cage is the convex hull of the bone pixels (HU above ``BONE_MIN_HU``) within
-    ``CAGE_SEARCH_MM`` of the lungs (not the arms, not the patient table), together with the
-    lungs themselves; the depth of a pixel is its distance to the outside of that hull (0 outside).
+    ``CAGE_SEARCH_MM`` of the lungs' convex hull (not the arms, not the patient table), together with
+    the lungs themselves; the depth of a pixel is its distance to the outside of that hull (0 outside).
 
     Args:
         hu2d: HU of the slice.
@@ -137,7 +153,7 @@ def cage_depth(hu2d: np.ndarray, lungs2d: np.ndarray, pixel_mm: float) -> np.nda
     r0, r1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, hu2d.shape[0])
     c0, c1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, hu2d.shape[1])
     lung = lungs2d[r0:r1, c0:c1]
-    near = ndimage.distance_transform_edt(~lung) * pixel_mm <= CAGE_SEARCH_MM
+    near = grow_convex(lung, CAGE_SEARCH_MM / pixel_mm)  # the lungs' hull grown by CAGE_SEARCH_MM
     bone = (hu2d[r0:r1, c0:c1] > BONE_MIN_HU) & near
     hull = np.pad(convex_fill(bone | lung), 1)
     out[r0:r1, c0:c1] = (ndimage.distance_transform_edt(hull)[1:-1, 1:-1] * pixel_mm)
