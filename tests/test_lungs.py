@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
 
 from conftest import chest_phantom, dice
 from covidct import lungs, steps
@@ -127,3 +128,123 @@ def test_segment_step_writes_binary_mask_labels_and_provenance(tmp_path, phantom
     expected_ml = (truth > 0).sum() * 0.125
     assert prov["lung_volume_ml"] == pytest.approx(expected_ml, rel=0.08)
     assert json.loads((tmp_path / "m.json").read_text())["backend"] == "threshold"
+
+
+# --- the threshold backend on a synthetic chest with a neck and bowel gas (truth by construction) ---
+
+PHANTOM_MM = 2.0  # resampled like the workflow does (coarser than its 1.5 mm default, to stay quick)
+
+
+@pytest.fixture(scope="module")
+def neck_phantom():
+    """A demo-like patient (neck, larynx and pharynx air entering from the top, stomach and colon gas under
+    the left dome), resampled as the workflow does: HU, truth labels, and where the non-lung air is."""
+    from covidct.synth import PhantomSpec, _label_image, make_phantom
+    from covidct.thorax import outside_air
+    from covidct.volume import resample
+
+    spec = PhantomSpec("lm01", 1105, False, 0.0, 56, 5.5, 160, 2.4)
+    p = make_phantom(spec)
+    image = resample(_label_image(p.hu, p), PHANTOM_MM)
+    hu = sitk.GetArrayFromImage(image)
+    truth = sitk.GetArrayFromImage(resample(_label_image(p.lung_labels, p), PHANTOM_MM, "nearest", 0))
+    air = (hu < -900) & ~outside_air(hu < -320) & (truth == 0)
+    lung_z = np.nonzero(truth.any(axis=(1, 2)))[0]
+    return image, hu, truth, air, lung_z
+
+
+def test_phantom_has_neck_air_and_bowel_gas_next_to_the_lungs(neck_phantom):
+    """The faults are really there: air in the neck above the lungs and gas under the diaphragm within a
+    few mm of the lung base (so a threshold joins them)."""
+    _, _, truth, air, lung_z = neck_phantom
+    ml = PHANTOM_MM ** 3 / 1000
+    assert air[lung_z[-1] + 1:].sum() * ml > 3  # neck: larynx, pharynx, trachea
+    gas = air.copy()
+    gas[lung_z[0] + (lung_z[-1] - lung_z[0]) // 3:] = False  # lower third: under the domes
+    assert gas.sum() * ml > 20
+    near = ndimage.binary_dilation(truth > 0, iterations=3)
+    assert (gas & near).any()
+
+
+@pytest.fixture(scope="module")
+def neck_phantom_mask(neck_phantom, tmp_path_factory):
+    image, *_ = neck_phantom
+    folder = tmp_path_factory.mktemp("neck")
+    sitk.WriteImage(image, str(folder / "v.nii.gz"))
+    prov = steps.segment_lungs(folder / "v.nii.gz", folder / "m.nii.gz", folder / "l.nii.gz", folder / "m.json", "lm01")
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "l.nii.gz"))), prov
+
+
+def test_threshold_excludes_neck_airway_and_bowel_gas(neck_phantom, neck_phantom_mask):
+    _, hu, truth, air, lung_z = neck_phantom
+    labels, prov = neck_phantom_mask
+    ml = PHANTOM_MM ** 3 / 1000
+    assert (air & (labels > 0)).sum() * ml < 1.0
+    assert not (labels[lung_z[-1] + 2:] > 0).any()  # nothing above the apexes: the neck is not lung
+    assert dice(labels > 0, truth > 0) >= 0.95
+    assert dice(labels == lungs.RIGHT, truth == 1) >= 0.93 and dice(labels == lungs.LEFT, truth == 2) >= 0.93
+    assert prov["airway_found"] and prov["airway_volume_ml"] > 10
+    assert lung_z[0] < prov["carina_z_index"] < lung_z[-1]
+    assert prov["qc"]["flags"] == [] or not any("trachea" in f or "diaphragm" in f for f in prov["qc"]["flags"])
+
+
+def test_qc_flags_a_mask_with_trachea_and_bowel_gas(neck_phantom, neck_phantom_mask):
+    from covidct.lung_qc import mask_qc
+
+    _, hu, truth, air, lung_z = neck_phantom
+    labels, prov = neck_phantom_mask
+    bad = labels.copy()
+    bad[air & (np.arange(hu.shape[0]) > lung_z[-1] - 10)[:, None, None]] = lungs.RIGHT  # the trachea and neck air
+    gas = air & (np.arange(hu.shape[0]) < (lung_z[0] + lung_z[-1]) // 2)[:, None, None]
+    bad[gas] = lungs.LEFT  # gas under the left dome
+    qc = mask_qc(bad, hu, (PHANTOM_MM,) * 3)
+    assert qc["trachea_in_mask_ml"] > 1
+    assert any("trachea inside the mask" in f for f in qc["flags"])
+    assert any("under the diaphragm" in f for f in qc["flags"]), qc
+    assert prov["qc"]["below_diaphragm_ml"] < qc["below_diaphragm_ml"]
+
+
+def _juxtapleural(hu: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """A dense lesion (30 HU) filling the right lung within 22 mm of its lateral border at mid-height."""
+    zs = np.nonzero((truth == 1).any(axis=(1, 2)))[0]
+    z = int(zs[len(zs) // 2])
+    ys, xs = np.nonzero(truth[z] == 1)
+    y0 = int(np.median(ys))
+    x0 = int(xs[ys == y0].min())  # lateral border of the right lung (low x) on that row
+    zz, yy, xx = np.ogrid[: hu.shape[0], : hu.shape[1], : hu.shape[2]]
+    ball = ((zz - z) ** 2 + (yy - y0) ** 2 + (xx - x0) ** 2) * PHANTOM_MM ** 2 <= 22.0 ** 2
+    return ball & (truth == 1)
+
+
+def test_juxtapleural_lesion_is_taken_in_and_mediastinum_stays_out(neck_phantom):
+    image, hu, truth, _, _ = neck_phantom
+    lesion = _juxtapleural(hu, truth)
+    dense = hu.copy()
+    dense[lesion] = 30
+    ml = PHANTOM_MM ** 3 / 1000
+    assert lesion.sum() * ml > 10
+    filled, _ = lungs.threshold_lungs(dense, image.GetSpacing())
+    plain, _ = lungs.threshold_lungs(dense, image.GetSpacing(), lungs.ThresholdParams(fill_pleural=False))
+    assert (filled[lesion] > 0).mean() >= 0.9
+    assert (plain[lesion] > 0).mean() < 0.5  # without the pleural filling the threshold leaves it out
+    # what the filling adds outside the lung is the pleura under the lesion (3 mm under a disc of 44 mm:
+    # about 5 mL), never the heart or the mediastinum (hundreds of mL)
+    extra = ((filled > 0) & (truth == 0)).sum() - ((plain > 0) & (truth == 0)).sum()
+    assert extra * ml < 10
+    assert dice(filled > 0, truth > 0) >= 0.95
+
+
+def test_qc_montage_title_lists_the_flags(tmp_path, phantom):
+    from PIL import Image
+
+    hu, truth = phantom
+    sitk.WriteImage(_image(hu), str(tmp_path / "v.nii.gz"))
+    sitk.WriteImage(_image(truth), str(tmp_path / "l.nii.gz"))
+    heights = []
+    for flags in ([], ["left/right volume ratio 1.48 outside 0.6-1.25", "3 mL of trachea inside the mask"]):
+        (tmp_path / "p.json").write_text(json.dumps({"lung_volume_ml": 4000, "backend": "threshold",
+                                                     "qc": {"flags": flags}}))
+        steps.qc_montage(tmp_path / "v.nii.gz", tmp_path / "l.nii.gz", tmp_path / "qc.png", "p1", n_slices=4,
+                         provenance=tmp_path / "p.json")
+        heights.append(Image.open(tmp_path / "qc.png").height)
+    assert heights[1] == heights[0] + 2 * 12  # one line per flag under the title line

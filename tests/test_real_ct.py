@@ -43,7 +43,68 @@ def test_a0002_lung_volume_is_plausible(a0002_masks, kernel):
 
 
 def test_a0002_two_kernels_agree(a0002_masks):
-    assert dice(a0002_masks["B40f"][2] > 0, a0002_masks["B70f"][2] > 0) >= 0.95
+    assert dice(a0002_masks["B40f"][2] > 0, a0002_masks["B70f"][2] > 0) >= 0.99
+    for kernel in ("B40f", "B70f"):
+        assert a0002_masks[kernel][3]["airway_found"] and a0002_masks[kernel][3]["airway_volume_ml"] > 5
+
+
+@pytest.fixture(scope="module")
+def lung1_003():
+    """LUNG1-003 as the workflow sees it (resampled to 1.5 mm), its threshold mask and the RTSTRUCT lungs
+    rasterized on the mask grid: as given, and moved by minus half a CT pixel (the structure set sits half a
+    pixel off its CT, see README)."""
+    from covidct import lung_eval
+    from covidct.lungs import segment_threshold
+
+    folder = require_shared_data("ct", "nsclc_radiomics_LUNG1-003")
+    image, _ = load_series(folder / "ct", "L1003")
+    res = resample(image, 1.5)
+    hu = sitk.GetArrayFromImage(res)
+    result = segment_threshold(hu, res.GetSpacing(), patient="L1003")
+    refs = {}
+    half = image.GetSpacing()[0] / 2
+    for name, shift in (("as_given", (0.0, 0.0)), ("half_pixel", (-half, -half))):
+        refs[name] = lung_eval.reference_labels(folder / "rtstruct", res, "L1003", lesion_pattern=None, shift_mm=shift)
+    return res, hu, result, refs
+
+
+def test_lung1_003_mask_matches_the_rtstruct(lung1_003):
+    from covidct import lung_eval
+
+    res, hu, result, refs = lung1_003
+    spacing = tuple(res.GetSpacing()[::-1])
+    given = lung_eval.dice(result.labels > 0, refs["as_given"][0] > 0)
+    moved = lung_eval.compare(result.labels, refs["half_pixel"][0], spacing)
+    # measured 0.970 (0.966 before the rebuild) as given, 0.978 against the contours moved half a pixel;
+    # the issue's 0.98 is not reached (README "Lung masks": a threshold at the reference boundary scores 0.975)
+    assert given >= 0.965
+    assert moved["both"]["dice"] >= 0.975
+    assert min(moved["right"]["dice"], moved["left"]["dice"]) >= 0.96
+    assert moved["both"]["hd95_mm"] <= 6.0
+    assert abs(moved["both"]["volume_diff_percent"]) < 3
+
+
+def test_lung1_003_no_airway_above_the_carina_no_mask_below_the_diaphragm(lung1_003):
+    res, hu, result, refs = lung1_003
+    mask = result.labels > 0
+    ref = refs["as_given"][0] > 0
+    airways = result.airways
+    assert airways.found and airways.carina_z is not None
+    zs = np.nonzero(ref.any(axis=(1, 2)))[0]
+    assert zs[0] < airways.carina_z < zs[-1]
+    above = np.zeros(mask.shape, bool)
+    above[airways.carina_z + 1:] = True
+    assert not (mask & above & airways.mask).any()  # the trachea is out
+    assert (mask & above & ~ref & (hu < -900)).sum() * 1.5 ** 3 / 1000 < 0.5  # no air outside the lungs up there
+    # gas under the diaphragm: air (HU < -900) in the mask below the reference lungs' floor in its column, in
+    # the lower third of the lungs (3.5 mL before the rebuild); hardly any mask below their lowest slice
+    has = ref.any(axis=0)
+    floor = np.where(has, np.argmax(ref, axis=0), 0)
+    z = np.arange(mask.shape[0])[:, None, None]
+    lower = z < zs[0] + (zs[-1] - zs[0]) // 3
+    assert not (mask & lower & has[None] & (z < floor[None]) & (hu < -900)).any()
+    assert (mask & (z < zs[0])).sum() * 1.5 ** 3 / 1000 < 0.5
+    assert result.stats["airway_volume_ml"] > 20
 
 
 def test_jpeg2000_series_decodes_to_hu():

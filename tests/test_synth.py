@@ -24,6 +24,10 @@ from covidct.synth import (
     LESION_GGO,
     PRIVATE_CREATOR,
     PRIVATE_GROUP,
+    DIAPHRAGM_MM,
+    LARYNX_SEMI_AXES_MM,
+    NECK_SEMI_AXES_MM,
+    PHARYNX_SEMI_AXES_MM,
     TRACHEA_RADIUS_MM,
     TRACHEA_XY_MM,
     PhantomSpec,
@@ -107,19 +111,58 @@ def test_hu_of_lung_lesions_and_air(medium):
     assert np.nonzero(p.lesion_mask)[1].mean() > np.nonzero(lung)[1].mean()
 
 
-def test_trachea_is_air_and_not_lung(medium):
+def test_neck_airway_enters_from_the_top_and_is_not_lung(medium):
+    """The neck (deliberately added): the air column enters at the top slice as larynx and pharynx,
+    runs down as the trachea and is never lung; the body there is the neck, not the chest."""
     p = medium
     iy, ix = _index(p, *TRACHEA_XY_MM)
     assert p.hu[-1, iy, ix] < -950
-    assert p.lung_labels[-1].max() == 0  # top slice: body only
+    assert p.lung_labels[-1].max() == 0  # top slice: neck only
     comp, _ = ndimage.label(p.hu < -950)
     airway = comp == comp[-1, iy, ix]
     assert not np.any(airway & (p.lung_labels > 0))
     assert np.count_nonzero(airway.any(axis=(1, 2))) >= 8  # trachea runs down many slices
-    sx, sy, _ = p.spacing
-    area = np.count_nonzero(airway[-1]) * sx * sy
-    assert area == pytest.approx(np.pi * TRACHEA_RADIUS_MM ** 2, rel=0.5)
+    sx, sy, sz = p.spacing
+    top_area = np.count_nonzero(airway[-1]) * sx * sy
+    larynx = np.pi * (LARYNX_SEMI_AXES_MM[0] * LARYNX_SEMI_AXES_MM[1] + PHARYNX_SEMI_AXES_MM[0] * PHARYNX_SEMI_AXES_MM[1])
+    assert top_area == pytest.approx(larynx, rel=0.5)
+    # below the neck, above the lungs' middle: the trachea's own cross-section
+    lung_z = np.nonzero(p.lung_labels.any(axis=(1, 2)))[0]
+    z_mid = int(lung_z[-1]) - 2
+    trachea = airway[z_mid] & (np.hypot(*np.meshgrid(np.arange(p.hu.shape[1]) - iy, np.arange(p.hu.shape[2]) - ix,
+                                                      indexing="ij")) * sx <= 2 * TRACHEA_RADIUS_MM)
+    assert np.count_nonzero(trachea) * sx * sy == pytest.approx(np.pi * TRACHEA_RADIUS_MM ** 2, rel=0.5)
     assert not airway[0].any()  # it ends above the lung bases
+    # the neck is narrower than the chest
+    width = [np.count_nonzero(p.hu[z, iy] > -500) * sx for z in (-1, z_mid)]  # along the trachea's row
+    assert width[0] < 0.6 * width[1]
+    assert width[0] <= 2 * NECK_SEMI_AXES_MM[0] + sx
+
+
+def test_bowel_gas_under_the_diaphragm_is_not_lung():
+    """Stomach and colon gas (deliberately added) lie under the left dome, at least DIAPHRAGM_MM
+    below the lung, and are never lung (2 mm slices, so the gap is resolved)."""
+    p = make_phantom(replace(MEDIUM, n_slices=160, slice_spacing_mm=2.0))
+    gas = (p.hu < -950) & ~(p.lung_labels > 0)
+    comp, _ = ndimage.label(p.hu < -950)
+    top = np.nonzero(p.lung_labels.any(axis=(1, 2)))[0][0]
+    low = np.zeros(comp.max() + 1, bool)
+    low[np.unique(comp[: top + 3][gas[: top + 3]])] = True
+    border = np.concatenate([comp[:, 0].ravel(), comp[:, -1].ravel(), comp[:, :, 0].ravel(), comp[:, :, -1].ravel()])
+    low[np.unique(border)] = False  # outside air, above and below the table
+    pockets = low[comp] & gas
+    sx, sy, sz = p.spacing
+    assert np.count_nonzero(pockets) * sx * sy * sz / 1000 > 20  # tens of mL of gas
+    assert not np.any(pockets & (p.lung_labels > 0))
+    left = np.nonzero(pockets.any(axis=(0, 1)))[0].mean()
+    assert left > p.hu.shape[2] / 2  # on the patient's left (high x)
+    # most gas has lung above it in its column (it is under the dome), never closer than DIAPHRAGM_MM
+    zz, yy, xx = np.nonzero(pockets)
+    column = p.lung_labels[:, yy, xx] > 0  # (z, voxel)
+    has_lung = column.any(axis=0)
+    assert has_lung.mean() > 0.5
+    lowest_lung = np.argmax(column, axis=0)[has_lung]
+    assert np.all((lowest_lung - zz[has_lung]) * sz > DIAPHRAGM_MM)
 
 
 def test_left_right_and_lung_shape(medium):
@@ -132,7 +175,7 @@ def test_left_right_and_lung_shape(medium):
         assert ndimage.label(mask)[1] == 1
     per_slice = labels.any(axis=(1, 2))
     assert not per_slice[0] and not per_slice[-1]  # body-only slices at both ends
-    assert per_slice.mean() > 0.7
+    assert per_slice.mean() > 0.6  # the top ~16 % of the scan is neck (lungs end at 80-84 % of its height)
     # Apex tapers: the lung area shrinks toward the top.
     area = np.count_nonzero(labels, axis=(1, 2))
     top = np.nonzero(per_slice)[0][-1]

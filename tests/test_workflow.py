@@ -42,6 +42,22 @@ def test_dry_run_demo_has_one_job_per_patient_and_rule(tmp_path):
                       **{rule: 1 for rule in AGGREGATE_RULES}}
 
 
+def test_lung_reference_adds_the_evaluation_without_showing_its_path(tmp_path):
+    """A sheet column lung_reference (optional) adds evaluate_lung_mask for the patients that have one
+    and the cohort table; the reference's raw path never reaches Snakemake's output."""
+    raw = tmp_path / "Doe_John_MRN1234567" / "RS.dcm"
+    sheet = tmp_path / "patients.tsv"
+    sheet.write_text("patient_id\tdicom_dir\tlabel\tscore\tlung_reference\n"
+                     f"p01\t{tmp_path}/raw_p01\t\t\t{raw}\np02\t{tmp_path}/raw_p02\t\t\t\n")
+    res = snakemake(tmp_path, REPO / "config" / "config.yaml", "-n", "-p", "--config", f"patients={sheet}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    counts = job_counts(out)
+    assert counts["evaluate_lung_mask"] == 1 and counts["lung_eval_table"] == 1 and counts["segment_lungs"] == 2
+    assert "results/lung_eval/p01.json" in out and "results/lung_eval/p02.json" not in out
+    assert "Doe_John" not in out and "MRN1234567" not in out
+
+
 @pytest.mark.parametrize("profile", ["workstation", "slurm"])
 def test_profiles_load(tmp_path, profile):
     res = snakemake(tmp_path, REPO / "config" / "config.yaml", "-n", "--profile", str(REPO / "profiles" / profile),

@@ -103,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["threshold", "lungmask"], default="threshold")
     p.add_argument("--weights")
     p.add_argument("--spacing-mm", type=float, default=1.5)
+    p = sub.add_parser("lung-eval", help="Dice/HD95/volume of a lung mask against a reference (RTSTRUCT or label map)")
+    p.add_argument("in_labels", type=Path, help="the mask's label map (<patient>_labels.nii.gz; a binary mask works)")
+    p.add_argument("reference", type=Path, help="RTSTRUCT file (or a folder with one) or a NIfTI label map "
+                   "(1 right, 2 left lung)")
+    p.add_argument("out_json", type=Path)
+    _patient(p)
+    p.add_argument("--right-roi", help="regular expression of the right lung ROI name (full match, any case)")
+    p.add_argument("--left-roi", help="regular expression of the left lung ROI name")
+    p.add_argument("--lesion-roi", help="regular expression of lesion ROIs added for the 'with lesions' "
+                   "figures ('' for none; default: GTV or GTV-1)")
+    p.add_argument("--contour-shift-mm", type=float, nargs=2, default=[0.0, 0.0], metavar=("DX", "DY"),
+                   help="added to every contour vertex (a structure set written with the pixel-corner "
+                   "convention: minus half the CT pixel spacing)")
     p = sub.add_parser("segment-eval", help="Dice/IoU/accuracy/sensitivity/specificity of an infection U-Net")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--images", type=Path, required=True, help="folder of slices (e.g. Imgs/)")
@@ -212,6 +225,15 @@ def main(argv: list[str] | None = None) -> int:
             _run_chain(a)
         elif a.verb == "predict":
             _predict_one(a)
+        elif a.verb == "lung-eval":
+            result = steps.evaluate_lung_mask(a.in_labels, a.out_json, a.patient, reference=a.reference,
+                                              right_roi=a.right_roi, left_roi=a.left_roi, lesion_roi=a.lesion_roi,
+                                              contour_shift_mm=tuple(a.contour_shift_mm))
+            for name, row in result["lungs"].items():
+                print(f"{name}\tdice={row['dice']}\thd95_mm={row['hd95_mm']}\tvolume_diff_ml={row['volume_diff_ml']}")
+            if "lungs_with_lesions" in result:
+                row = result["lungs_with_lesions"]
+                print(f"with lesions\tdice={row['dice']}\thd95_mm={row['hd95_mm']}\tvolume_diff_ml={row['volume_diff_ml']}")
         elif a.verb == "segment-eval":
             from covidct.segmentation import evaluate_folder
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from covidct.airways import Airways
 from covidct.errors import CovidctError, MissingWeightsError
-from covidct.export import lung_bbox
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,34 @@ RIGHT, LEFT, UNKNOWN_SIDE = 1, 2, 3
 LUNG_MAX_HU = -320
 #: Airway lumen is darker than aerated lung (about -850 HU).
 AIRWAY_MAX_HU = -930
-#: An airway slice larger than this factor times the previous one has leaked into the lung.
-AIRWAY_LEAK_FACTOR = 2.5
-#: A trachea cross-section is smaller than this (mm^2); an 18 mm trachea is about 250 mm^2.
-TRACHEA_MAX_AREA_MM2 = 700.0
+#: Thin bridges (partial volume through a thin diaphragm or pleura) are cut by an erosion of this radius (mm).
+SPLIT_MM = 3.0
+#: A region whose eroded core has a median below this HU is gas (bowel, stomach, table, outside air
+#: pockets), not lung: aerated lung is parenchyma and vessels, about -850 HU; even severe emphysema
+#: keeps its median above about -950 HU, and an emphysematous lung is connected to the airways anyway.
+GAS_MEDIAN_HU = -960
+#: A lung reaches up to the level of the hila: a region whose top lies more than this below the
+#: carina (mm) is under the diaphragm (stomach, colon), not lung. The hila lie 1-3 cm below the carina.
+HILUM_BELOW_CARINA_MM = 40.0
+#: Inside a lung region, a core below the hila with a median under this HU is gas joined to the lung
+#: (colon, stomach) and is cut off, if it holds at least ``GAS_CORE_MIN_ML``.
+GAS_CUT_HU = -930
+GAS_CORE_MIN_ML = 0.5
+#: Gas pockets that touch a lung base broadly (no thin bridge to erode) are found as gas (smoothed over
+#: this many mm) mostly surrounded (this fraction of a shell this thick) by what is not lung.
+GAS_SMOOTH_MM = 1.5
+GAS_SHELL_MM = 3.0
+GAS_OUTSIDE_FRACTION = 0.5
+#: The pocket's partial-volume rim (taken out with it) is darker than this (HU, smoothed).
+GAS_RIM_HU = -600
+#: The trachea and main bronchi are removed with a rim of this width (mm): their wall's partial volume.
+AIRWAY_RIM_MM = 2.0
+#: Holes of a lung slice up to this area (mm^2, a disc of about 36 mm) are filled: vessels, nodules,
+#: small lesions. Larger holes are filled only when enclosed in 3D (a tumour), never when open below
+#: (the dome of the diaphragm seen through a ring of lung).
+HOLE_MAX_MM2 = 1000.0
 R231_FILE = "unet_r231-d5d2fc3d.pth"
 R231_URL = "https://github.com/JoHof/lungmask/releases/download/v0.0/unet_r231-d5d2fc3d.pth"
-
-
 @dataclass(frozen=True)
 class ThresholdParams:
     """Parameters of the threshold backend (see config ``lung_mask.threshold``)."""
@@ -46,6 +66,7 @@ class ThresholdParams:
     min_component_ml: float = 30.0
     min_lung_ml: float = 300.0
     closing_mm: float = 6.0
+    fill_pleural: bool = True
 
 
 def _ball(radius_vox: int, ndim: int = 2) -> np.ndarray:
@@ -54,172 +75,358 @@ def _ball(radius_vox: int, ndim: int = 2) -> np.ndarray:
     return sum(g**2 for g in grid) <= r * r
 
 
-def _border_touching(labels: np.ndarray) -> set[int]:
-    """Labels of components touching the in-plane (x or y) border of a (z, y, x) array."""
-    edges = [labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]]
-    return set(np.unique(np.concatenate([e.ravel() for e in edges]))) - {0}
-
-
-def find_airways(hu: np.ndarray, candidate: np.ndarray, spacing: tuple[float, float, float],
-                 airway_max_hu: float = AIRWAY_MAX_HU) -> np.ndarray:
-    """Trachea and main bronchi, grown slice by slice downward from the top with leak control.
-
-    Args:
-        hu: (z, y, x) HU array, z increasing toward superior.
-        candidate: Air-like voxels inside the body.
-        spacing: (x, y, z) voxel size in mm.
-        airway_max_hu: Airway lumen threshold.
-
-    Returns:
-        Boolean airway mask (may be empty when no trachea is in the field of view).
-    """
-    pixel_area = spacing[0] * spacing[1]
-    smooth = ndimage.gaussian_filter(hu.astype(np.float32), sigma=1.0)
-    dark = (smooth < airway_max_hu) & candidate
-    airway = np.zeros_like(candidate)
-    zs = np.nonzero(candidate.any(axis=(1, 2)))[0]
-    if zs.size == 0:
-        return airway
-    # Seed: in the most superior slices with air-like voxels, a small dark component near the midline.
-    seed = None
-    for z in zs[::-1][:max(3, int(round(40.0 / spacing[2])))]:
-        lab, n = ndimage.label(candidate[z])
-        for i in range(1, n + 1):
-            comp = lab == i
-            area = comp.sum() * pixel_area
-            # the lumen is dark; its rim is blurred by partial volume, so ask for a dark core, not a dark mean
-            if area > TRACHEA_MAX_AREA_MM2 or np.mean(dark[z][comp]) < 0.3:
-                continue
-            cx = np.mean(np.nonzero(comp)[1])
-            if abs(cx - hu.shape[2] / 2) < 0.25 * hu.shape[2]:
-                seed = (z, comp & dark[z])
-                break
-        if seed is not None:
-            break
-    if seed is None or not seed[1].any():
-        return airway
-    z0, prev = seed
-    reach = _ball(max(1, int(round(3.0 / spacing[0]))))
-    first_area = prev.sum()
-    airway[z0] = prev
-    for z in range(z0 - 1, -1, -1):
-        lab, _ = ndimage.label(dark[z])
-        touching = np.unique(lab[ndimage.binary_dilation(prev, reach) & (lab > 0)])
-        cur = np.isin(lab, touching[touching > 0])
-        if not cur.any() or cur.sum() > AIRWAY_LEAK_FACTOR * max(prev.sum(), first_area):
-            break
-        airway[z] = cur
-        prev = cur
-    return airway
-
-
-def _padded_bbox(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
-    """Bounding box of a mask grown by ``pad`` voxels in-plane (not along z), clipped to the array."""
-    return lung_bbox(mask, (0, pad, pad))
+def _bbox(mask: np.ndarray, pad: tuple[int, ...] | int = 0) -> tuple[slice, ...] | None:
+    """Bounding box of a mask grown by ``pad`` voxels per axis, clipped; None when empty."""
+    pads = (pad,) * mask.ndim if isinstance(pad, int) else pad
+    out = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        idx = np.nonzero(mask.any(axis=other))[0]
+        if idx.size == 0:
+            return None
+        out.append(slice(max(int(idx[0]) - pads[axis], 0), min(int(idx[-1]) + 1 + pads[axis], mask.shape[axis])))
+    return tuple(out)
 
 
 def volume_stats(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, float]:
     """Total, right and left lung volume (mL) of a label map, for the provenance JSON of either backend."""
     voxel_ml = float(np.prod(spacing)) / 1000.0
     return {
-        "lung_volume_ml": round(float((labels > 0).sum() * voxel_ml), 1),
-        "right_volume_ml": round(float((labels == RIGHT).sum() * voxel_ml), 1),
-        "left_volume_ml": round(float((labels == LEFT).sum() * voxel_ml), 1),
+        "lung_volume_ml": round(float(np.count_nonzero(labels) * voxel_ml), 1),
+        "right_volume_ml": round(float(np.count_nonzero(labels == RIGHT) * voxel_ml), 1),
+        "left_volume_ml": round(float(np.count_nonzero(labels == LEFT) * voxel_ml), 1),
     }
 
 
 def _split_left_right(lung: np.ndarray, spacing) -> tuple[np.ndarray, bool]:
-    """Label a binary lung mask: 1 right (low x in LPS), 2 left; 3 if the sides cannot be separated."""
+    """Label a binary lung mask: 1 right (low x in LPS), 2 left; 3 if the sides cannot be separated.
+
+    Two large components are the two lungs (smaller ones join the side whose centroid is nearer);
+    one component is eroded until it falls apart (lungs touching at the anterior junction).
+    """
     labels = np.zeros(lung.shape, np.uint8)
-    comps, n = ndimage.label(lung)
-    sizes = ndimage.sum(lung, comps, range(1, n + 1)) if n else []
+    box = _bbox(lung, 1)
+    if box is None:
+        return labels, False
+    sub = lung[box]
+    comps, n = ndimage.label(sub)
+    sizes = np.bincount(comps.ravel(), minlength=n + 1)[1:] if n else np.array([])
     order = np.argsort(sizes)[::-1] + 1
-    parts = None
+    seeds = None
     if n >= 2 and sizes[order[1] - 1] > 0.1 * sizes[order[0] - 1]:
-        parts = [comps == order[0], comps == order[1]]
+        seeds = np.zeros(sub.shape, np.int32)
+        seeds[comps == order[0]] = 1
+        seeds[comps == order[1]] = 2
+        xc = np.bincount(comps.ravel(), weights=np.broadcast_to(np.arange(sub.shape[2]), sub.shape).ravel(),
+                         minlength=n + 1)[1:] / np.maximum(sizes, 1)
+        for k in order[2:]:  # smaller pieces join the lung whose centroid is nearer
+            seeds[comps == k] = 1 if abs(xc[k - 1] - xc[order[0] - 1]) <= abs(xc[k - 1] - xc[order[1] - 1]) else 2
+        parts = [sub & (seeds == 1), sub & (seeds == 2)]
     else:
-        box = _padded_bbox(lung, 1)
-        eroded = lung[box]
+        eroded = sub
+        parts = None
         for _ in range(6):  # separate lungs that touch at the anterior junction
             eroded = ndimage.binary_erosion(eroded, _ball(1, 3))
             ec, en = ndimage.label(eroded)
             if en >= 2:
-                esizes = ndimage.sum(eroded, ec, range(1, en + 1))
+                esizes = np.bincount(ec.ravel(), minlength=en + 1)[1:]
                 eorder = np.argsort(esizes)[::-1] + 1
                 if esizes[eorder[1] - 1] > 0.1 * esizes[eorder[0] - 1]:
                     seeds = np.zeros(eroded.shape, np.int32)
                     seeds[ec == eorder[0]] = 1
                     seeds[ec == eorder[1]] = 2
                     _, idx = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
-                    nearest = np.zeros(lung.shape, np.int32)
-                    nearest[box] = seeds[tuple(idx)]
-                    parts = [lung & (nearest == 1), lung & (nearest == 2)]
+                    nearest = seeds[tuple(idx)]
+                    parts = [sub & (nearest == 1), sub & (nearest == 2)]
                     break
-    if parts is None:
-        labels[lung] = UNKNOWN_SIDE
-        return labels, False
-    cx = [np.mean(np.nonzero(p)[2]) for p in parts]
+        if parts is None:
+            labels[box][sub] = UNKNOWN_SIDE
+            return labels, False
+    cx = [float((p.sum(axis=(0, 1)) * np.arange(sub.shape[2])).sum() / max(p.sum(), 1)) for p in parts]
     right, left = (parts[0], parts[1]) if cx[0] < cx[1] else (parts[1], parts[0])
-    labels[right] = RIGHT
-    labels[left] = LEFT
+    target = labels[box]
+    target[right] = RIGHT
+    target[left] = LEFT
     return labels, True
+
+
+def _remove_airway(inside: np.ndarray, airway: np.ndarray, spacing) -> np.ndarray:
+    """The part of the airway to take out of the lung candidate: the trachea and main bronchi outside the lungs.
+
+    On each slice, an air region (at the lung threshold) that holds airway lumen and is no larger
+    than an airway cross-section is airway whole (lumen and partial-volume wall); inside a lung
+    region (a bronchus that has entered the lung) only the lumen is, and it is filled back as lung.
+    """
+    from covidct.airways import AIRWAY_MAX_AREA_MM2
+
+    out = np.zeros(inside.shape, bool)
+    box = _bbox(airway, (0, 3, 3))
+    if box is None:
+        return out
+    plane = np.zeros((3, 3, 3), bool)
+    plane[1] = ndimage.generate_binary_structure(2, 2)
+    lab, n = ndimage.label(inside[box], structure=plane)
+    counts = np.bincount(lab.ravel(), minlength=n + 1)
+    small = counts * spacing[0] * spacing[1] <= 2.0 * AIRWAY_MAX_AREA_MM2
+    hit = np.zeros(n + 1, bool)
+    hit[np.unique(lab[airway[box]])] = True
+    take = small & hit
+    take[0] = False
+    region = take[lab]
+    rim = max(1, int(round(AIRWAY_RIM_MM / spacing[0])))
+    region = ndimage.binary_dilation(region, _ball(rim)[None]) & (inside[box] | region)
+    out[box] = region | airway[box] & ~small[lab]
+    return out
+
+
+def _lung_regions(inside: np.ndarray, hu: np.ndarray, airway, spacing, params: ThresholdParams
+                  ) -> tuple[np.ndarray, dict]:
+    """The lungs among the air regions inside the body.
+
+    Each region of at least ``min_component_ml`` is eroded by ``SPLIT_MM``, which cuts thin bridges
+    (partial volume through a thin diaphragm joins a lung base to the gas of the stomach or colon) and
+    leaves cores. A core is lung when it is connected to the airways, or when it is not gas (median HU
+    above ``GAS_MEDIAN_HU``) and reaches up to the hila (``HILUM_BELOW_CARINA_MM`` below the carina; without
+    a carina, above the middle of the largest core). A region is lung when it holds a lung core; inside
+    it, the voxels nearest to a gas core below the hila (median under ``GAS_CUT_HU``, at least
+    ``GAS_CORE_MIN_ML``, not itself lung) are cut off.
+
+    Returns:
+        The lung mask and figures for the provenance (regions dropped, gas volume cut off).
+    """
+    sx, sy, sz = spacing
+    voxel_ml = sx * sy * sz / 1000.0
+    info = {"regions_dropped": 0, "gas_cut_ml": 0.0}
+    out = np.zeros(inside.shape, bool)
+    box = _bbox(inside, 1)
+    if box is None:
+        return out, info
+    sub = inside[box]
+    comps, n = ndimage.label(sub)
+    sizes = np.bincount(comps.ravel(), minlength=n + 1)
+    big = sizes * voxel_ml >= params.min_component_ml
+    big[0] = False
+    if not big.any():
+        return out, info
+    cand = big[comps]
+    r = max(1, int(round(SPLIT_MM / min(sx, sy))))
+    struct = ndimage.generate_binary_structure(3, 1)
+    if int(round(SPLIT_MM / sz)) == 0:  # coarse slices: erode in-plane only
+        struct = np.zeros((3, 3, 3), bool)
+        struct[1] = ndimage.generate_binary_structure(2, 1)
+    cores, nc = ndimage.label(ndimage.binary_erosion(cand, struct, iterations=r))
+    if nc == 0:  # everything thin (a very coarse grid): each region is its own core
+        cores, nc = np.where(cand, comps, 0), n
+    csizes = np.bincount(cores.ravel(), minlength=nc + 1)
+    objects = ndimage.find_objects(cores)
+    ztop = np.full(nc + 1, -1.0)
+    zmean = np.zeros(nc + 1)
+    median = np.full(nc + 1, np.nan)
+    owner = np.zeros(nc + 1, int)  # the region that holds each core
+    hsub = hu[box]
+    zc = np.arange(sub.shape[0], dtype=float)
+    for k, obj in enumerate(objects, start=1):
+        if obj is None:
+            continue
+        sel = cores[obj] == k
+        ztop[k] = obj[0].stop - 1
+        zmean[k] = float((sel.sum(axis=(1, 2)) * zc[obj[0]]).sum() / max(sel.sum(), 1))
+        median[k] = float(np.median(hsub[obj][sel]))
+        owner[k] = int(comps[obj][sel].flat[0])
+    touches = np.zeros(nc + 1, bool)
+    if airway.found:
+        reach = r + max(1, int(round(AIRWAY_RIM_MM / sx))) + 2
+        abox = _bbox(airway.mask[box], reach)
+        if abox is not None:
+            near = ndimage.binary_dilation(airway.mask[box][abox], ndimage.generate_binary_structure(3, 1),
+                                           iterations=reach)
+            touches[np.unique(cores[abox][near])] = True
+    touches[0] = False
+    if airway.found and airway.carina_z is not None:
+        level = airway.carina_z - box[0].start - HILUM_BELOW_CARINA_MM / sz
+    else:
+        level = zmean[int(np.argmax(csizes[1:])) + 1]
+    gas = median < GAS_MEDIAN_HU
+    lung_core = touches | (~gas & (ztop >= level))
+    lung_core[0] = False
+    if not lung_core.any():  # nothing looks like lung: the largest non-gas core (QC will tell)
+        ok = ~gas & (csizes > 0)
+        ok[0] = False
+        if ok.any():
+            lung_core[int(np.argmax(np.where(ok, csizes, 0)))] = True
+    keep = np.zeros(n + 1, bool)
+    keep[owner[lung_core]] = True
+    keep &= big
+    out_sub = keep[comps]
+    seed_ok = csizes * voxel_ml >= GAS_CORE_MIN_ML
+    cut = np.nonzero((median < GAS_CUT_HU) & ~lung_core & (ztop < level) & keep[owner] & seed_ok)[0]
+    for c in cut:
+        cb = _bbox(cores == c, r + 3)
+        seeds = np.where(seed_ok[cores[cb]], cores[cb], 0)
+        _, idx = ndimage.distance_transform_edt(seeds == 0, return_indices=True, sampling=(sz, sy, sx))
+        drop = out_sub[cb] & (seeds[tuple(idx)] == c)
+        info["gas_cut_ml"] += float(drop.sum() * voxel_ml)
+        out_sub[cb] &= ~drop
+    info["gas_cut_ml"] += _cut_gas_pockets(out_sub, hsub, int(np.floor(level)), airway.mask[box] if airway.found
+                                           else None, spacing)
+    info["regions_dropped"] = int(np.count_nonzero(big & ~keep)) + len(cut)
+    info["gas_cut_ml"] = round(info["gas_cut_ml"], 1)
+    out[box] = out_sub
+    return out, info
+
+
+def _cut_gas_pockets(lung: np.ndarray, hu: np.ndarray, level: int, airway: np.ndarray | None, spacing) -> float:
+    """Cut gas pockets below the hila out of ``lung`` (in place); returns the mL cut.
+
+    A pocket is a connected region of gas (HU under ``GAS_CUT_HU`` after smoothing by ``GAS_SMOOTH_MM``) of at
+    least ``GAS_CORE_MIN_ML`` below slice ``level``, not next to the airways, which with its partial-volume
+    rim (up to ``GAS_SHELL_MM``, darker than ``GAS_RIM_HU``) is mostly (``GAS_OUTSIDE_FRACTION``) surrounded
+    by what is not lung (a shell of ``GAS_SHELL_MM``): a stomach or colon joined to
+    a lung base by a broad partial-volume contact, which the erosion cannot cut. A bulla is surrounded by lung.
+    """
+    sx, sy, sz = spacing
+    voxel_ml = sx * sy * sz / 1000.0
+    level = min(max(level, 0), lung.shape[0])
+    if level == 0 or not lung[:level].any():
+        return 0.0
+    low = lung[:level]
+    sigma = [GAS_SMOOTH_MM / v for v in (sz, sy, sx)]
+    smooth = ndimage.gaussian_filter(hu[:level].astype(np.float32), sigma)
+    gas = (smooth < GAS_CUT_HU) & low
+    pieces, n = ndimage.label(gas)
+    if n == 0:
+        return 0.0
+    sizes = np.bincount(pieces.ravel(), minlength=n + 1) * voxel_ml
+    shell_vox = max(1, int(round(GAS_SHELL_MM / sx)))
+    cut = 0.0
+    for k, obj in enumerate(ndimage.find_objects(pieces), start=1):
+        if obj is None or sizes[k] < GAS_CORE_MIN_ML:
+            continue
+        box = tuple(slice(max(s.start - 2 * shell_vox, 0), min(s.stop + 2 * shell_vox, dim)) for s, dim in zip(obj, low.shape))
+        piece = pieces[box] == k
+        # the pocket with its partial-volume rim (gas blurred with its wall), then a shell around that
+        pocket = ndimage.binary_dilation(piece, iterations=shell_vox, mask=low[box] & (smooth[box] < GAS_RIM_HU))
+        grown = ndimage.binary_dilation(pocket, iterations=shell_vox)
+        if airway is not None and (grown & airway[:level][box]).any():
+            continue
+        shell = grown & ~pocket
+        if not shell.any() or float((~low[box][shell]).mean()) < GAS_OUTSIDE_FRACTION:
+            continue
+        drop = pocket & low[box]
+        cut += float(drop.sum() * voxel_ml)
+        low[box] &= ~drop
+    return cut
+
+
+def _fill_side(side: np.ndarray, dense: np.ndarray, depth: np.ndarray | None, others: np.ndarray, spacing,
+               params: ThresholdParams, midline_x: float) -> np.ndarray:
+    """One lung's final mask in its bounding box: vessels, nodules and lesions taken in.
+
+    Per axial slice: a closing of ``closing_mm``; holes up to ``HOLE_MAX_MM2`` filled; then (with
+    ``fill_pleural``) dense lung between the aerated lung and the chest wall
+    (``covidct.pleural_fill``): juxtapleural consolidation and tumour. Finally holes enclosed in 3D
+    are filled (a tumour inside the lung), whatever their size.
+    """
+    sx, sy, _ = spacing
+    pixel_mm2 = sx * sy
+    radius = max(1, int(round(params.closing_mm / sx)))
+    disk = _ball(radius)[None]
+    region = ndimage.binary_closing(side, disk, border_value=0) | side
+    plane = np.zeros((3, 3, 3), bool)
+    plane[1] = ndimage.generate_binary_structure(2, 1)
+    holes = ndimage.binary_fill_holes(region, plane) & ~region
+    if holes.any():
+        hl, hn = ndimage.label(holes, plane)
+        hs = np.bincount(hl.ravel(), minlength=hn + 1) * pixel_mm2
+        ok = hs <= HOLE_MAX_MM2
+        ok[0] = False
+        region |= ok[hl]
+    if params.fill_pleural:
+        from covidct.pleural_fill import fill_pleural
+
+        region |= fill_pleural(region, side, dense, depth, others, spacing, midline_x)
+    region |= ndimage.binary_fill_holes(region)
+    return region
 
 
 def threshold_lungs(hu: np.ndarray, spacing: tuple[float, float, float], params: ThresholdParams = ThresholdParams(),
                     patient: str | None = None) -> tuple[np.ndarray, dict]:
+    """Classical lung segmentation: ``(labels, stats)`` of ``segment_threshold``."""
+    result = segment_threshold(hu, spacing, params, patient)
+    return result.labels, result.stats
+
+
+@dataclass
+class ThresholdResult:
+    """What the threshold backend found: labels, figures for the provenance, and the airways (for QC)."""
+
+    labels: np.ndarray
+    stats: dict
+    airways: Airways
+
+
+def segment_threshold(hu: np.ndarray, spacing: tuple[float, float, float], params: ThresholdParams = ThresholdParams(),
+                      patient: str | None = None) -> ThresholdResult:
     """Classical lung segmentation on a (z, y, x) HU array on an LPS-aligned grid.
 
-    Steps: air-like voxels (HU < ``lung_max_hu``); 3D components touching the
-    in-plane border (outside air) dropped; trachea and main bronchi removed by
-    leak-controlled region growing; components under ``min_component_ml`` dropped;
-    the two largest kept and told apart left/right; per lung, a 2D closing and hole
-    filling on each axial slice to take in vessels and lesions.
+    Steps: air-like voxels (HU < ``lung_max_hu``) not connected to the image border within their
+    slice; the airways (larynx, trachea, main bronchi; ``covidct.airways``) taken out; the lungs
+    chosen among the remaining air regions, gas below the diaphragm and outside the lungs cut off
+    (``_lung_regions``); the two lungs told apart; each lung closed and filled slice by slice, with
+    juxtapleural lesions taken in (``_fill_side``).
 
     Args:
-        hu: HU array, axes (z, y, x) with x toward patient left.
+        hu: HU array, axes (z, y, x) with x toward patient left and z toward the head.
         spacing: (x, y, z) voxel size in mm.
         params: Thresholds and sizes.
         patient: Pseudonymous id for messages.
 
     Returns:
-        ``(labels, stats)``: uint8 labels (1 right, 2 left, 3 side unknown) and a dict of figures.
+        Labels (uint8: 1 right, 2 left, 3 side unknown), a dict of figures and the airways found.
 
     Raises:
         CovidctError: no lungs found.
     """
+    from covidct.airways import body_midline_x, find_airways
+    from covidct.thorax import outside_air
+
+    spacing = tuple(float(s) for s in spacing)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     air = hu < params.lung_max_hu
-    comps, n = ndimage.label(air)
-    outside = _border_touching(comps)
-    inside = air & ~np.isin(comps, list(outside)) if outside else air
-    airway = find_airways(hu, inside, spacing, params.airway_max_hu)
-    if airway.any():
-        inside &= ~ndimage.binary_dilation(airway, _ball(1, 3))
-    comps, n = ndimage.label(inside)
-    if n == 0:
-        raise CovidctError("no lungs found: no air-like region enclosed by the body", patient)
-    sizes = ndimage.sum(inside, comps, range(1, n + 1)) * voxel_ml
-    keep = [i + 1 for i in np.argsort(sizes)[::-1][:2] if sizes[i] >= params.min_component_ml]
-    if not keep:
+    outside = outside_air(air)
+    inside = air & ~outside
+    del air
+    airway = find_airways(hu, inside, spacing, params.airway_max_hu, body_midline_x(~outside))
+    del outside
+    removed = _remove_airway(inside, airway.mask, spacing) if airway.found else np.zeros(hu.shape, bool)
+    candidate = inside & ~removed
+    del inside
+    lung, info = _lung_regions(candidate, hu, airway, spacing, params)
+    del candidate
+    total_ml = float(lung.sum() * voxel_ml)
+    if total_ml < params.min_component_ml:
         raise CovidctError(
-            f"no lungs found: largest air-filled region inside the body is {max(sizes):.0f} mL, below the "
-            f"{params.min_component_ml:.0f} mL minimum (is this a chest CT?)", patient)
-    lung = np.isin(comps, keep)
+            f"no lungs found: no air-filled region inside the body of at least {params.min_component_ml:.0f} mL "
+            f"looks like lung (is this a chest CT?)", patient)
     labels, lr_known = _split_left_right(lung, spacing)
-    radius = max(1, int(round(params.closing_mm / spacing[0])))
-    disk = _ball(radius)[None]  # in-plane structuring element: a 2D operation on every slice at once
-    plane = np.zeros((3, 3, 3), bool)
-    plane[1] = ndimage.generate_binary_structure(2, 1)
+    del lung
+    depth = None
+    if params.fill_pleural:
+        from covidct.pleural_fill import cage_depths
+
+        depth = cage_depths(hu, labels > 0, spacing)
     filled = np.zeros_like(labels)
+    radius = max(1, int(round(params.closing_mm / spacing[0])))
     for value in (RIGHT, LEFT, UNKNOWN_SIDE):
         side = labels == value
-        if not side.any():
+        box = _bbox(side, (1, radius + 2, radius + 2))
+        if box is None:
             continue
-        box = _padded_bbox(side, radius + 1)
-        region = ndimage.binary_closing(side[box], disk)
-        region = ndimage.binary_fill_holes(region, plane)
+        others = (labels[box] > 0) & ~side[box]
+        region = _fill_side(side[box], hu[box] >= params.lung_max_hu, None if depth is None else depth[box],
+                            others | removed[box], spacing, params, airway.midline_x - box[2].start)
         target = filled[box]
-        target[region & (target == 0) & ~airway[box]] = value
+        target[region & (target == 0) & ~others & ~removed[box]] = value
     total_ml = float((filled > 0).sum() * voxel_ml)
     if total_ml < params.min_lung_ml:
         raise CovidctError(
@@ -227,11 +434,16 @@ def threshold_lungs(hu: np.ndarray, spacing: tuple[float, float, float], params:
             f"{params.min_lung_ml:.0f} mL minimum (is this a chest CT?)", patient)
     stats = {
         **volume_stats(filled, spacing),
-        "airway_volume_ml": round(float(airway.sum() * voxel_ml), 1),
+        "airway_volume_ml": round(float(removed.sum() * voxel_ml), 1),
+        "airway_found": bool(airway.found),
+        "carina_z_index": airway.carina_z,
         "left_right_known": bool(lr_known),
-        "n_components_kept": len(keep),
+        **info,
     }
-    return filled, stats
+    log.info("patient %s: airways %s (%.0f mL out), carina at slice %s, %d air regions not lung, %.0f mL gas cut off",
+             patient, "found" if airway.found else "not found", stats["airway_volume_ml"], airway.carina_z,
+             stats["regions_dropped"], stats["gas_cut_ml"])
+    return ThresholdResult(filled, stats, airway)
 
 
 def hub_weights_path() -> Path:

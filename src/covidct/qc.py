@@ -9,6 +9,7 @@ from covidct.export import window
 
 QC_WINDOW_HU = (-1350.0, 150.0)  # lung window: level -600, width 1500
 CONTOUR_RGB = {1: (255, 60, 60), 2: (60, 220, 60), 3: (255, 200, 0)}
+TITLE_LINE_PX = 12
 
 
 def montage(hu: np.ndarray, labels: np.ndarray, n_slices: int = 12, columns: int = 4,
@@ -52,15 +53,18 @@ def montage(hu: np.ndarray, labels: np.ndarray, n_slices: int = 12, columns: int
 
 
 def write_png(path, rgb: np.ndarray, title: str | None = None) -> None:
-    """Write an RGB array as PNG, atomically, with an optional title bar."""
+    """Write an RGB array as PNG, atomically, with an optional title bar (one line per ``\\n``)."""
     from PIL import Image, ImageDraw
 
     from covidct.io import atomic_path
 
     img = Image.fromarray(rgb)
     if title:
-        bar = Image.new("RGB", (img.width, 18), (0, 0, 0))
-        ImageDraw.Draw(bar).text((4, 3), title, fill=(255, 255, 255))
+        lines = title.split("\n")
+        bar = Image.new("RGB", (img.width, TITLE_LINE_PX * len(lines) + 6), (0, 0, 0))
+        draw = ImageDraw.Draw(bar)
+        for i, line in enumerate(lines):  # QC flags after the first line, in amber
+            draw.text((4, 3 + TITLE_LINE_PX * i), line, fill=(255, 255, 255) if i == 0 else (255, 190, 0))
         full = Image.new("RGB", (img.width, img.height + bar.height))
         full.paste(bar, (0, 0))
         full.paste(img, (0, bar.height))

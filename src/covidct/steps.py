@@ -146,15 +146,18 @@ def segment_lungs(in_volume: str | Path, out_mask: str | Path, out_labels: str |
     """Segment the lungs; write a binary mask, left/right labels and provenance JSON."""
     import SimpleITK as sitk
 
-    from covidct import lungs
+    from covidct import lung_qc, lungs
 
     t0 = time.perf_counter()
     image = read_volume(in_volume)
     spacing = image.GetSpacing()
     prov: dict = {"patient": patient, "backend": backend, "versions": lungs.versions()}
+    hu = sitk.GetArrayViewFromImage(image)
+    airways = None
     if backend == "threshold":
         params = lungs.ThresholdParams(**(threshold or {}))
-        labels, stats = lungs.threshold_lungs(sitk.GetArrayViewFromImage(image), spacing, params, patient)
+        result = lungs.segment_threshold(hu, spacing, params, patient)
+        labels, stats, airways = result.labels, result.stats, result.airways
         prov["params"] = params.__dict__
     elif backend == "lungmask":
         path = lungs.resolve_weights(weights, patient)
@@ -167,13 +170,15 @@ def segment_lungs(in_volume: str | Path, out_mask: str | Path, out_labels: str |
     else:
         raise CovidctError(f"unknown lung_mask.backend {backend!r}: use 'threshold' or 'lungmask'", patient)
     prov.update(stats)
+    prov["qc"] = lung_qc.mask_qc(labels, hu, spacing, airway=airways)
     prov["seconds"] = round(time.perf_counter() - t0, 2)
     for path, array in ((out_mask, (labels > 0).astype(np.uint8)), (out_labels, labels.astype(np.uint8))):
         out = sitk.GetImageFromArray(array)
         out.CopyInformation(image)
         write_volume(path, out)
     write_json(out_provenance, prov)
-    log.info("patient %s: lungs %.0f mL (%s backend)", patient, prov.get("lung_volume_ml", 0), backend)
+    log.info("patient %s: lungs %.0f mL (%s backend), QC flags: %s", patient, prov.get("lung_volume_ml", 0), backend,
+             "; ".join(prov["qc"]["flags"]) or "none")
     return prov
 
 
@@ -194,6 +199,70 @@ def export_npy(in_volume: str | Path, in_mask: str | Path, out_npy: str | Path, 
     return array
 
 
+def lung_reference_path(sheet: str | Path, patient: str) -> Path | None:
+    """The patient's lung reference (sheet column ``lung_reference``), read inside the job: the path
+    may carry real identifiers and never passes through Snakemake. None when the cell is empty."""
+    import pandas as pd
+
+    table = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
+    rows = table[table["patient_id"] == patient]
+    if len(rows) != 1 or "lung_reference" not in table.columns:
+        raise CovidctError("no lung_reference for this patient in the sheet", patient, sheet)
+    value = rows["lung_reference"].iloc[0].strip()
+    return Path(value) if value else None
+
+
+def evaluate_lung_mask(in_labels: str | Path, out_json: str | Path, patient: str, reference: str | Path | None = None,
+                       sheet: str | Path | None = None, right_roi: str | None = None, left_roi: str | None = None,
+                       lesion_roi: str | None = None, contour_shift_mm: tuple[float, float] = (0.0, 0.0)) -> dict:
+    """Compare a patient's lung mask with a reference (RTSTRUCT or NIfTI label map): Dice, HD95 and
+    volume difference per lung and both, written to ``out_json`` (``covidct.lung_eval``).
+
+    The reference is ``reference``, or the sheet's ``lung_reference`` when it is None; errors then
+    name it ``<lung_reference of PATIENT>``, never by its path.
+    """
+    from covidct import lung_eval
+
+    if reference is None:
+        reference = lung_reference_path(sheet, patient)
+        if reference is None:
+            raise CovidctError("the sheet's lung_reference is empty", patient)
+        raw = Path(reference)
+
+        def redact(exc: CovidctError) -> CovidctError:
+            if exc.path is not None and (Path(exc.path) == raw or raw in Path(exc.path).parents):
+                return type(exc)(exc.message, patient, f"<lung_reference of {patient}>")
+            return exc
+    else:
+        def redact(exc: CovidctError) -> CovidctError:
+            return exc
+    kwargs = {"right_pattern": right_roi or lung_eval.RIGHT_LUNG_PATTERN,
+              "left_pattern": left_roi or lung_eval.LEFT_LUNG_PATTERN,
+              "lesion_pattern": lung_eval.LESION_PATTERN if lesion_roi is None else lesion_roi,
+              "shift_mm": tuple(float(v) for v in contour_shift_mm)}
+    try:
+        return lung_eval.evaluate(in_labels, reference, out_json, patient, **kwargs)
+    except CovidctError as exc:
+        raise redact(exc) from None
+    except OSError as exc:
+        raise redact(CovidctError(f"cannot read the lung reference ({type(exc).__name__})", patient,
+                                  exc.filename or reference)) from None
+
+
+def lung_eval_table(in_jsons: list[str | Path], out_csv: str | Path) -> None:
+    """The cohort table of lung masks against their references (one row per patient)."""
+    import csv
+
+    from covidct.lung_eval import TABLE_COLUMNS, table_rows
+
+    rows = table_rows([read_json(p) for p in in_jsons])
+    with atomic_path(out_csv, suffix=".csv") as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+
+
 def qc_montage(in_volume: str | Path, in_labels: str | Path, out_png: str | Path, patient: str,
                n_slices: int = 12, provenance: str | Path | None = None) -> None:
     """Write the QC montage PNG of a patient's lung mask."""
@@ -207,6 +276,9 @@ def qc_montage(in_volume: str | Path, in_labels: str | Path, out_png: str | Path
     if provenance:
         prov = read_json(provenance)
         title += f"  lungs {prov.get('lung_volume_ml', 0) / 1000:.2f} L ({prov.get('backend')})"
+        flags = prov.get("qc", {}).get("flags")
+        if flags is not None:
+            title += "  QC: " + ("ok" if not flags else f"{len(flags)} flag(s)\n" + "\n".join(flags))
     write_png(out_png, montage(hu, labels, n_slices=n_slices), title=title)
 
 

@@ -114,6 +114,28 @@ VESSEL_LENGTH_RATIO = (0.68, 0.82)
 #: Segmental trunks leaving each hilum (right lung; mirrored in x for the left).
 VESSEL_TRUNKS = ((-0.3, 0.05, 0.95), (-0.6, -0.6, 0.5), (-0.9, 0.0, 0.1), (-0.6, -0.7, -0.3),
                  (-0.4, 0.8, 0.2), (-0.5, 0.5, -0.7), (-0.6, -0.2, -0.75))
+#: Neck: above the lung apex by NECK_START_MM the body narrows to the neck (semi-axes, centre y),
+#: with a fat rim, a cervical vertebra and, from LARYNX_START_MM higher, the larynx around the
+#: trachea and the pharynx behind it: air that enters the scan from the top and is not lung.
+NECK_START_MM = 12.0
+NECK_SEMI_AXES_MM = (60.0, 50.0)
+NECK_CENTRE_Y_MM = 30.0
+NECK_FAT_MM = 8.0
+CERVICAL_SPINE_XY_MM = (0.0, 62.0)
+CERVICAL_SPINE_RADIUS_MM = 11.0
+LARYNX_START_MM = 20.0
+LARYNX_SEMI_AXES_MM = (12.0, 14.0)
+PHARYNX_XY_MM = (0.0, 38.0)
+PHARYNX_SEMI_AXES_MM = (16.0, 5.0)
+#: Gas below the diaphragm, which must never join a lung: the stomach under the left dome (gas in
+#: its anterior part, fluid behind; centre relative to the left lung's footprint centre and the top of
+#: the left dome, semi-axes) and pockets of the colon's splenic flexure (dx, dy, depth under the dome
+#: top, radius). All stay at least DIAPHRAGM_MM below the dome (the diaphragm muscle).
+DIAPHRAGM_MM = 4.0
+STOMACH_OFFSET_MM = (10.0, -15.0, -25.0)
+STOMACH_SEMI_AXES_MM = (45.0, 35.0, 22.0)
+STOMACH_FLUID_LEVEL_MM = -5.0
+COLON_GAS_MM = ((48.0, -40.0, 12.0, 13.0), (35.0, -62.0, 28.0, 10.0))
 #: Lesion texture: smooth noise on physical lattices (step mm, smoothing in steps, weight).
 LESION_NOISE_OCTAVES = ((8.0, 1.2, 1.0), (4.0, 1.0, 0.35))
 
@@ -355,7 +377,7 @@ def _anatomy(seed: int) -> _Anatomy:
         shift_y=round(u(-12, 12) * 2) / 2,
         z_top_gap=round(u(20, 80) * 2) / 2,
         t_base=u(0.06, 0.10),
-        t_apex=u(0.90, 0.94),
+        t_apex=u(0.80, 0.84),
         lung_scale=u(0.95, 1.05),
         dome_right=u(0.19, 0.23),
         dome_left=u(0.14, 0.18),
@@ -519,11 +541,12 @@ def _lungs(lay: _Layout) -> np.ndarray:
     return labels
 
 
-def _body_and_bones(lay: _Layout, hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Paint table, body wall, cavity contents, mediastinum, heart, aorta and bones.
+def _body_and_bones(lay: _Layout, hu: np.ndarray) -> np.ndarray:
+    """Paint table, body wall, cavity contents, mediastinum, heart, aorta, bones, the gas below the
+    diaphragm and the neck.
 
     Returns:
-        The 2D body and table masks (y, x), for the noise.
+        The (z, y, x) mask of body and table, for the noise.
     """
     g, anat = lay.grid, lay.anat
     xs, ys, zs = g.xs, g.ys, g.zs
@@ -577,6 +600,7 @@ def _body_and_bones(lay: _Layout, hu: np.ndarray) -> tuple[np.ndarray, np.ndarra
     spinous = (X / 4.0) ** 2 + ((Y - canal_y - 18.0) / 6.0) ** 2 <= 1.0
     hu[:, arch | spinous] = HU_RIB
     hu[:, rc2 <= SPINAL_CANAL_RADIUS_MM ** 2] = HU_CSF
+    _bowel_gas(lay, hu, below & cavity_inner[None])
 
     # Sternum: anterior midline, in the upper two thirds of the chest.
     st_y = -(b_c + 6.0)
@@ -605,7 +629,69 @@ def _body_and_bones(lay: _Layout, hu: np.ndarray) -> tuple[np.ndarray, np.ndarra
     rib = (q <= 1.0) & allowed[None, :]
     zi, k = np.nonzero(rib)
     hu[zi, iy[k], ix[k]] = np.where(q[zi, k] <= 0.3, HU_CANCELLOUS_BONE + 50, HU_RIB)
-    return body, table
+    objects = np.broadcast_to(body | table, hu.shape).copy()
+    _neck(lay, hu, objects, table)
+    return objects
+
+
+def _bowel_gas(lay: _Layout, hu: np.ndarray, abdomen: np.ndarray) -> None:
+    """Stomach and colon gas under the left dome of the diaphragm, DIAPHRAGM_MM below it."""
+    g = lay.grid
+    left = lay.sides[1]
+    top = left.z_base + left.dome
+    u2 = left.in_plane(g.xs[None, :], g.ys[:, None])
+    under = g.zs[:, None, None] < (left.diaphragm(u2) - DIAPHRAGM_MM)[None]
+    allowed = abdomen & under
+    dx, dy, dz = STOMACH_OFFSET_MM
+    centre = np.array([left.cx + dx, left.cy + dy, top + dz])
+    res = _ellipsoid(g, centre, np.array(STOMACH_SEMI_AXES_MM))
+    if res is not None:
+        box, mask = res
+        gas = mask & (g.ys[box[1]] < centre[1] + STOMACH_FLUID_LEVEL_MM)[None, :, None]
+        _paint(hu, (box, gas), HU_AIR, allowed)
+    for dx, dy, depth, radius in COLON_GAS_MM:
+        centre = np.array([left.cx + dx, left.cy + dy, top - depth])
+        _paint(hu, _ellipsoid(g, centre, np.full(3, radius)), HU_AIR, allowed)
+
+
+def _neck(lay: _Layout, hu: np.ndarray, objects: np.ndarray, table: np.ndarray) -> None:
+    """Above the lung apex: the neck, with the larynx and pharynx above the trachea."""
+    g = lay.grid
+    z_neck = max(side.z_apex for side in lay.sides) + NECK_START_MM
+    neck_z = g.zs > z_neck
+    if not neck_z.any():
+        return
+    X, Y = g.xs[None, :], g.ys[:, None]
+    na, nb = NECK_SEMI_AXES_MM
+    neck = (X / na) ** 2 + ((Y - NECK_CENTRE_Y_MM) / nb) ** 2 <= 1.0
+    inner = (X / (na - NECK_FAT_MM)) ** 2 + ((Y - NECK_CENTRE_Y_MM) / (nb - NECK_FAT_MM)) ** 2 <= 1.0
+    sx_, sy_ = CERVICAL_SPINE_XY_MM
+    vert = (X - sx_) ** 2 + (Y - sy_) ** 2 <= CERVICAL_SPINE_RADIUS_MM ** 2
+    canal = (X - sx_) ** 2 + (Y - sy_ - CERVICAL_SPINE_RADIUS_MM - 6.0) ** 2 <= 5.0 ** 2
+    plane = np.full(neck.shape, HU_AIR, np.float32)
+    plane[table] = HU_TABLE
+    plane[neck] = HU_FAT
+    plane[inner] = HU_MUSCLE
+    plane[vert] = HU_CORTICAL_BONE
+    plane[canal] = HU_CSF
+    hu[neck_z] = plane
+    objects[neck_z] = (neck | table)[None]
+
+
+def _upper_airway(lay: _Layout, hu: np.ndarray) -> None:
+    """The larynx around the trachea and the pharynx behind it, high in the neck (air)."""
+    g = lay.grid
+    upper = g.zs > max(side.z_apex for side in lay.sides) + NECK_START_MM + LARYNX_START_MM
+    if not upper.any():
+        return
+    X, Y = g.xs[None, :], g.ys[:, None]
+    tx, ty = TRACHEA_XY_MM
+    la, lb = LARYNX_SEMI_AXES_MM
+    px, py = PHARYNX_XY_MM
+    pa, pb = PHARYNX_SEMI_AXES_MM
+    air = (((X - tx) / la) ** 2 + ((Y - ty) / lb) ** 2 <= 1.0) | (((X - px) / pa) ** 2 + ((Y - py) / pb) ** 2 <= 1.0)
+    hu[np.ix_(upper, np.ones(g.shape[1], bool), np.ones(g.shape[2], bool))] = np.where(
+        air[None], np.float32(HU_AIR), hu[upper])
 
 
 def _smooth_noise_at(rng: np.random.Generator, points: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -738,7 +824,7 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     lay = _layout(spec)
     g = lay.grid
     hu = np.full(g.shape, HU_AIR, np.float32)
-    body, table = _body_and_bones(lay, hu)
+    objects = _body_and_bones(lay, hu)
     labels = _lungs(lay)
     lung = labels > 0
     lung_idx = np.nonzero(lung)
@@ -776,11 +862,11 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
         _paint(hu, _capsule_mask(g, p0, p1, r0 + AIRWAY_WALL_MM, r1 + AIRWAY_WALL_MM), HU_MUSCLE)
     for p0, p1, r0, r1 in _airways(lay):
         _paint(hu, _capsule_mask(g, p0, p1, r0, r1), HU_AIR)
+    _upper_airway(lay, hu)
 
     # Noise inside the body and table; air outside stays exact.
     rng = np.random.default_rng([spec.seed, 4])
     noise = rng.standard_normal(g.shape, dtype=np.float32)
-    objects = (body | table)[None]
     hu += np.where(objects, noise * np.float32(NOISE_SIGMA_HU), np.float32(0))
     if spec.padding is not None:
         hu[:, ~_fov_disc(spec)] = HU_AIR

@@ -44,6 +44,13 @@ PATIENTS = list(patients.index)
 LABELED = list(patients.index[patients["label"] != ""])
 UNLABELED = list(patients.index[patients["label"] == ""])
 DICOM_DIRS = patients["dicom_dir"].to_dict()  # plain dict: input functions run once per job
+# Patients with a lung reference (sheet column lung_reference, optional): their masks are evaluated.
+LUNG_REFERENCES = (
+    {pid: ref.strip() for pid, ref in patients["lung_reference"].items() if ref.strip()}
+    if "lung_reference" in patients.columns
+    else {}
+)
+LUNG_REFERENCED = list(LUNG_REFERENCES)
 
 
 wildcard_constraints:
@@ -88,6 +95,13 @@ def get_raw_dicom_digest(wildcards):
     if wildcards.patient not in DICOM_DIRS:
         raise ValueError(f"patient {wildcards.patient} is not in the patient sheet {config['patients']}")
     return hmac.new(DIGEST_KEY, DICOM_DIRS[wildcards.patient].encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def get_lung_reference_digest(wildcards):
+    """A keyed hash of the patient's lung reference path (read from the sheet inside the job)."""
+    if wildcards.patient not in LUNG_REFERENCES:
+        raise ValueError(f"patient {wildcards.patient} has no lung_reference in the patient sheet {config['patients']}")
+    return hmac.new(DIGEST_KEY, LUNG_REFERENCES[wildcards.patient].encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def get_demo_input(wildcards):
@@ -158,6 +172,8 @@ def get_final_output():
     outputs += expand("results/infection_mask/{patient}.json", patient=PATIENTS)
     if config["infection"]["test"]:
         outputs.append("results/metrics/infection_unet_test.json")
+    if LUNG_REFERENCED:
+        outputs.append("results/metrics/lung_eval.csv")
     if LABELED:
         outputs += ["results/predictions.csv", "results/metrics/evaluation.json", "results/metrics/summary.html"]
         if config["evaluation"]["folds"] and RETRAIN:
