@@ -14,7 +14,7 @@ wherever they were in the original; and the pixel data must come out byte-identi
 Every file ends in exactly one class:
 
 - ``unreadable``: pydicom itself cannot read the file (not DICOM, or broken), by error type;
-- ``non_image``: DICOM that the anonymizer's discovery (``covidct.dicom_files``) skips as no image
+- ``non_image``: DICOM that the anonymizer's discovery (``covidct.dicom.files``) skips as no image
   (DICOMDIR, SR, RTSTRUCT, SEG, a data set without pixel data, ...), by design;
 - ``not_writable``: the original reads, but pydicom cannot write the copy with the injected
   identifiers (the file's own encoding cannot be written back), with the error type;
@@ -211,7 +211,7 @@ def find_leaks(raw: bytes, pixels: bytes, needles: dict[str, str]) -> list[str]:
 def _is_image(path: Path, ds, work: Path) -> bool:
     """Whether the anonymizer's discovery takes ``path`` for an image (of any kind: the bench runs
     ``anonymize_series_dir`` with ``images="all"``), the file alone in a folder."""
-    from covidct.dicom_files import scan_folder
+    from covidct.dicom.files import scan_folder
 
     probe = work / "probe"
     shutil.rmtree(probe, ignore_errors=True)
@@ -226,14 +226,14 @@ def anonymize_one(path: Path, work: Path, result: CorpusResult, seed: int, dates
     """Inject, anonymize and check one file; count it in ``result``."""
     import pydicom
 
-    from covidct import anonymize as an
+    from covidct.deid.series import anonymize_series_dir, read_dicom
+    from covidct.demo.identities import fake_identity, inject_identifiers
     from covidct.errors import AnonymizationError
-    from covidct.synth import fake_identity, inject_identifiers
 
     result.tried += 1
     name = path.name
     try:
-        ds = an.read_dicom(path)
+        ds = read_dicom(path)
     except AnonymizationError as exc:
         try:  # the anonymizer's reader is stricter than pydicom's: whose refusal is it?
             pydicom.dcmread(path)
@@ -275,7 +275,7 @@ def anonymize_one(path: Path, work: Path, result: CorpusResult, seed: int, dates
     if missing:
         raise RuntimeError(f"{name}: {len(missing)} injected identifiers not found in the input copy")
     try:
-        an.anonymize_series_dir(src, out, KEY, PATIENT, dates=dates, images="all")
+        anonymize_series_dir(src, out, KEY, PATIENT, dates=dates, images="all")
     except AnonymizationError as exc:
         result.refused[exc.message] += 1
         if verbose:

@@ -4,7 +4,7 @@ Real 512x512 slices (../shared/data/ct: lung_pet_ct_dx_A0002 B40f, uint16 with 1
 nsclc_radiomics_LUNG1-003, int16 with 16 bits stored) are transcoded into each syntax of
 ``SYNTAXES`` with ``transcode`` (pydicom's encoders for RLE, JPEG 2000 and deflate, GDCM's for the
 JPEG family), written as files, found and read by the HU step's own functions
-(``covidct.dicom.scan_slice_infos``), and decoded slice by slice with ``covidct.dicom.read_pixels``,
+(``covidct.dicom.series.scan_slice_infos``), and decoded slice by slice with ``covidct.dicom.hu.read_pixels``,
 the function ``dicom_to_hu`` calls. Each slice is timed ``--repeats`` times on freshly read data
 sets; the table gives the median time per slice, its ratio to uncompressed (same run), the file
 size as a share of uncompressed, the largest HU difference to the uncompressed slice (0 for every
@@ -214,7 +214,8 @@ def measure(folder: Path, repeats: int) -> tuple[list[float], list[np.ndarray], 
     warm-up pass), the HU slices, the compression record of the HU step."""
     import pydicom
 
-    from covidct.dicom import _compression, read_pixels, scan_slice_infos
+    from covidct.dicom.hu import _compression, read_pixels
+    from covidct.dicom.series import scan_slice_infos
 
     infos, _ = scan_slice_infos(folder, "BENCH", keep_datasets=True)
     infos.sort(key=lambda s: s.path.name)

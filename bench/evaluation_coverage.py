@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 from scipy.stats import norm
 
-from covidct import evaluation as ev
+from covidct.evaluation.bootstrap import bootstrap_weights, estimate, w_accuracy, w_auc, w_mae, w_pearson, w_sensitivity
 
 REPO = Path(__file__).resolve().parents[1]
 D = 1.2           # separation of the binormal classifier scores (unit variances)
@@ -64,12 +64,12 @@ def main() -> None:
         for r in range(args.reps):
             y, p, t, q, subjects = draw(rng, n_subjects)
             pred = (p >= 0.5).astype(int)
-            for k, boot in enumerate((ev.bootstrap_weights(subjects, n_boot, seed=r),
-                                      ev.bootstrap_weights(np.arange(len(y)).astype(str), n_boot, seed=r))):
-                for name, fn, a, b in (("auc", ev.w_auc, y, p), ("accuracy", ev.w_accuracy, y, pred),
-                                       ("sensitivity", ev.w_sensitivity, y, pred), ("mae", ev.w_mae, t, q),
-                                       ("pearson_r", ev.w_pearson, t, q)):
-                    est = ev.estimate(fn, a, b, boot, confidence)
+            for k, boot in enumerate((bootstrap_weights(subjects, n_boot, seed=r),
+                                      bootstrap_weights(np.arange(len(y)).astype(str), n_boot, seed=r))):
+                for name, fn, a, b in (("auc", w_auc, y, p), ("accuracy", w_accuracy, y, pred),
+                                       ("sensitivity", w_sensitivity, y, pred), ("mae", w_mae, t, q),
+                                       ("pearson_r", w_pearson, t, q)):
+                    est = estimate(fn, a, b, boot, confidence)
                     hits[name][k] += est["ci_low"] <= truth[name] <= est["ci_high"]
                     if k == 0:
                         widths[name].append(est["ci_high"] - est["ci_low"])

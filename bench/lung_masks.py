@@ -3,20 +3,20 @@ agreement, synthetic patients with known truth, and time, each today's code agai
 
 Calls the very step the workflow runs (``covidct.steps.segment_lungs``, threshold backend, with the
 defaults of config/config.yaml) on volumes prepared as the workflow prepares them
-(``covidct.dicom.load_series`` + ``covidct.volume.resample`` at ``resample.spacing_mm``):
+(``covidct.dicom.hu.load_series`` + ``covidct.volume.resample`` at ``resample.spacing_mm``):
 
 - ../shared/data/ct/nsclc_radiomics_LUNG1-003: Dice, HD95 and volume difference against the RTSTRUCT
-  (Lung-Right, Lung-Left; and with GTV-1 inside the lungs' outline), through ``covidct.lung_eval``;
+  (Lung-Right, Lung-Left; and with GTV-1 inside the lungs' outline), through ``covidct.lungs.evaluation``;
   also with the contours moved by minus half a CT pixel (see README: this structure set sits half a
   pixel off its CT). "Below the diaphragm": mask voxels lower in their column than the reference's
   lowest lung voxel there (all of them: mostly boundary disagreement at the bases; and those in the lower
   third of the lungs that are air, HU < -900: gas under the diaphragm), and mask voxels below the
   reference's lowest lung slice.
-  "Airway above the carina": mask voxels above the carina (found by ``covidct.airways``) outside the
+  "Airway above the carina": mask voxels above the carina (found by ``covidct.lungs.airways``) outside the
   reference lungs that are air (HU < -900).
 - ../shared/data/ct/lung_pet_ct_dx_A0002 B40f and B70f: Dice between the two kernels' masks.
 - synthetic patients at 84 % involvement (demo07 and two more seeds) and demo01-03 (neck, bowel gas):
-  Dice against the truth masks of ``covidct.synth`` (resampled nearest-neighbour), the share of
+  Dice against the truth masks of ``covidct.demo`` (resampled nearest-neighbour), the share of
   lesion voxels inside the mask, and the mL of non-lung air (neck, bowel gas) inside the mask.
 - time of the step on the 300-slice synthetic patient of bench/per_patient.py and on LUNG1-003,
   today's step (with its QC) and the baseline's (read, ``threshold_lungs`` of ``--baseline-rev``, write),
@@ -99,9 +99,12 @@ def prepare(work: Path, spacing: float) -> dict:
 
     import SimpleITK as sitk
 
-    from covidct.dicom import load_series
+    from covidct.demo.anatomy import make_phantom
+    from covidct.demo.cohort import DEMO_COHORT
+    from covidct.demo.spec import PhantomSpec
+    from covidct.demo.writer import _label_image, write_patient
+    from covidct.dicom.hu import load_series
     from covidct.io import write_volume
-    from covidct.synth import DEMO_COHORT, PhantomSpec, _label_image, make_phantom, write_patient
     from covidct.volume import resample
 
     cases = {}
@@ -173,9 +176,9 @@ def lung1_measures(labels: np.ndarray, hu: np.ndarray, ref: np.ndarray, carina_z
 def evaluate_lung1(case: dict, masks: dict, work: Path, lung_eval_cfg: dict) -> dict:
     import SimpleITK as sitk
 
-    from covidct import lung_eval
-    from covidct.airways import body_midline_x, find_airways
-    from covidct.thorax import outside_air
+    from covidct.lungs.airways import body_midline_x, find_airways
+    from covidct.lungs.evaluation import compare, evaluate, lesions_in_thorax, reference_labels
+    from covidct.lungs.thorax import outside_air
 
     image = sitk.ReadImage(str(case["volume"]))
     hu = sitk.GetArrayFromImage(image)
@@ -186,16 +189,16 @@ def evaluate_lung1(case: dict, masks: dict, work: Path, lung_eval_cfg: dict) -> 
     result = {}
     half = case["pixel_mm"] / 2
     # the feature itself, on today's mask
-    result["lung_eval_json"] = lung_eval.evaluate(work / "new" / "L1003_labels.nii.gz", LUNG1 / "rtstruct",
+    result["lung_eval_json"] = evaluate(work / "new" / "L1003_labels.nii.gz", LUNG1 / "rtstruct",
                                                   OUT / "lung_masks_L1003_eval.json", "L1003",
                                                   lesion_pattern=lung_eval_cfg["lesion_roi"])
     for shift_name, shift in (("as_given", (0.0, 0.0)), ("minus_half_pixel", (-half, -half))):
-        ref, lesions, _ = lung_eval.reference_labels(LUNG1 / "rtstruct", image, "LUNG1-003",
+        ref, lesions, _ = reference_labels(LUNG1 / "rtstruct", image, "LUNG1-003",
                                                      lesion_pattern=lung_eval_cfg["lesion_roi"], shift_mm=shift)
-        with_lesions = (ref > 0) | lung_eval.lesions_in_thorax(lesions, ref)
+        with_lesions = (ref > 0) | lesions_in_thorax(lesions, ref)
         for name, labels in masks.items():
-            row = lung_eval.compare(labels, ref, spacing_zyx)
-            row["with_gtv"] = lung_eval.compare((labels > 0).astype(np.uint8), with_lesions.astype(np.uint8),
+            row = compare(labels, ref, spacing_zyx)
+            row["with_gtv"] = compare((labels > 0).astype(np.uint8), with_lesions.astype(np.uint8),
                                                 spacing_zyx)["both"]
             row.update(lung1_measures(labels, hu, ref, carina))
             result.setdefault(name, {})[shift_name] = row
@@ -203,7 +206,7 @@ def evaluate_lung1(case: dict, masks: dict, work: Path, lung_eval_cfg: dict) -> 
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
-    from covidct.lung_eval import dice as d
+    from covidct.lungs.evaluation import dice as d
 
     return round(d(a > 0, b > 0), 4)
 

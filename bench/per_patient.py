@@ -56,7 +56,8 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     a = ap.parse_args()
     sys.path.insert(0, str(REPO / "src"))
-    from covidct.synth import PhantomSpec, write_patient
+    from covidct.demo.spec import PhantomSpec
+    from covidct.demo.writer import write_patient
 
     a.work.mkdir(parents=True, exist_ok=True)
     spec = PhantomSpec("bench300", 4242, True, 30.0, a.slices, 1.0, a.matrix, 0.7)

@@ -20,7 +20,7 @@ def measure(shape, batch: int, steps: int, policy: str) -> float:
     import keras
     import numpy as np
 
-    from covidct.models import build_classifier
+    from covidct.models.cnn3d import build_classifier
 
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(0)

@@ -19,13 +19,25 @@ import pydicom
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import BasicTextSRStorage, CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless
 
-from covidct import anonymize as an
-from covidct.deid_profile import ACTION_CODES, BASIC_PROFILE, action_for_tag, profile_key_for_tag
+from covidct.deid.dataset import IMPLEMENTATION_CLASS_UID, anonymize_dataset, shift_date, shift_datetime
+from covidct.deid.keys import (
+    DATE_OFFSET_MAX_DAYS,
+    DATE_OFFSET_MIN_DAYS,
+    DEMO_KEY,
+    KEY_ENV,
+    date_offset_days,
+    load_key,
+    pseudo_uid,
+    pseudonym,
+)
+from covidct.deid.profile import ACTION_CODES, BASIC_PROFILE, action_for_tag, profile_key_for_tag
+from covidct.deid.series import anonymize_series_dir
+from covidct.deid.verify import GEOMETRY_KEYWORDS, verify_anonymization
 from covidct.errors import AnonymizationError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -222,7 +234,7 @@ def test_profile_lookup_by_tag():
 
 
 def test_geometry_is_never_touched_by_the_profile():
-    for keyword in an.GEOMETRY_KEYWORDS:
+    for keyword in GEOMETRY_KEYWORDS:
         assert action_for_tag(tag_for_keyword(keyword)) is None, keyword
 
 
@@ -230,85 +242,85 @@ def test_geometry_is_never_touched_by_the_profile():
 
 
 def test_pseudonym_deterministic_and_keyed():
-    a = an.pseudonym(KEY, "patient", MRN)
-    assert a == an.pseudonym(KEY, "patient", MRN)
+    a = pseudonym(KEY, "patient", MRN)
+    assert a == pseudonym(KEY, "patient", MRN)
     assert len(a) == 16 and re.fullmatch(r"[0-9a-f]{16}", a)
-    assert a != an.pseudonym(OTHER_KEY, "patient", MRN)
-    assert a != an.pseudonym(KEY, "study", MRN)
-    assert len(an.pseudonym(KEY, "patient", MRN, length=40)) == 40
+    assert a != pseudonym(OTHER_KEY, "patient", MRN)
+    assert a != pseudonym(KEY, "study", MRN)
+    assert len(pseudonym(KEY, "patient", MRN, length=40)) == 40
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(min_size=0, max_size=80))
 def test_pseudo_uid_valid_for_any_input(uid):
-    new = an.pseudo_uid(KEY, uid)
+    new = pseudo_uid(KEY, uid)
     assert UID_RE.fullmatch(new)
     assert len(new) <= 64
     assert new.startswith("2.25.")
-    assert new == an.pseudo_uid(KEY, uid)
+    assert new == pseudo_uid(KEY, uid)
 
 
 def test_pseudo_uid_keyed():
-    assert an.pseudo_uid(KEY, SECRETS["study_uid"]) != an.pseudo_uid(OTHER_KEY, SECRETS["study_uid"])
-    assert an.pseudo_uid(KEY, sop_uid(0)) != an.pseudo_uid(KEY, sop_uid(1))
+    assert pseudo_uid(KEY, SECRETS["study_uid"]) != pseudo_uid(OTHER_KEY, SECRETS["study_uid"])
+    assert pseudo_uid(KEY, sop_uid(0)) != pseudo_uid(KEY, sop_uid(1))
 
 
 def test_date_offset_range_and_keyed():
-    offsets = [an.date_offset_days(KEY, f"patient{i}") for i in range(200)]
-    assert all(an.DATE_OFFSET_MIN_DAYS <= o <= an.DATE_OFFSET_MAX_DAYS and o != 0 for o in offsets)
+    offsets = [date_offset_days(KEY, f"patient{i}") for i in range(200)]
+    assert all(DATE_OFFSET_MIN_DAYS <= o <= DATE_OFFSET_MAX_DAYS and o != 0 for o in offsets)
     assert len(set(offsets)) > 100
-    assert an.date_offset_days(KEY, "x") == an.date_offset_days(KEY, "x")
-    assert sum(an.date_offset_days(KEY, f"p{i}") != an.date_offset_days(OTHER_KEY, f"p{i}") for i in range(20)) >= 19
+    assert date_offset_days(KEY, "x") == date_offset_days(KEY, "x")
+    assert sum(date_offset_days(KEY, f"p{i}") != date_offset_days(OTHER_KEY, f"p{i}") for i in range(20)) >= 19
 
 
 def test_load_key_env_wins(monkeypatch, tmp_path):
     key_file = tmp_path / "site.anonkey"
     key_file.write_text("from-the-file-0123456789\n")
-    monkeypatch.setenv(an.KEY_ENV, "from-the-environment-0123")
-    assert an.load_key(key_file) == b"from-the-environment-0123"
-    monkeypatch.delenv(an.KEY_ENV)
-    assert an.load_key(key_file) == b"from-the-file-0123456789"
+    monkeypatch.setenv(KEY_ENV, "from-the-environment-0123")
+    assert load_key(key_file) == b"from-the-environment-0123"
+    monkeypatch.delenv(KEY_ENV)
+    assert load_key(key_file) == b"from-the-file-0123456789"
 
 
 def test_load_key_missing_explains_how(monkeypatch, tmp_path):
-    monkeypatch.delenv(an.KEY_ENV, raising=False)
+    monkeypatch.delenv(KEY_ENV, raising=False)
     with pytest.raises(AnonymizationError) as err:
-        an.load_key()
-    assert an.KEY_ENV in str(err.value) and "key_file" in str(err.value)
-    assert an.load_key(allow_demo=True) == an.DEMO_KEY
+        load_key()
+    assert KEY_ENV in str(err.value) and "key_file" in str(err.value)
+    assert load_key(allow_demo=True) == DEMO_KEY
     with pytest.raises(AnonymizationError, match="not found"):
-        an.load_key(tmp_path / "absent.key")
+        load_key(tmp_path / "absent.key")
     empty = tmp_path / "empty.key"
     empty.write_text("\n")
     with pytest.raises(AnonymizationError, match="empty"):
-        an.load_key(empty)
+        load_key(empty)
 
 
 def test_load_key_refuses_results_folder(monkeypatch, tmp_path):
-    monkeypatch.delenv(an.KEY_ENV, raising=False)
+    monkeypatch.delenv(KEY_ENV, raising=False)
     key_file = tmp_path / "results" / "keys" / "site.key"
     key_file.parent.mkdir(parents=True)
     key_file.write_text("a-long-enough-secret-0123456789")
     with pytest.raises(AnonymizationError, match="results"):
-        an.load_key(key_file)
+        load_key(key_file)
 
 
 def test_load_key_never_logs_the_key(monkeypatch, tmp_path, caplog):
-    monkeypatch.delenv(an.KEY_ENV, raising=False)
+    monkeypatch.delenv(KEY_ENV, raising=False)
     key_file = tmp_path / "site.key"
     key_file.write_text("super-secret-value-0123456789")
     key_file.chmod(0o644)
     with caplog.at_level(logging.DEBUG):
-        assert an.load_key(key_file) == b"super-secret-value-0123456789"
+        assert load_key(key_file) == b"super-secret-value-0123456789"
     assert "chmod 600" in caplog.text  # world-readable: warned
     assert "super-secret-value" not in caplog.text
 
 
 def test_shift_date_helpers():
-    assert an.shift_date("20200301", -1) == "20200229"
-    assert an.shift_date("2020.03.01", 1) == "20200302"
-    assert an.shift_date("garbage", 1) is None
-    assert an.shift_datetime("20200101000000", -1) == "20191231000000"
+    assert shift_date("20200301", -1) == "20200229"
+    assert shift_date("2020.03.01", 1) == "20200302"
+    assert shift_date("garbage", 1) is None
+    assert shift_datetime("20200101000000", -1) == "20191231000000"
 
 
 # ------------------------------------------------------------ synthetic series
@@ -326,7 +338,7 @@ def anonymized(series, tmp_path, caplog):
     before = tree_hashes(series)
     out = tmp_path / "out"
     with caplog.at_level(logging.DEBUG):
-        summary = an.anonymize_series_dir(series, out, KEY, PATIENT)
+        summary = anonymize_series_dir(series, out, KEY, PATIENT)
     return series, out, summary, before, caplog.text
 
 
@@ -349,17 +361,17 @@ def test_series_output_has_no_identifier(anonymized):
         assert codes == ["113100", "113107"]
         assert all(item.CodingSchemeDesignator == "DCM" for item in ds.DeidentificationMethodCodeSequence)
         assert any("covidct" in v for v in ds.DeidentificationMethod)
-        assert ds.PatientID == an.pseudonym(KEY, "patient", MRN) == str(ds.PatientName)
+        assert ds.PatientID == pseudonym(KEY, "patient", MRN) == str(ds.PatientName)
         assert ds.PatientBirthDate == "" and ds.AccessionNumber == "" and ds.ReferringPhysicianName == ""
         assert "InstitutionName" not in ds and "StationName" not in ds and "OperatorsName" not in ds
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
-        assert ds.file_meta.ImplementationClassUID == an.IMPLEMENTATION_CLASS_UID
+        assert ds.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
         assert ds.preamble == b"\x00" * 128
     for secret in (MRN, "SMITHSON", "JOHANNA", SECRETS["institution"]):
         assert secret.lower() not in log_text.lower()
     assert set(summary) >= {"patient", "n_files", "n_series", "files", "dates", "profile"}
     assert summary["patient"] == PATIENT and summary["n_series"] == 1 and summary["dates"] == "shift"
-    offset = an.date_offset_days(KEY, MRN)
+    offset = date_offset_days(KEY, MRN)
     flat = json.dumps(summary)
     assert str(abs(offset)) not in flat and KEY.decode() not in flat
 
@@ -370,12 +382,12 @@ def test_series_pixels_geometry_and_uids(anonymized):
     outputs = by_instance(out)
     assert originals.keys() == outputs.keys()
     study_uids = {str(ds.StudyInstanceUID) for ds in outputs.values()}
-    assert study_uids == {an.pseudo_uid(KEY, SECRETS["study_uid"])}
+    assert study_uids == {pseudo_uid(KEY, SECRETS["study_uid"])}
     new_sops = {}
     for number, orig in originals.items():
         anon = outputs[number]
         assert anon.PixelData == orig.PixelData
-        for kw in an.GEOMETRY_KEYWORDS:
+        for kw in GEOMETRY_KEYWORDS:
             if kw in orig:
                 assert str(anon[kw].value) == str(orig[kw].value), kw
         assert anon.file_meta.TransferSyntaxUID == orig.file_meta.TransferSyntaxUID
@@ -391,7 +403,7 @@ def test_series_pixels_geometry_and_uids(anonymized):
 
 def test_series_dates_shifted_intervals_kept(anonymized):
     _, out, _, _, _ = anonymized
-    offset = an.date_offset_days(KEY, MRN)
+    offset = date_offset_days(KEY, MRN)
     for ds in by_instance(out).values():
         assert days_between(STUDY_DATE, ds.StudyDate) == offset
         assert days_between(ds.StudyDate, ds.AcquisitionDate) == days_between(STUDY_DATE, ACQ_DATE) == 1
@@ -408,7 +420,7 @@ def test_input_folder_unchanged(anonymized):
 
 def test_verify_passes_on_anonymized_series(anonymized, tmp_path):
     src, out, _, _, _ = anonymized
-    report = an.verify_anonymization(src, out, PATIENT, report_path=tmp_path / "qc" / "report.json")
+    report = verify_anonymization(src, out, PATIENT, report_path=tmp_path / "qc" / "report.json")
     assert report["passed"], report
     assert report["n_original"] == report["n_output"] == N_SLICES
     assert report["n_identifying_values"] >= len(SECRETS)
@@ -419,7 +431,7 @@ def test_verify_passes_on_anonymized_series(anonymized, tmp_path):
 def test_verify_fails_on_copied_originals(series, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(series / "nested", copy)
-    report = an.verify_anonymization(series, copy, PATIENT)
+    report = verify_anonymization(series, copy, PATIENT)
     assert not report["passed"]
     kinds = {leak["kind"] for leak in report["leaks"]}
     assert {"value_equal", "raw_bytes", "private_attribute", "identity_not_removed"} <= kinds
@@ -431,7 +443,7 @@ def test_verify_detects_tampered_output(anonymized):
     ds = pydicom.dcmread(victim)
     ds.InstitutionName = NAME  # the original patient's name put back
     ds.save_as(victim)
-    report = an.verify_anonymization(src, out, PATIENT)
+    report = verify_anonymization(src, out, PATIENT)
     assert report["passed"] is False
     leaks = [leak for leak in report["leaks"] if leak["file"] == victim.name]
     assert any(leak["attribute"] == "InstitutionName" for leak in leaks), report["leaks"]
@@ -449,7 +461,7 @@ def test_verify_detects_pixel_and_geometry_change(anonymized):
     ds = pydicom.dcmread(files[1])
     ds.PixelSpacing = ["0.5", "0.5"]
     ds.save_as(files[1])
-    report = an.verify_anonymization(src, out, PATIENT)
+    report = verify_anonymization(src, out, PATIENT)
     assert not report["passed"]
     assert report["pixel_mismatches"] == [files[0].name]
     assert {"file": files[1].name, "attribute": "PixelSpacing"} in report["geometry_mismatches"]
@@ -457,14 +469,14 @@ def test_verify_detects_pixel_and_geometry_change(anonymized):
 
 def test_remove_dates_mode(series, tmp_path):
     out = tmp_path / "out"
-    summary = an.anonymize_series_dir(series, out, KEY, PATIENT, dates="remove")
+    summary = anonymize_series_dir(series, out, KEY, PATIENT, dates="remove")
     assert summary["dates"] == "remove"
     for ds in by_instance(out).values():
         assert ds.StudyDate == "" and ds.StudyTime == "" and ds.ContentDate == ""
         assert "AcquisitionDate" not in ds and "SeriesDate" not in ds and "AcquisitionDateTime" not in ds
         assert ds.LongitudinalTemporalInformationModified == "REMOVED"
         assert [i.CodeValue for i in ds.DeidentificationMethodCodeSequence] == ["113100"]
-    assert an.verify_anonymization(series, out, PATIENT)["passed"]
+    assert verify_anonymization(series, out, PATIENT)["passed"]
 
 
 def test_anonymize_dataset_in_memory_recurses_into_sequences():
@@ -473,11 +485,11 @@ def test_anonymize_dataset_in_memory_recurses_into_sequences():
     inner = ds.ReferencedImageSequence[0].private_block(0x0041, "DEEP", create=True)
     inner.add_new(0x02, "LO", "deep private")
     ds.add_new(0x60003000, "OW", b"\x01\x00" * 8)  # overlay data
-    an.anonymize_dataset(ds, KEY, -400)
+    anonymize_dataset(ds, KEY, -400)
     assert not any(elem.tag.is_private for elem in ds.iterall())
     assert ds.ReferencedImageSequence[0].EvaluatorName == ""
     assert 0x60003000 not in ds
-    assert ds.StudyDate == an.shift_date(STUDY_DATE, -400)
+    assert ds.StudyDate == shift_date(STUDY_DATE, -400)
 
 
 # ---------------------------------------------------------------- refusals
@@ -490,11 +502,11 @@ def test_burned_in_annotation_refused(tmp_path):
     ds.BurnedInAnnotation = "YES"
     ds.save_as(files[1])
     with pytest.raises(AnonymizationError, match="BurnedInAnnotation is YES") as err:
-        an.anonymize_series_dir(src, tmp_path / "out", KEY, PATIENT)
+        anonymize_series_dir(src, tmp_path / "out", KEY, PATIENT)
     assert err.value.path == str(files[1])
     assert not (tmp_path / "out").exists()
     with pytest.raises(AnonymizationError, match="refused"):
-        an.anonymize_dataset(ds, KEY, -400)
+        anonymize_dataset(ds, KEY, -400)
 
 
 def test_non_dicom_file_skipped_and_counted(tmp_path):
@@ -502,7 +514,7 @@ def test_non_dicom_file_skipped_and_counted(tmp_path):
     write_series(src)
     notes = src / "notes.txt"
     notes.write_text("scanned on the 7th, call Dr House\n")
-    summary = an.anonymize_series_dir(src, tmp_path / "out", KEY, PATIENT)
+    summary = anonymize_series_dir(src, tmp_path / "out", KEY, PATIENT)
     rank = sorted(p.name for p in src.iterdir()).index("notes.txt") + 1
     assert summary["files"]["skipped"] == {"not DICOM: text": {"count": 1, "files": [rank]}}
     assert summary["n_files"] == N_SLICES == len(list((tmp_path / "out").iterdir()))
@@ -516,7 +528,7 @@ def test_truncated_file_refused(tmp_path, keep):
     raw = files[2].read_bytes()
     files[2].write_bytes(raw[: int(len(raw) * keep)])
     with pytest.raises(AnonymizationError, match="corrupt or truncated") as err:
-        an.anonymize_series_dir(src, tmp_path / "out", KEY, PATIENT)
+        anonymize_series_dir(src, tmp_path / "out", KEY, PATIENT)
     assert err.value.path == str(files[2])
     assert not (tmp_path / "out").exists()
 
@@ -526,7 +538,7 @@ def test_mixed_patients_refused(tmp_path):
     write_series(src)
     write_file(ct_slice(5, patient_id="OTHERPAT123", name="DOE^JANE"), src / "x.dcm")
     with pytest.raises(AnonymizationError, match="mixed patients in one folder: 2 distinct PatientIDs") as err:
-        an.anonymize_series_dir(src, tmp_path / "out", KEY, PATIENT)
+        anonymize_series_dir(src, tmp_path / "out", KEY, PATIENT)
     assert MRN not in str(err.value) and "OTHERPAT123" not in str(err.value)
 
 
@@ -535,7 +547,7 @@ def test_real_identifier_as_patient_id_refused(tmp_path, sheet_id):
     src = tmp_path / "in"
     write_series(src)
     with pytest.raises(AnonymizationError, match="looks like a real identifier; use a pseudonym") as err:
-        an.anonymize_series_dir(src, tmp_path / "out", KEY, sheet_id)
+        anonymize_series_dir(src, tmp_path / "out", KEY, sheet_id)
     assert sheet_id.lower() not in str(err.value).lower()  # the error does not repeat the identifier
     assert not (tmp_path / "out").exists()
 
@@ -550,7 +562,7 @@ def test_hidden_and_non_image_files_skipped(tmp_path):
     sr.PatientID = MRN
     sr.PatientName = NAME
     write_file(sr, src / "report.dcm")
-    summary = an.anonymize_series_dir(src, tmp_path / "out", KEY, PATIENT)
+    summary = anonymize_series_dir(src, tmp_path / "out", KEY, PATIENT)
     assert {k: v["count"] for k, v in summary["files"]["skipped"].items()} == {
         "hidden file": 1, "DICOM structured report (SR)": 1}
     assert summary["n_files"] == N_SLICES == len(list((tmp_path / "out").iterdir()))
@@ -560,7 +572,7 @@ def test_output_inside_input_refused(tmp_path):
     src = tmp_path / "in"
     write_series(src)
     with pytest.raises(AnonymizationError, match="output folder"):
-        an.anonymize_series_dir(src, src / "anon", KEY, PATIENT)
+        anonymize_series_dir(src, src / "anon", KEY, PATIENT)
 
 
 # --------------------------------------------------------------- real data
@@ -615,7 +627,7 @@ def test_real_ct_with_fake_identifiers(tmp_path, folder, n):
         ds = inject_fake_identifiers(pydicom.dcmread(path))
         ds.save_as(src / path.name, enforce_file_format=True)
     out = tmp_path / "out"
-    summary = an.anonymize_series_dir(src, out, KEY, PATIENT)
+    summary = anonymize_series_dir(src, out, KEY, PATIENT)
     assert summary["n_files"] == n
     originals = {}
     for p in src.iterdir():
@@ -633,7 +645,7 @@ def test_real_ct_with_fake_identifiers(tmp_path, folder, n):
         assert ds.ImagePositionPatient == orig.ImagePositionPatient
         assert ds.PixelSpacing == orig.PixelSpacing
         assert ds.PatientIdentityRemoved == "YES"
-    report = an.verify_anonymization(src, out, PATIENT)
+    report = verify_anonymization(src, out, PATIENT)
     assert report["leaks"] == [], report["leaks"]
     assert report["passed"], report
     assert report["n_original"] == report["n_output"] == n
@@ -648,7 +660,7 @@ def test_real_compressed_pixels_stay_compressed(tmp_path):
     first = sorted(source.iterdir())[0]
     shutil.copy(first, src / "a.dcm")
     out = tmp_path / "out"
-    an.anonymize_series_dir(src, out, KEY, PATIENT)
+    anonymize_series_dir(src, out, KEY, PATIENT)
     (anon,) = list(out.iterdir())
     before, after = pydicom.dcmread(first), pydicom.dcmread(anon)
     assert after.file_meta.TransferSyntaxUID == JPEG2000Lossless

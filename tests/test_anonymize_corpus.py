@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from conftest import load_bench, require_shared_data
 from pydicom.data import get_testdata_file
 
-from covidct import anonymize as an
+import covidct.deid.series
+from covidct.deid.dataset import DATE_MODES
+from covidct.deid.series import anonymize_series_dir
 from covidct.errors import AnonymizationError
-
-from conftest import load_bench, require_shared_data
-
 
 corpus = load_bench("anonymize_corpus")
 #: Refusals the anonymizer documents for odd inputs (message prefixes).
@@ -77,7 +77,7 @@ def test_real_ct_corpus_no_leak():
     assert summary["anonymized"] == readable - n_rtstruct > 100
 
 
-@pytest.mark.parametrize("dates", an.DATE_MODES)
+@pytest.mark.parametrize("dates", DATE_MODES)
 def test_pydicom_test_files_no_leak(dates):
     files = corpus.pydicom_files()
     assert len(files) > 150
@@ -95,7 +95,7 @@ def test_corpus_check_finds_leaks_when_nothing_is_anonymized(monkeypatch):
     def copy_only(in_dir, out_dir, key, patient, dates="shift", images="ct"):
         shutil.copytree(in_dir, out_dir)
 
-    monkeypatch.setattr(an, "anonymize_series_dir", copy_only)
+    monkeypatch.setattr(covidct.deid.series, "anonymize_series_dir", copy_only)
     files = [Path(get_testdata_file(name)) for name in ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm")]
     files.append(Path(get_testdata_file("image_dfl.dcm")))  # deflated: searched after inflating
     result = corpus.run_corpus("control", files)
@@ -111,11 +111,11 @@ def test_ybr_full_422_uncompressed_not_taken_for_truncated(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     shutil.copy(source, src / "a.dcm")
-    an.anonymize_series_dir(src, tmp_path / "out", corpus.KEY, "P001", images="all")  # a secondary capture
+    anonymize_series_dir(src, tmp_path / "out", corpus.KEY, "P001", images="all")  # a secondary capture
     (out,) = list((tmp_path / "out").iterdir())
     assert pydicom.dcmread(out).PixelData == pydicom.dcmread(source).PixelData
     ds = pydicom.dcmread(source)
     ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
     ds.save_as(src / "a.dcm")
     with pytest.raises(AnonymizationError, match="pixel data shorter"):
-        an.anonymize_series_dir(src, tmp_path / "out2", corpus.KEY, "P001", images="all")
+        anonymize_series_dir(src, tmp_path / "out2", corpus.KEY, "P001", images="all")

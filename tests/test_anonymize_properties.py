@@ -34,6 +34,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from conftest import load_bench
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.datadict import DicomDictionary, dictionary_VR, tag_for_keyword
@@ -41,16 +42,19 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     CTImageStorage,
-    EnhancedCTImageStorage,
     DeflatedExplicitVRLittleEndian,
+    EnhancedCTImageStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
 
-from covidct import anonymize as an
-from covidct.deid_profile import BASIC_PROFILE
-from conftest import load_bench
-from covidct.dicom import group_series, load_series, read_slice_infos
+from covidct.deid.dataset import BIRTH_KEYWORDS, DATE_MODES, DICOM_ROOT_UID, IMPLEMENTATION_CLASS_UID
+from covidct.deid.keys import DATE_OFFSET_MAX_DAYS, MAX_UID_LENGTH, pseudo_uid, pseudonym
+from covidct.deid.profile import BASIC_PROFILE
+from covidct.deid.series import anonymize_series_dir
+from covidct.deid.verify import _frame_geometry
+from covidct.dicom.hu import load_series
+from covidct.dicom.series import group_series, read_slice_infos
 
 corpus = load_bench("anonymize_corpus")
 
@@ -64,7 +68,7 @@ SIZE = 8
 PIXEL_MIN, PIXEL_MAX = -1024, 2047
 #: All dates of one study lie within this many days (less than the smallest date shift).
 DATE_WINDOW_DAYS = 300
-assert DATE_WINDOW_DAYS < -an.DATE_OFFSET_MAX_DAYS
+assert DATE_WINDOW_DAYS < -DATE_OFFSET_MAX_DAYS
 TOKEN_PREFIX = "ZQ"
 CONSONANTS = "BCDFGHJKLMNPQRSTVWXZ"
 #: DICOM datasets written (one per slice), examples run per test, strings searched: printed at the end.
@@ -181,7 +185,7 @@ def studies(draw, max_placements: int = 8) -> dict:
         "slope": draw(st.sampled_from(["1", "0.5"])),
         "transfer_syntax": draw(st.sampled_from([ExplicitVRLittleEndian, ImplicitVRLittleEndian,
                                                  DeflatedExplicitVRLittleEndian])),
-        "dates": draw(st.sampled_from(an.DATE_MODES)),
+        "dates": draw(st.sampled_from(DATE_MODES)),
         "patient_name": draw(st.tuples(tokens, tokens).map("^".join)),
         "patient_id": draw(tokens),
         "preamble_token": draw(tokens),
@@ -218,7 +222,7 @@ def put_leaf(ds: Dataset, leaf_: tuple, study: dict, needles: set[str], checked_
         h, m, s, f = value
         text = f"{h:02d}{m:02d}{s:02d}.{f:06d}"
         setattr(ds, where, text)
-        if checked_times or where in an.BIRTH_KEYWORDS:  # times are kept under the Modified Dates Option
+        if checked_times or where in BIRTH_KEYWORDS:  # times are kept under the Modified Dates Option
             needles.add(text)
     elif kind == "text":
         setattr(ds, where, value)
@@ -417,7 +421,7 @@ def anonymize_study(folders: list[Path], root: Path, key: bytes, dates: str) -> 
     outputs = []
     for i, folder in enumerate(folders):
         out = root / f"out{i}_{hashlib.sha256(key).hexdigest()[:6]}"
-        an.anonymize_series_dir(folder, out, key, PATIENT, dates=dates)
+        anonymize_series_dir(folder, out, key, PATIENT, dates=dates)
         outputs.extend(sorted(out.iterdir()))
     return outputs
 
@@ -502,7 +506,7 @@ def test_anonymized_study_has_no_identifier_same_pixels_geometry_and_consistent_
             assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
             for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
                 new, old = str(ds[kw].value), str(orig[kw].value)
-                assert UID_RE.fullmatch(new) and len(new) <= an.MAX_UID_LENGTH, (kw, new)
+                assert UID_RE.fullmatch(new) and len(new) <= MAX_UID_LENGTH, (kw, new)
                 assert new != old
                 new_of.setdefault(old, set()).add(new)
         assert all(len(v) == 1 for v in new_of.values())  # one original UID -> one replacement
@@ -519,8 +523,8 @@ def test_anonymized_study_has_no_identifier_same_pixels_geometry_and_consistent_
                 if elem.keyword == "ReferencedSOPInstanceUID":
                     assert str(elem.value) in replacements
             # a drawn placement may have overwritten PatientID: the pseudonym is that of the input's
-            assert ds.PatientID == str(ds.PatientName) == an.pseudonym(KEY, "patient", str(orig.PatientID))
-        assert study_new == an.pseudo_uid(KEY, study["study_uid"])
+            assert ds.PatientID == str(ds.PatientName) == pseudonym(KEY, "patient", str(orig.PatientID))
+        assert study_new == pseudo_uid(KEY, study["study_uid"])
 
         # (4) still a CT study with the same geometry, read by the pipeline's own reader
         out_series = group_series([i for folder in sorted({p.parent for p in outputs}) for i in read_slice_infos(folder)])
@@ -528,7 +532,7 @@ def test_anonymized_study_has_no_identifier_same_pixels_geometry_and_consistent_
         for ds, orig in anonymized.values():
             for kw in GEOMETRY:
                 assert (str(ds[kw].value) if kw in ds else None) == (str(orig[kw].value) if kw in orig else None), kw
-            assert an._frame_geometry(ds) == an._frame_geometry(orig)  # functional groups of Enhanced CT
+            assert _frame_geometry(ds) == _frame_geometry(orig)  # functional groups of Enhanced CT
         for series_index, old_series in enumerate(study["series_uids"]):
             if study["n_slices"][series_index] < 2:
                 continue
@@ -564,10 +568,10 @@ def test_two_keys_give_unlinkable_outputs(study):
                 pseudonyms |= {str(ds[kw].value) for kw in ("StudyInstanceUID", "SeriesInstanceUID",
                                                             "SOPInstanceUID", "FrameOfReferenceUID")}
                 pseudonyms |= {str(e.value) for e in ds.iterall() if e.VR == "UI" and
-                               not str(e.value).startswith(an.DICOM_ROOT_UID) and e.value != an.IMPLEMENTATION_CLASS_UID}
+                               not str(e.value).startswith(DICOM_ROOT_UID) and e.value != IMPLEMENTATION_CLASS_UID}
             values[key] = pseudonyms
         assert values[KEY] and values[OTHER_KEY]
         assert values[KEY].isdisjoint(values[OTHER_KEY])  # no pseudonym nor UID in common
         patient_id = str(pydicom.dcmread(next(folders[0].iterdir())).PatientID)
-        assert an.pseudonym(KEY, "patient", patient_id) in values[KEY]
-        assert an.pseudonym(OTHER_KEY, "patient", patient_id) in values[OTHER_KEY]
+        assert pseudonym(KEY, "patient", patient_id) in values[KEY]
+        assert pseudonym(OTHER_KEY, "patient", patient_id) in values[OTHER_KEY]

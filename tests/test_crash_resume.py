@@ -32,11 +32,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from PIL import Image
+from workflow_runner import REPO, write_config
 
 from covidct import io, steps
+from covidct.demo.spec import PhantomSpec
+from covidct.demo.writer import write_patient
 from covidct.errors import CovidctError
-from covidct.synth import PhantomSpec, write_patient
-from workflow_runner import REPO, write_config
 
 KEY = "test-key-0123456789abcdef"
 PATIENTS = [PhantomSpec(f"cr0{i}", 600 + i, False, 0.0, 26, 10.0, 72, 5.0) for i in range(1, 5)]

@@ -8,9 +8,17 @@ import h5py
 import numpy as np
 import pytest
 
-from covidct.dataset import assign_split, ctsi, hash_unit, read_hdf5, severity_class, write_hdf5
 from covidct.errors import CovidctError
-from covidct.metrics import auc, class_distance_table, classification_metrics, regression_metrics, youden_threshold
+from covidct.evaluation.metrics import (
+    auc,
+    class_distance_table,
+    classification_metrics,
+    regression_metrics,
+    youden_threshold,
+)
+from covidct.models.data import read_hdf5, write_hdf5
+from covidct.models.split import assign_split, hash_unit
+from covidct.severity import ctsi, severity_class
 
 
 def test_severity_classes_and_ctsi_at_the_bounds():

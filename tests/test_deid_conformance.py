@@ -1,7 +1,7 @@
 """Conformance of the de-identification table and its application with DICOM PS3.15 Annex E.
 
 No copy of the standard's Table E.1-1 is kept in this repository or in ../shared, so the table in
-``covidct.deid_profile`` is checked (a) for internal consistency: one row per attribute, comment
+``covidct.deid.profile`` is checked (a) for internal consistency: one row per attribute, comment
 tags equal to the keywords' tags, only the action codes of the table's legend (Table E.1-1a);
 (b) against spot checks transcribed from the standard (current edition, Basic Prof. column, as
 scraped from dicom.nema.org part15 chapter E by idiscore's ``_public_dicom.py``, 2025-06-24);
@@ -21,8 +21,29 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from covidct import anonymize as an
-from covidct import deid_profile as dp
+import covidct.deid.profile as dp
+from covidct.deid.dataset import (
+    BIRTH_KEYWORDS,
+    CT_TYPE1_KEYWORDS,
+    CT_TYPE2_KEYWORDS,
+    DATE_MODES,
+    IMPLEMENTATION_VERSION_NAME,
+    PSEUDONYM_KEYWORDS,
+    PSEUDONYM_KIND,
+    anonymize_dataset,
+    shift_date,
+    shift_datetime,
+)
+from covidct.deid.keys import MAX_UID_LENGTH, pseudo_uid, pseudonym
+from covidct.deid.profile import (
+    ACTION_CODES,
+    BASIC_PROFILE,
+    CODE_CLEAN_DESCRIPTORS,
+    CODE_RETAIN_SAFE_PRIVATE,
+    PRIVATE_ATTRIBUTES_ACTION,
+    _parse_key,
+    action_for_tag,
+)
 
 KEY = b"test-key-0123456789abcdef"
 OFFSET = -400
@@ -103,8 +124,8 @@ def test_table_one_row_per_attribute_no_silent_duplicates():
         if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "BASIC_PROFILE"
     )
     keys = [k.value for k in literal.keys]
-    assert len(keys) == len(set(keys)) == len(dp.BASIC_PROFILE) == 655  # a repeated key would vanish silently
-    tags = [dp._parse_key(k) for k in keys]
+    assert len(keys) == len(set(keys)) == len(BASIC_PROFILE) == 655  # a repeated key would vanish silently
+    tags = [_parse_key(k) for k in keys]
     assert len(set(tags)) == len(tags)  # no tag under two names (keyword and "(gggg,eeee)")
     assert len(_table_source_rows()) == 655
 
@@ -113,7 +134,7 @@ def test_table_comments_name_the_keywords_tags():
     for key, _, comment in _table_source_rows():
         if key.startswith("("):
             if "x" not in key:  # a single tag: keyed so only because pydicom does not know it
-                assert "(*)" in comment and dp._parse_key(key)[0] not in DicomDictionary, key
+                assert "(*)" in comment and _parse_key(key)[0] not in DicomDictionary, key
             continue
         match = _COMMENT_TAG.match(comment.strip())
         assert match, f"{key}: comment {comment!r} is no tag"
@@ -121,10 +142,10 @@ def test_table_comments_name_the_keywords_tags():
 
 
 def test_table_uses_only_the_basic_column_codes():
-    assert set(dp.BASIC_PROFILE.values()) <= BASIC_COLUMN_CODES
-    assert BASIC_COLUMN_CODES | {"K", "C"} == dp.ACTION_CODES
-    assert dp.PRIVATE_ATTRIBUTES_ACTION == "X"
-    for key, code in dp.BASIC_PROFILE.items():
+    assert set(BASIC_PROFILE.values()) <= BASIC_COLUMN_CODES
+    assert BASIC_COLUMN_CODES | {"K", "C"} == ACTION_CODES
+    assert PRIVATE_ATTRIBUTES_ACTION == "X"
+    for key, code in BASIC_PROFILE.items():
         if key.startswith("("):
             continue
         vr = dictionary_VR(tag_for_keyword(key))
@@ -136,16 +157,16 @@ def test_table_uses_only_the_basic_column_codes():
 
 @pytest.mark.parametrize("key,code", sorted(STANDARD_ROWS.items()))
 def test_rows_match_the_standard(key, code):
-    assert dp.BASIC_PROFILE[key] == code
+    assert BASIC_PROFILE[key] == code
 
 
 def test_lookup_of_repeating_groups_and_private_tags():
     for group in range(0x5000, 0x5020, 2):
-        assert dp.action_for_tag((group << 16) | 0x3000) == "X"
+        assert action_for_tag((group << 16) | 0x3000) == "X"
     for group in range(0x6000, 0x6020, 2):
-        assert dp.action_for_tag((group << 16) | 0x3000) == dp.action_for_tag((group << 16) | 0x4000) == "X"
-    assert dp.action_for_tag(0x00091010) == dp.action_for_tag(0x7FE10010) == "X"  # private, odd groups
-    assert dp.action_for_tag(0x7FE00010) is None  # Pixel Data: no row, kept
+        assert action_for_tag((group << 16) | 0x3000) == action_for_tag((group << 16) | 0x4000) == "X"
+    assert action_for_tag(0x00091010) == action_for_tag(0x7FE10010) == "X"  # private, odd groups
+    assert action_for_tag(0x7FE00010) is None  # Pixel Data: no row, kept
 
 
 # ------------------------------------------------------------------------ the table in use
@@ -169,7 +190,7 @@ SAMPLE_BY_VR = {
 
 def _row_element(key: str) -> tuple[int, str]:
     """(tag, VR) to test a row with: its dictionary VR, UN where pydicom does not know it."""
-    value, mask = dp._parse_key(key)
+    value, mask = _parse_key(key)
     if mask != 0xFFFFFFFF:  # a repeating group: one member of it
         if key.startswith("(50"):
             return 0x50102500, "LO"  # Curve Label of curve 5010
@@ -191,10 +212,10 @@ def expected_outcome(key: str, vr: str, dates: str) -> str:
     D sequences are removed (not in the CT Image IOD: removal keeps it valid), D on a UID replaces it.
     """
     keyword = key if not key.startswith("(") else ""
-    if dates == "shift" and vr in ("DA", "DT", "TM") and keyword not in an.BIRTH_KEYWORDS:
+    if dates == "shift" and vr in ("DA", "DT", "TM") and keyword not in BIRTH_KEYWORDS:
         return "SHIFT" if vr != "TM" else "K"
-    code = dp.BASIC_PROFILE[key]
-    type1, type2 = keyword in an.CT_TYPE1_KEYWORDS, keyword in an.CT_TYPE2_KEYWORDS
+    code = BASIC_PROFILE[key]
+    type1, type2 = keyword in CT_TYPE1_KEYWORDS, keyword in CT_TYPE2_KEYWORDS
     resolved = {
         "Z/D": "D" if type1 else "Z",
         "X/Z": "Z" if type1 or type2 else "X",
@@ -225,27 +246,27 @@ def observed_outcome(ds: Dataset, tag: int, vr: str, original) -> str:
     value = elem.value
     if elem.is_empty:
         return "Z"
-    pseudonyms = {an.pseudonym(KEY, an.PSEUDONYM_KIND, v) for v in ("", str(original))}
-    if elem.keyword in an.PSEUDONYM_KEYWORDS and str(value) in pseudonyms:
+    pseudonyms = {pseudonym(KEY, PSEUDONYM_KIND, v) for v in ("", str(original))}
+    if elem.keyword in PSEUDONYM_KEYWORDS and str(value) in pseudonyms:
         return "Z"  # Z allows a dummy value: the keyed pseudonym of the PatientID
     if value == original:
         return "K"
     if vr == "UI":
-        assert UID_RE.fullmatch(str(value)) and len(str(value)) <= an.MAX_UID_LENGTH
+        assert UID_RE.fullmatch(str(value)) and len(str(value)) <= MAX_UID_LENGTH
         return "U"
-    if vr == "DA" and value == an.shift_date(original, OFFSET):
+    if vr == "DA" and value == shift_date(original, OFFSET):
         return "SHIFT"
-    if vr == "DT" and value == an.shift_datetime(original, OFFSET):
+    if vr == "DT" and value == shift_datetime(original, OFFSET):
         return "SHIFT"
     assert SAMPLE_TEXT not in str(value) and "ZQ" not in str(value)
     return "D"
 
 
-@pytest.mark.parametrize("dates", an.DATE_MODES)
+@pytest.mark.parametrize("dates", DATE_MODES)
 def test_every_row_applied_as_documented(dates):
     mismatches = []
     checked = 0
-    for key in dp.BASIC_PROFILE:
+    for key in BASIC_PROFILE:
         tag, vr = _row_element(key)
         if tag >> 16 == 0x0002:
             continue  # file meta: rebuilt whole, see test_file_meta_rebuilt
@@ -260,11 +281,11 @@ def test_every_row_applied_as_documented(dates):
         else:
             original = SAMPLE_BY_VR[vr]
             ds.add_new(tag, vr, original)
-        an.anonymize_dataset(ds, KEY, OFFSET, dates=dates)
+        anonymize_dataset(ds, KEY, OFFSET, dates=dates)
         got, want = observed_outcome(ds, tag, vr, original), expected_outcome(key, vr, dates)
         checked += 1
         if got != want:
-            mismatches.append((key, dp.BASIC_PROFILE[key], vr, want, got))
+            mismatches.append((key, BASIC_PROFILE[key], vr, want, got))
     assert checked == 655 - 1  # every row but (0002,0003)
     assert mismatches == []
 
@@ -283,13 +304,13 @@ def test_actions_beyond_the_table():
     ds.ReferencedFrameOfReferenceUID = ORIGINAL_UID  # listed U: the same replacement
     ds.ImageComments = "ZQCOMMENT"  # listed X
     ds.CodeMeaning = "ZQKEPT"  # free text the table does not list: kept (no Clean Descriptors)
-    an.anonymize_dataset(ds, KEY, OFFSET, dates="remove")
+    anonymize_dataset(ds, KEY, OFFSET, dates="remove")
     assert 0x60000010 not in ds and 0x50000005 not in ds
     assert not any(e.tag.is_private for e in ds.iterall())
     assert ds.EvaluatorName == ""
     assert 0x00181001 not in ds
     assert ds.SOPClassUID == CTImageStorage
-    new_uid = an.pseudo_uid(KEY, ORIGINAL_UID)
+    new_uid = pseudo_uid(KEY, ORIGINAL_UID)
     assert ds.ReferencedFrameOfReferenceUID == ds.SOPInstanceUIDOfConcatenationSource == new_uid
     assert "ImageComments" not in ds
     assert ds.CodeMeaning == "ZQKEPT"
@@ -301,11 +322,11 @@ def test_declared_method_and_options():
     for dates, codes in (("shift", ["113100", "113107"]), ("remove", ["113100"])):
         ds = Dataset()
         ds.SOPClassUID = CTImageStorage
-        an.anonymize_dataset(ds, KEY, OFFSET, dates=dates)
+        anonymize_dataset(ds, KEY, OFFSET, dates=dates)
         assert [i.CodeValue for i in ds.DeidentificationMethodCodeSequence] == codes
         assert ds.PatientIdentityRemoved == "YES"
         assert ds.LongitudinalTemporalInformationModified == ("MODIFIED" if dates == "shift" else "REMOVED")
-        assert dp.CODE_CLEAN_DESCRIPTORS not in codes and dp.CODE_RETAIN_SAFE_PRIVATE not in codes
+        assert CODE_CLEAN_DESCRIPTORS not in codes and CODE_RETAIN_SAFE_PRIVATE not in codes
 
 
 def test_file_meta_rebuilt():
@@ -320,7 +341,7 @@ def test_file_meta_rebuilt():
     meta.SourceApplicationEntityTitle = "ZQSENDER"
     meta.ImplementationVersionName = "ZQVENDOR"
     ds.file_meta = meta
-    an.anonymize_dataset(ds, KEY, OFFSET)
-    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID == an.pseudo_uid(KEY, ORIGINAL_UID)
+    anonymize_dataset(ds, KEY, OFFSET)
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID == pseudo_uid(KEY, ORIGINAL_UID)
     assert "SourceApplicationEntityTitle" not in ds.file_meta
-    assert ds.file_meta.ImplementationVersionName == an.IMPLEMENTATION_VERSION_NAME
+    assert ds.file_meta.ImplementationVersionName == IMPLEMENTATION_VERSION_NAME

@@ -9,9 +9,11 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from covidct.dicom import load_series
+from covidct.demo.anatomy import make_phantom
+from covidct.demo.spec import PhantomSpec
+from covidct.demo.writer import write_patient
+from covidct.dicom.hu import load_series
 from covidct.errors import DicomInputError
-from covidct.synth import PhantomSpec, make_phantom, write_patient
 
 SPEC = PhantomSpec("t01", 77, True, 20.0, 12, 6.0, 48, 7.0)
 

@@ -7,8 +7,24 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from covidct import evaluation as ev
-from covidct.metrics import auc, classification_metrics, regression_metrics
+from covidct.evaluation.bootstrap import (
+    bootstrap_weights,
+    estimate,
+    subject_codes,
+    w_accuracy,
+    w_auc,
+    w_brier,
+    w_class_exact,
+    w_class_within_one,
+    w_mae,
+    w_pearson,
+    w_quadratic_kappa,
+    w_rmse,
+    w_sensitivity,
+    w_specificity,
+)
+from covidct.evaluation.metrics import auc, classification_metrics, regression_metrics
+from covidct.evaluation.reports import classifier_report, evaluate_predictions, scorer_report, severity_classes
 
 
 def _kappa_by_loop(t_classes, p_classes, k=5):
@@ -34,16 +50,16 @@ def test_weighted_metrics_with_unit_weights_equal_the_plain_ones():
     pred = (p >= 0.5).astype(int)
     ones = np.ones(40)
     plain = classification_metrics(y, p, 0.5)
-    assert ev.w_auc(y, p, ones)[0] == pytest.approx(auc(y, p))
-    assert ev.w_accuracy(y, pred, ones)[0] == pytest.approx(plain["accuracy"])
-    assert ev.w_sensitivity(y, pred, ones)[0] == pytest.approx(plain["sensitivity"])
-    assert ev.w_specificity(y, pred, ones)[0] == pytest.approx(plain["specificity"])
-    assert ev.w_brier(y, p, ones)[0] == pytest.approx(np.mean((p - y) ** 2))
+    assert w_auc(y, p, ones)[0] == pytest.approx(auc(y, p))
+    assert w_accuracy(y, pred, ones)[0] == pytest.approx(plain["accuracy"])
+    assert w_sensitivity(y, pred, ones)[0] == pytest.approx(plain["sensitivity"])
+    assert w_specificity(y, pred, ones)[0] == pytest.approx(plain["specificity"])
+    assert w_brier(y, p, ones)[0] == pytest.approx(np.mean((p - y) ** 2))
     t = rng.uniform(0, 100, 40)
     q = np.clip(t + rng.normal(0, 12, 40), 0, 100)
     reg = regression_metrics(t, q)
-    for fn, key in ((ev.w_mae, "mae"), (ev.w_rmse, "rmse"), (ev.w_pearson, "pearson_r"),
-                    (ev.w_class_exact, "class_exact_accuracy"), (ev.w_class_within_one, "class_within_one_accuracy")):
+    for fn, key in ((w_mae, "mae"), (w_rmse, "rmse"), (w_pearson, "pearson_r"),
+                    (w_class_exact, "class_exact_accuracy"), (w_class_within_one, "class_within_one_accuracy")):
         assert fn(t, q, ones)[0] == pytest.approx(reg[key]), key
 
 
@@ -53,38 +69,38 @@ def test_a_weight_of_two_is_a_duplicated_scan():
     p = np.array([0.2, 0.6, 0.7, 0.4, 0.9, 0.1])
     w = np.array([1, 2, 1, 3, 1, 0])
     dup = np.repeat(np.arange(6), w)
-    assert ev.w_auc(y, p, w)[0] == pytest.approx(auc(y[dup], p[dup]))
+    assert w_auc(y, p, w)[0] == pytest.approx(auc(y[dup], p[dup]))
     t = rng.uniform(0, 100, 6)
     q = rng.uniform(0, 100, 6)
-    assert ev.w_quadratic_kappa(t, q, w)[0] == pytest.approx(_kappa_by_loop(ev.severity_classes(t[dup]),
-                                                                             ev.severity_classes(q[dup])))
-    assert ev.w_pearson(t, q, w)[0] == pytest.approx(np.corrcoef(t[dup], q[dup])[0, 1])
+    assert w_quadratic_kappa(t, q, w)[0] == pytest.approx(_kappa_by_loop(severity_classes(t[dup]),
+                                                                             severity_classes(q[dup])))
+    assert w_pearson(t, q, w)[0] == pytest.approx(np.corrcoef(t[dup], q[dup])[0, 1])
 
 
 def test_quadratic_weighted_kappa_by_hand():
     t = np.array([5, 25, 45, 65, 85, 10, 30, 50])     # classes 0 1 2 3 4 0 1 2
-    assert ev.w_quadratic_kappa(t, t, np.ones(8))[0] == pytest.approx(1.0)
+    assert w_quadratic_kappa(t, t, np.ones(8))[0] == pytest.approx(1.0)
     # a constant prediction agrees no better than chance
-    assert ev.w_quadratic_kappa(t, np.full(8, 50.0), np.ones(8))[0] == pytest.approx(0.0)
+    assert w_quadratic_kappa(t, np.full(8, 50.0), np.ones(8))[0] == pytest.approx(0.0)
     p = np.array([5, 45, 45, 85, 85, 30, 10, 50])     # classes 0 2 2 4 4 1 0 2
-    expected = _kappa_by_loop(ev.severity_classes(t), ev.severity_classes(p))
-    assert ev.w_quadratic_kappa(t, p, np.ones(8))[0] == pytest.approx(expected)
+    expected = _kappa_by_loop(severity_classes(t), severity_classes(p))
+    assert w_quadratic_kappa(t, p, np.ones(8))[0] == pytest.approx(expected)
     assert 0 < expected < 1
     # every scan in one class on both sides: undefined, not 1 or 0
-    assert np.isnan(ev.w_quadratic_kappa(np.full(4, 5.0), np.full(4, 7.0), np.ones(4))[0])
+    assert np.isnan(w_quadratic_kappa(np.full(4, 5.0), np.full(4, 7.0), np.ones(4))[0])
 
 
 def test_bootstrap_draws_subjects_with_all_their_scans():
     subjects = ["a", "a", "a", "b", "c", "c", "d"]
-    w = ev.bootstrap_weights(subjects, n_boot=500, seed=3)
+    w = bootstrap_weights(subjects, n_boot=500, seed=3)
     assert w.shape == (500, 7)
     # the scans of one subject always carry the same weight, and 4 subjects are drawn per replicate
     assert np.all(w[:, 0] == w[:, 1]) and np.all(w[:, 1] == w[:, 2]) and np.all(w[:, 4] == w[:, 5])
-    codes, n = ev.subject_codes(subjects)
+    codes, n = subject_codes(subjects)
     assert n == 4
     per_subject = np.stack([w[:, list(codes).index(c)] for c in range(4)], axis=1)
     assert np.all(per_subject.sum(1) == 4)
-    assert ev.bootstrap_weights(subjects, 10, seed=3).tolist() == ev.bootstrap_weights(subjects, 10, seed=3).tolist()
+    assert bootstrap_weights(subjects, 10, seed=3).tolist() == bootstrap_weights(subjects, 10, seed=3).tolist()
 
 
 def _correlated_cohort(rng, n_subjects, d):
@@ -110,14 +126,14 @@ def test_intervals_cover_the_true_value_at_about_the_nominal_rate():
     covered = {"auc": 0, "accuracy": 0, "mae": 0, "auc_by_scan": 0}
     for r in range(reps):
         y, p, subjects = _correlated_cohort(rng, n_subjects, d)
-        boot = ev.bootstrap_weights(subjects, 1000, seed=r)
-        by_scan = ev.bootstrap_weights(np.arange(len(y)).astype(str), 1000, seed=r)
+        boot = bootstrap_weights(subjects, 1000, seed=r)
+        by_scan = bootstrap_weights(np.arange(len(y)).astype(str), 1000, seed=r)
         t = rng.uniform(0, 100, 2 * n_subjects)
         err = np.repeat(rng.normal(0, np.sqrt(70), n_subjects), 2) + rng.normal(0, np.sqrt(30), 2 * n_subjects)
-        checks = (("auc", ev.estimate(ev.w_auc, y, p, boot), true_auc),
-                  ("accuracy", ev.estimate(ev.w_accuracy, y, (p >= 0.5).astype(int), boot), true_acc),
-                  ("mae", ev.estimate(ev.w_mae, t, t + err, boot), true_mae),
-                  ("auc_by_scan", ev.estimate(ev.w_auc, y, p, by_scan), true_auc))
+        checks = (("auc", estimate(w_auc, y, p, boot), true_auc),
+                  ("accuracy", estimate(w_accuracy, y, (p >= 0.5).astype(int), boot), true_acc),
+                  ("mae", estimate(w_mae, t, t + err, boot), true_mae),
+                  ("auc_by_scan", estimate(w_auc, y, p, by_scan), true_auc))
         for name, est, truth in checks:
             covered[name] += est["ci_low"] <= truth <= est["ci_high"]
     rate = {k: v / reps for k, v in covered.items()}
@@ -130,16 +146,16 @@ def test_intervals_cover_the_true_value_at_about_the_nominal_rate():
 def test_too_few_subjects_or_one_class_is_not_interpretable_and_withholds_figures():
     rng = np.random.default_rng(5)
     y, p, subjects = _correlated_cohort(rng, 4, 2.0)
-    rep = ev.classifier_report(y, p, 0.5, subjects, train_prevalence=0.5, n_boot=200)
+    rep = classifier_report(y, p, 0.5, subjects, train_prevalence=0.5, n_boot=200)
     assert not rep["interpretable"] and rep["reason"] == "not interpretable (n=4 subjects; at least 10 are needed)"
     assert all(m["value"] is None and m["withheld"] == rep["reason"] for m in rep["metrics"].values())
     assert rep["baselines"]["prevalence_accuracy"]["value"] is None
     assert rep["n_scans"] == 8 and sum(map(sum, rep["confusion_matrix"]["rows_true_cols_pred"])) == 8
     y1 = np.ones(30, int)
-    one_class = ev.classifier_report(y1, np.full(30, 0.8), 0.5, [f"s{i}" for i in range(30)], 0.5, n_boot=100)
+    one_class = classifier_report(y1, np.full(30, 0.8), 0.5, [f"s{i}" for i in range(30)], 0.5, n_boot=100)
     assert one_class["reason"] == "not interpretable (n=30 subjects; one class is absent)"
     y, p, subjects = _correlated_cohort(rng, 30, 2.0)
-    big = ev.classifier_report(y, p, 0.5, subjects, train_prevalence=0.5, n_boot=200)
+    big = classifier_report(y, p, 0.5, subjects, train_prevalence=0.5, n_boot=200)
     assert big["interpretable"] and big["metrics"]["auc"]["value"] > 0.7
     assert big["metrics"]["auc"]["ci_low"] <= big["metrics"]["auc"]["value"] <= big["metrics"]["auc"]["ci_high"]
 
@@ -150,7 +166,7 @@ def test_scorer_baselines_show_a_model_that_does_not_beat_the_segmentation():
     t = rng.uniform(0, 90, n)
     model = np.clip(t + rng.normal(0, 20, n), 0, 100)      # a poor scorer
     seg = np.clip(t + rng.normal(0, 3, n), 0, 100)         # a good segmentation read-out
-    rep = ev.scorer_report(t, model, [f"s{i}" for i in range(n)], train_mean=45.0, segmentation=seg, n_boot=500)
+    rep = scorer_report(t, model, [f"s{i}" for i in range(n)], train_mean=45.0, segmentation=seg, n_boot=500)
     b = rep["baselines"]
     assert rep["interpretable"]
     assert b["mae_minus_segmentation"]["ci_low"] > 0     # the model is clearly worse than the segmentation
@@ -173,7 +189,7 @@ def test_evaluate_predictions_headlines_test_and_keeps_val_apart():
         pred_score = float(score) + rng.normal(0, 5) if label else 3.0
         preds.append({"patient_id": f"p{i}", "split": split, "covid_probability": prob, "score": pred_score,
                       "seg_score": float(score) + rng.normal(0, 2)})
-    out = ev.evaluate_predictions(pd.DataFrame(preds), pd.DataFrame(rows), threshold=0.5, scorer_positives_only=True,
+    out = evaluate_predictions(pd.DataFrame(preds), pd.DataFrame(rows), threshold=0.5, scorer_positives_only=True,
                                   scorer_train_mean=40.0, n_boot=300)
     assert out["headline_split"] == "test"
     assert out["splits"]["test"] == {"scans": 24, "subjects": 12} and out["splits"]["val"] == {"scans": 6,
@@ -185,4 +201,4 @@ def test_evaluate_predictions_headlines_test_and_keeps_val_apart():
     assert reg["n_scans"] == 12 and reg["baselines"]["segmentation_n"] == 12  # positives only
     # a labeled patient without a prediction is an error, not a silent gap
     with pytest.raises(Exception, match="no prediction for labeled patient"):
-        ev.evaluate_predictions(pd.DataFrame(preds[1:]), pd.DataFrame(rows), 0.5, True, 40.0, n_boot=100)
+        evaluate_predictions(pd.DataFrame(preds[1:]), pd.DataFrame(rows), 0.5, True, 40.0, n_boot=100)

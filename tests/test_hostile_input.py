@@ -1,6 +1,6 @@
 """Hostile input: every broken DICOM folder a user may hand over, and exactly what they see.
 
-Each case is a tiny series (32 x 32, 10 slices of 5 mm) made by ``covidct.synth`` and then broken.
+Each case is a tiny series (32 x 32, 10 slices of 5 mm) made by ``covidct.demo`` and then broken.
 ``dicom_to_hu`` is the step that reads the anonymized folder; ``anonymize`` is the first step of the
 workflow, on the raw folder, where a raw file is named by its rank (raw names may carry identifiers).
 A refused case leaves nothing in the output folder: no output, no temporary file.
@@ -71,8 +71,11 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import RLELossless
 
 from covidct import steps
+from covidct.demo.anatomy import make_phantom
+from covidct.demo.identities import fake_identity
+from covidct.demo.spec import PhantomSpec
+from covidct.demo.writer import write_patient, write_series
 from covidct.errors import CovidctError, DicomInputError
-from covidct.synth import PhantomSpec, fake_identity, make_phantom, write_patient, write_series
 
 PID = "h01"
 SPEC = PhantomSpec(PID, 11, False, 0.0, 10, 5.0, 32, 10.0)
@@ -253,7 +256,7 @@ def test_report_without_pixel_data_and_hidden_files_are_skipped(tmp_path, base_d
     report.save_as(folder / "report.dcm")
     (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     out = tmp_path / "out"
-    with caplog.at_level(logging.INFO, logger="covidct.dicom_files"):
+    with caplog.at_level(logging.INFO, logger="covidct.dicom.files"):
         info = steps.dicom_to_hu(folder, out / f"{PID}.nii.gz", out / f"{PID}.json", PID)
     assert (f"patient {PID}: skipped 2 of 12 files: DICOM structured report (SR) x1 (file 12); hidden file x1 "
             "(file 1)") in caplog.messages
@@ -345,7 +348,7 @@ def test_pixel_encodings_give_exact_hu(tmp_path, encoding):
     phantom = make_phantom(spec).hu
     expected = phantom.copy()
     if spec.padding is not None:  # outside the reconstruction circle the scanner stored padding: air
-        from covidct.synth import _fov_disc
+        from covidct.demo.anatomy import _fov_disc
 
         expected[:, ~_fov_disc(spec)] = -1000
     assert hu.dtype == np.int16

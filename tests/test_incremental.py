@@ -7,10 +7,11 @@ import shutil
 
 import pytest
 import yaml
-
-from covidct.synth import PhantomSpec, write_patient
 from tiny_cohort import KEY
 from workflow_runner import job_counts, snakemake
+
+from covidct.demo.spec import PhantomSpec
+from covidct.demo.writer import write_patient
 
 PER_PATIENT = ["anonymize_dicom", "verify_anonymization", "dicom_to_hu", "resample_volume", "segment_lungs",
                "export_npy", "qc_montage", "segment_infection"]

@@ -6,10 +6,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from covidct.demo.anatomy import make_phantom
+from covidct.demo.cohort import write_infection_training
+from covidct.demo.spec import PhantomSpec
 from covidct.errors import CovidctError
-from covidct.infection import (SliceGroup, load_sources, prepare_mask, prepare_slice, restore_slice, segment_volume,
-                               severity, split_groups, train)
-from covidct.synth import PhantomSpec, make_phantom, write_infection_training
+from covidct.infection import (
+    SliceGroup,
+    load_sources,
+    prepare_mask,
+    prepare_slice,
+    restore_slice,
+    segment_volume,
+    severity,
+    split_groups,
+    train,
+)
 
 
 def test_prepare_and_restore_are_inverse_on_geometry():

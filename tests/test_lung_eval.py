@@ -14,8 +14,19 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from covidct import cli, lung_eval, rtstruct, steps
+from covidct import cli, steps
+from covidct.dicom.rtstruct import RTSTRUCT_SOP_CLASS, Roi, match_rois, rasterize, read_rtstruct
 from covidct.errors import CovidctError
+from covidct.lungs.evaluation import (
+    LEFT_LUNG_PATTERN,
+    RIGHT_LUNG_PATTERN,
+    TABLE_COLUMNS,
+    compare,
+    dice,
+    evaluate,
+    hausdorff,
+    reference_labels,
+)
 
 SPACING = (2.0, 2.0, 3.0)  # x, y, z (mm)
 SHAPE = (10, 40, 50)  # z, y, x
@@ -38,10 +49,10 @@ def write_rtstruct(path, rois: dict[str, list[tuple[float, np.ndarray]]]) -> Non
     """A minimal RTSTRUCT: ROI name -> list of (z, polygon (n, 2) in mm) closed planar contours."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = rtstruct.RTSTRUCT_SOP_CLASS
+    ds.file_meta.MediaStorageSOPClassUID = RTSTRUCT_SOP_CLASS
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = rtstruct.RTSTRUCT_SOP_CLASS
+    ds.SOPClassUID = RTSTRUCT_SOP_CLASS
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
     ds.Modality = "RTSTRUCT"
     ds.PatientID = "TEST"
@@ -85,22 +96,22 @@ def structure_set(tmp_path_factory):
 
 
 def test_read_rtstruct_groups_polygons_by_plane(structure_set):
-    rois = rtstruct.read_rtstruct(structure_set)
+    rois = read_rtstruct(structure_set)
     assert set(rois) == {"Lung-Right", "Lung-Left", "Heart", "GTV-1"}
     assert sorted(rois["Lung-Right"].planes) == [3.0, 6.0, 9.0, 12.0]
     assert [len(v) for v in rois["Lung-Left"].planes.values()] == [2, 2]
     # a folder holding one RTSTRUCT (and clutter) works too
-    assert set(rtstruct.read_rtstruct(structure_set.parent)) == set(rois)
+    assert set(read_rtstruct(structure_set.parent)) == set(rois)
 
 
 def test_rasterize_on_plane_is_the_polygon_at_pixel_centres(structure_set):
-    rois = rtstruct.read_rtstruct(structure_set)
-    right = rtstruct.rasterize([rois["Lung-Right"]], _grid())
+    rois = read_rtstruct(structure_set)
+    right = rasterize([rois["Lung-Right"]], _grid())
     for k in (1, 2, 3, 4):  # slice k lies on plane z = 3k
         np.testing.assert_array_equal(right[k], _inside_ellipse(-25.3, 0.3, 16, 24))
     assert not right[0].any()  # a whole plane spacing below the first plane
     assert not right[5:].any()
-    left = rtstruct.rasterize([rois["Lung-Left"]], _grid())
+    left = rasterize([rois["Lung-Left"]], _grid())
     ring = _inside_ellipse(22.3, 0.3, 16, 24) & ~_inside_ellipse(22.3, 0.3, 6, 8)  # the inner polygon is a hole
     np.testing.assert_array_equal(left[2], ring)
     np.testing.assert_array_equal(left[3], ring)
@@ -112,7 +123,7 @@ def test_rasterize_between_planes_interpolates_the_shape(tmp_path):
     write_rtstruct(path, {"Lung-Right": [(0.0, _ellipse(0.3, 0.3, 8, 8, 256)), (6.0, _ellipse(0.3, 0.3, 16, 16, 256))]})
     image = _grid()
     image.SetSpacing((SPACING[0], SPACING[1], 3.0))
-    mask = rtstruct.rasterize(list(rtstruct.read_rtstruct(path).values()), image)
+    mask = rasterize(list(read_rtstruct(path).values()), image)
     middle = mask[1]
     assert np.all(middle[_inside_ellipse(0.3, 0.3, 11, 11)]) and not np.any(middle[~_inside_ellipse(0.3, 0.3, 13, 13)])
     assert abs(int(middle.sum()) - int(_inside_ellipse(0.3, 0.3, 12, 12).sum())) <= 4
@@ -121,9 +132,9 @@ def test_rasterize_between_planes_interpolates_the_shape(tmp_path):
 
 
 def test_contour_shift_moves_the_raster(structure_set):
-    rois = rtstruct.read_rtstruct(structure_set)
-    base = rtstruct.rasterize([rois["Lung-Right"]], _grid())
-    moved = rtstruct.rasterize([rois["Lung-Right"]], _grid(), shift_mm=(SPACING[0], -SPACING[1]))
+    rois = read_rtstruct(structure_set)
+    base = rasterize([rois["Lung-Right"]], _grid())
+    moved = rasterize([rois["Lung-Right"]], _grid(), shift_mm=(SPACING[0], -SPACING[1]))
     assert base.any() and not np.array_equal(moved, base)
     np.testing.assert_array_equal(moved[:, :-1, 1:], base[:, 1:, :-1])  # one pixel toward +x and -y
 
@@ -133,9 +144,9 @@ def test_contour_shift_moves_the_raster(structure_set):
                                         ("Left Lung", "left"), ("Lungs", None), ("Lung-Right-PRV", None),
                                         ("GTV-1", None), ("Heart", None)])
 def test_default_lung_roi_patterns(name, side):
-    rois = {name: rtstruct.Roi(1, name)}
-    got = [s for s, pattern in (("right", lung_eval.RIGHT_LUNG_PATTERN), ("left", lung_eval.LEFT_LUNG_PATTERN))
-           if rtstruct.match_rois(rois, pattern)]
+    rois = {name: Roi(1, name)}
+    got = [s for s, pattern in (("right", RIGHT_LUNG_PATTERN), ("left", LEFT_LUNG_PATTERN))
+           if match_rois(rois, pattern)]
     assert got == ([side] if side else [])
 
 
@@ -143,21 +154,21 @@ def test_metrics_on_shifted_boxes():
     a = np.zeros((20, 20, 20), bool)
     a[5:15, 5:15, 5:15] = True
     b = np.roll(a, 2, axis=2)
-    assert lung_eval.dice(a, b) == pytest.approx(0.8)
-    assert lung_eval.hausdorff(a, b, (1.0, 1.0, 1.5)) == pytest.approx(3.0)  # 2 voxels of 1.5 mm along x
-    assert lung_eval.hausdorff(a, a, (1.0, 1.0, 1.0)) == 0.0
-    assert lung_eval.hausdorff(a, np.zeros_like(a), (1.0, 1.0, 1.0)) is None
+    assert dice(a, b) == pytest.approx(0.8)
+    assert hausdorff(a, b, (1.0, 1.0, 1.5)) == pytest.approx(3.0)  # 2 voxels of 1.5 mm along x
+    assert hausdorff(a, a, (1.0, 1.0, 1.0)) == 0.0
+    assert hausdorff(a, np.zeros_like(a), (1.0, 1.0, 1.0)) is None
     labels = a.astype(np.uint8)
     labels[:, :, 10:] = np.where(a[:, :, 10:], 2, 0)
-    result = lung_eval.compare(labels, labels, (1.0, 1.0, 1.0))
+    result = compare(labels, labels, (1.0, 1.0, 1.0))
     assert result["right"]["dice"] == result["left"]["dice"] == result["both"]["dice"] == 1.0
     assert result["both"]["volume_ml"] == 1.0 and result["both"]["volume_diff_ml"] == 0.0
-    unsided = lung_eval.compare(a.astype(np.uint8) * 3, labels, (1.0, 1.0, 1.0))
+    unsided = compare(a.astype(np.uint8) * 3, labels, (1.0, 1.0, 1.0))
     assert unsided["right"]["dice"] is None and unsided["both"]["dice"] == 1.0
 
 
 def _mask_from_reference(structure_set, tmp_path, name="labels.nii.gz", drop_slice: int | None = None):
-    ref, _, _ = lung_eval.reference_labels(structure_set, _grid())
+    ref, _, _ = reference_labels(structure_set, _grid())
     if drop_slice is not None:
         ref[drop_slice] = 0
     image = sitk.GetImageFromArray(ref)
@@ -169,7 +180,7 @@ def _mask_from_reference(structure_set, tmp_path, name="labels.nii.gz", drop_sli
 
 def test_evaluate_rtstruct_per_lung_and_with_lesions(structure_set, tmp_path):
     labels, ref = _mask_from_reference(structure_set, tmp_path, drop_slice=2)
-    result = lung_eval.evaluate(labels, structure_set, tmp_path / "e.json", "p1")
+    result = evaluate(labels, structure_set, tmp_path / "e.json", "p1")
     assert json.loads((tmp_path / "e.json").read_text()) == json.loads(json.dumps(result))
     assert result["reference"]["right_rois"] == ["Lung-Right"] and result["reference"]["lesion_rois"] == ["GTV-1"]
     both = result["lungs"]["both"]
@@ -182,7 +193,7 @@ def test_evaluate_rtstruct_per_lung_and_with_lesions(structure_set, tmp_path):
 def test_evaluate_label_map_reference(structure_set, tmp_path):
     labels, _ = _mask_from_reference(structure_set, tmp_path)
     reference, _ = _mask_from_reference(structure_set, tmp_path, "ref.nii.gz")
-    result = lung_eval.evaluate(labels, reference, tmp_path / "e.json", "p1")
+    result = evaluate(labels, reference, tmp_path / "e.json", "p1")
     assert result["reference"] == {"kind": "label_map"}
     assert result["lungs"]["both"]["dice"] == 1.0 and result["lungs"]["left"]["hd95_mm"] == 0.0
     assert "lungs_with_lesions" not in result
@@ -192,10 +203,10 @@ def test_missing_lung_roi_is_a_clear_error(structure_set, tmp_path):
     labels, _ = _mask_from_reference(structure_set, tmp_path)
     with pytest.raises(CovidctError, match=r"no left lung ROI in the RTSTRUCT \(ROIs: GTV-1, Heart, Lung-Left, "
                                            r"Lung-Right\)") as err:
-        lung_eval.evaluate(labels, structure_set, tmp_path / "e.json", "p7", left_pattern="lung_links")
+        evaluate(labels, structure_set, tmp_path / "e.json", "p7", left_pattern="lung_links")
     assert "patient p7" in str(err.value) and str(structure_set) in str(err.value)
     with pytest.raises(CovidctError, match="not an RTSTRUCT"):
-        lung_eval.evaluate(labels, pydicom.data.get_testdata_file("CT_small.dcm"), tmp_path / "e.json", "p7")
+        evaluate(labels, pydicom.data.get_testdata_file("CT_small.dcm"), tmp_path / "e.json", "p7")
 
 
 def test_step_reads_reference_from_sheet_and_never_names_it(structure_set, tmp_path):
@@ -211,7 +222,7 @@ def test_step_reads_reference_from_sheet_and_never_names_it(structure_set, tmp_p
     steps.lung_eval_table([tmp_path / "p1.json"], tmp_path / "t.csv")
     with open(tmp_path / "t.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert rows[0]["patient_id"] == "p1" and float(rows[0]["dice"]) == 1.0 and list(rows[0]) == list(lung_eval.TABLE_COLUMNS)
+    assert rows[0]["patient_id"] == "p1" and float(rows[0]["dice"]) == 1.0 and list(rows[0]) == list(TABLE_COLUMNS)
 
 
 def test_cli_lung_eval(structure_set, tmp_path, capsys):

@@ -4,21 +4,25 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from conftest import chest_phantom, dice
 from scipy import ndimage
 
-from conftest import chest_phantom, dice
-from covidct import lungs, steps
+from covidct import steps
 from covidct.errors import CovidctError, MissingWeightsError
+from covidct.io import sha256_file
+from covidct.lungs.labels import LEFT, RIGHT
+from covidct.lungs.lungmask import R231_FILE, lungmask_lungs, resolve_weights
+from covidct.lungs.threshold import ThresholdParams, threshold_lungs
 
 SPACING = (5.0, 5.0, 5.0)
 
 
 def test_threshold_finds_both_lungs_sides_and_drops_trachea(phantom):
     hu, truth = phantom
-    labels, stats = lungs.threshold_lungs(hu, SPACING)
+    labels, stats = threshold_lungs(hu, SPACING)
     assert dice(labels > 0, truth > 0) >= 0.95
-    assert dice(labels == lungs.RIGHT, truth == 1) >= 0.95
-    assert dice(labels == lungs.LEFT, truth == 2) >= 0.95
+    assert dice(labels == RIGHT, truth == 1) >= 0.95
+    assert dice(labels == LEFT, truth == 2) >= 0.95
     assert stats["left_right_known"] is True
     trachea = (hu < -950) & (truth == 0) & (np.arange(hu.shape[2])[None, None, :] > 28) & \
               (np.arange(hu.shape[2])[None, None, :] < 36) & (np.arange(hu.shape[0])[:, None, None] > 20)
@@ -34,8 +38,8 @@ def test_threshold_fills_vessels_and_enclosed_lesion():
     zz, yy, xx = np.nonzero(right)
     c = (int(zz.mean()), int(yy.mean()), int(xx.mean()))
     hu[c[0] - 2:c[0] + 3, c[1] - 2:c[1] + 3, c[2] - 1:c[2] + 2] = 30  # consolidation inside the lung
-    labels, _ = lungs.threshold_lungs(hu, SPACING)
-    assert labels[c] == lungs.RIGHT
+    labels, _ = threshold_lungs(hu, SPACING)
+    assert labels[c] == RIGHT
     assert dice(labels > 0, truth > 0) >= 0.95
 
 
@@ -43,7 +47,7 @@ def test_threshold_no_lungs_is_a_clear_error():
     hu, truth = chest_phantom(trachea=False)
     no_lungs = np.where(truth > 0, 40, hu).astype(np.int16)  # lungs filled with soft tissue
     with pytest.raises(CovidctError, match="no lungs found") as err:
-        lungs.threshold_lungs(no_lungs, SPACING, patient="p7")
+        threshold_lungs(no_lungs, SPACING, patient="p7")
     assert "patient p7" in str(err.value)
 
 
@@ -52,10 +56,10 @@ def test_fused_lungs_are_split_left_right():
     hu = hu.copy()
     # bridge the lungs anteriorly across the midline (anterior junction line absent)
     hu[10:25, 20:23, 18:46] = -850
-    labels, stats = lungs.threshold_lungs(hu, SPACING)
+    labels, stats = threshold_lungs(hu, SPACING)
     assert stats["left_right_known"]
-    assert dice(labels == lungs.RIGHT, truth == 1) > 0.9
-    assert dice(labels == lungs.LEFT, truth == 2) > 0.9
+    assert dice(labels == RIGHT, truth == 1) > 0.9
+    assert dice(labels == LEFT, truth == 2) > 0.9
 
 
 def _image(hu, spacing=SPACING):
@@ -67,12 +71,12 @@ def _image(hu, spacing=SPACING):
 def test_lungmask_backend_missing_weights_says_how_to_supply(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torchhome"))
     with pytest.raises(MissingWeightsError) as err:
-        lungs.resolve_weights(None, "p1")
+        resolve_weights(None, "p1")
     msg = str(err.value)
     assert "lung_mask.weights" in msg and "unet_r231-d5d2fc3d.pth" in msg and "threshold" in msg
     assert "patient p1" in msg
     with pytest.raises(MissingWeightsError, match="does not exist"):
-        lungs.resolve_weights(tmp_path / "nope.pth")
+        resolve_weights(tmp_path / "nope.pth")
 
 
 @pytest.fixture(scope="module")
@@ -99,22 +103,22 @@ def test_lungmask_backend_plumbing_with_random_r231_weights(tmp_path, random_r23
     assert set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "l.nii.gz"))))) <= {0, 1, 2}
     written = json.loads((tmp_path / "m.json").read_text())
     assert written["backend"] == "lungmask"
-    assert written["weights_sha256"] == lungs.sha256_file(random_r231)
+    assert written["weights_sha256"] == sha256_file(random_r231)
     assert written["versions"]["lungmask"] == "0.2.22"
     assert written["device"] == "cpu"
     # weights from the torch hub cache when none are configured
     hub = tmp_path / "hub"
     monkeypatch.setenv("TORCH_HOME", str(hub))
     (hub / "hub" / "checkpoints").mkdir(parents=True)
-    (hub / "hub" / "checkpoints" / lungs.R231_FILE).write_bytes(random_r231.read_bytes())
-    assert lungs.resolve_weights(None) == hub / "hub" / "checkpoints" / lungs.R231_FILE
+    (hub / "hub" / "checkpoints" / R231_FILE).write_bytes(random_r231.read_bytes())
+    assert resolve_weights(None) == hub / "hub" / "checkpoints" / R231_FILE
 
 
 def test_lungmask_backend_corrupt_weights_is_clear_error(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a state dict")
     with pytest.raises(CovidctError, match="cannot load R231 weights"):
-        lungs.lungmask_lungs(_image(np.zeros((2, 8, 8), np.int16)), bad, force_cpu=True)
+        lungmask_lungs(_image(np.zeros((2, 8, 8), np.int16)), bad, force_cpu=True)
 
 
 def test_segment_step_writes_binary_mask_labels_and_provenance(tmp_path, phantom):
@@ -139,8 +143,10 @@ PHANTOM_MM = 2.0  # resampled like the workflow does (coarser than its 1.5 mm de
 def neck_phantom():
     """A demo-like patient (neck, larynx and pharynx air entering from the top, stomach and colon gas under
     the left dome), resampled as the workflow does: HU, truth labels, and where the non-lung air is."""
-    from covidct.synth import PhantomSpec, _label_image, make_phantom
-    from covidct.thorax import outside_air
+    from covidct.demo.anatomy import make_phantom
+    from covidct.demo.spec import PhantomSpec
+    from covidct.demo.writer import _label_image
+    from covidct.lungs.thorax import outside_air
     from covidct.volume import resample
 
     spec = PhantomSpec("lm01", 1105, False, 0.0, 56, 5.5, 160, 2.4)
@@ -182,21 +188,21 @@ def test_threshold_excludes_neck_airway_and_bowel_gas(neck_phantom, neck_phantom
     assert (air & (labels > 0)).sum() * ml < 1.0
     assert not (labels[lung_z[-1] + 2:] > 0).any()  # nothing above the apexes: the neck is not lung
     assert dice(labels > 0, truth > 0) >= 0.95
-    assert dice(labels == lungs.RIGHT, truth == 1) >= 0.93 and dice(labels == lungs.LEFT, truth == 2) >= 0.93
+    assert dice(labels == RIGHT, truth == 1) >= 0.93 and dice(labels == LEFT, truth == 2) >= 0.93
     assert prov["airway_found"] and prov["airway_volume_ml"] > 10
     assert lung_z[0] < prov["carina_z_index"] < lung_z[-1]
     assert prov["qc"]["flags"] == [] or not any("trachea" in f or "diaphragm" in f for f in prov["qc"]["flags"])
 
 
 def test_qc_flags_a_mask_with_trachea_and_bowel_gas(neck_phantom, neck_phantom_mask):
-    from covidct.lung_qc import mask_qc
+    from covidct.lungs.qc import mask_qc
 
     _, hu, truth, air, lung_z = neck_phantom
     labels, prov = neck_phantom_mask
     bad = labels.copy()
-    bad[air & (np.arange(hu.shape[0]) > lung_z[-1] - 10)[:, None, None]] = lungs.RIGHT  # the trachea and neck air
+    bad[air & (np.arange(hu.shape[0]) > lung_z[-1] - 10)[:, None, None]] = RIGHT  # the trachea and neck air
     gas = air & (np.arange(hu.shape[0]) < (lung_z[0] + lung_z[-1]) // 2)[:, None, None]
-    bad[gas] = lungs.LEFT  # gas under the left dome
+    bad[gas] = LEFT  # gas under the left dome
     qc = mask_qc(bad, hu, (PHANTOM_MM,) * 3)
     assert qc["trachea_in_mask_ml"] > 1
     assert any("trachea inside the mask" in f for f in qc["flags"])
@@ -223,8 +229,8 @@ def test_juxtapleural_lesion_is_taken_in_and_mediastinum_stays_out(neck_phantom)
     dense[lesion] = 30
     ml = PHANTOM_MM ** 3 / 1000
     assert lesion.sum() * ml > 10
-    filled, _ = lungs.threshold_lungs(dense, image.GetSpacing())
-    plain, _ = lungs.threshold_lungs(dense, image.GetSpacing(), lungs.ThresholdParams(fill_pleural=False))
+    filled, _ = threshold_lungs(dense, image.GetSpacing())
+    plain, _ = threshold_lungs(dense, image.GetSpacing(), ThresholdParams(fill_pleural=False))
     assert (filled[lesion] > 0).mean() >= 0.9
     assert (plain[lesion] > 0).mean() < 0.5  # without the pleural filling the threshold leaves it out
     # what the filling adds outside the lung is the pleura under the lesion (3 mm under a disc of 44 mm:

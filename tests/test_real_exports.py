@@ -32,16 +32,19 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from conftest import load_bench, require_shared_data
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.sequence import Sequence
 from pydicom.uid import EnhancedCTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
-from conftest import load_bench, require_shared_data
-from covidct import anonymize as an
 from covidct import steps
-from covidct.dicom import load_series
+from covidct.deid.dataset import shift_date
+from covidct.deid.keys import date_offset_days
+from covidct.deid.series import anonymize_series_dir
+from covidct.deid.verify import _frame_geometry, verify_anonymization
+from covidct.dicom.hu import load_series
 from covidct.errors import AnonymizationError, DicomInputError
 
 decode = load_bench("decode_syntaxes")
@@ -135,13 +138,13 @@ def test_lossy_flag_from_the_header_of_decompressed_pixels(syntax_corpus, tmp_pa
 def test_anonymizer_keeps_compressed_pixel_data_and_verification_passes(syntax_corpus, tmp_path, syntax):
     src = syntax_corpus["lung1"][syntax.name]
     out = tmp_path / "out"
-    summary = an.anonymize_series_dir(src, out, KEY, PID)
+    summary = anonymize_series_dir(src, out, KEY, PID)
     assert summary["transfer_syntaxes"] == [syntax.uid]
     originals = {bytes(pydicom.dcmread(p).PixelData) for p in src.iterdir()}
     outputs = [pydicom.dcmread(p) for p in out.iterdir()]
     assert {bytes(ds.PixelData) for ds in outputs} == originals  # no decompression, no re-encoding
     assert {str(ds.file_meta.TransferSyntaxUID) for ds in outputs} == {syntax.uid}
-    report = an.verify_anonymization(src, out, PID)
+    report = verify_anonymization(src, out, PID)
     assert report["passed"], report
     before, _ = load_series(src, PID)
     after, _ = load_series(out, PID)
@@ -529,7 +532,7 @@ def test_enhanced_ct_anonymized_with_no_leak(slice_folders, tmp_path):
     src.mkdir()
     ds.save_as(src / "ENHANCED.dcm", enforce_file_format=True)
     out = tmp_path / "out"
-    an.anonymize_series_dir(src, out, KEY, PID)
+    anonymize_series_dir(src, out, KEY, PID)
     (written,) = list(out.iterdir())
     raw = written.read_bytes().lower()
     for what, value in FAKE.items():
@@ -540,14 +543,14 @@ def test_enhanced_ct_anonymized_with_no_leak(slice_folders, tmp_path):
     anon = pydicom.dcmread(written)
     assert bytes(anon.PixelData) == bytes(ds.PixelData)
     assert not any(e.tag.is_private for e in anon.iterall())
-    assert an._frame_geometry(anon) == an._frame_geometry(ds)
-    report = an.verify_anonymization(src, out, PID)
+    assert _frame_geometry(anon) == _frame_geometry(ds)
+    report = verify_anonymization(src, out, PID)
     assert report["passed"], report
     before, _ = load_series(src, PID)
     after, info = load_series(out, PID)
     _same_geometry(after, before)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(after), sitk.GetArrayFromImage(before))
-    assert info["study"]["study_date"] == an.shift_date(FAKE["date"], an.date_offset_days(KEY, FAKE["mrn"]))
+    assert info["study"]["study_date"] == shift_date(FAKE["date"], date_offset_days(KEY, FAKE["mrn"]))
 
 
 # ------------------------------------------------------------------------------- TCIA / PACS trees
@@ -588,7 +591,7 @@ def test_tcia_tree_with_two_studies_a_localizer_and_two_kernels(tmp_path, monkey
     assert chosen["convolution_kernel"] == "B70f" and chosen["n_slices"] == 8
     assert chosen["description"] == ""  # removed by the Basic Profile (SeriesDescription: X)
     assert sorted(s["n_slices"] for s in info["series"]) == [1, 4, 6, 8]
-    shifted = an.shift_date(str(original.StudyDate), an.date_offset_days(KEY, str(original.PatientID)))
+    shifted = shift_date(str(original.StudyDate), date_offset_days(KEY, str(original.PatientID)))
     assert info["study"]["study_date"] == shifted != str(original.StudyDate)
     assert str(original.StudyDate) not in (out / "hu" / f"{PID}.json").read_text()
     assert info["files"]["dicom_dir"]["n_images"] == 19 and info["files"]["dicom_dir"]["skipped"] == {}

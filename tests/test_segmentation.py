@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import require_shared_data
 from PIL import Image
 
-from conftest import require_shared_data
 from covidct.segmentation import build_unet, load_image_folder, mask_metrics, mean_metrics, standardize
 
 

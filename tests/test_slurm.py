@@ -18,7 +18,6 @@ import subprocess
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from tiny_cohort import KEY, SPLIT, TINY
 from workflow_runner import REPO, snakemake, write_config
 

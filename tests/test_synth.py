@@ -15,31 +15,25 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from scipy import ndimage
 
-from covidct.synth import (
-    DEMO_COHORT,
-    HU_AIR,
+from covidct.demo.anatomy import (
+    DIAPHRAGM_MM,
     LABEL_LEFT_LUNG,
     LABEL_RIGHT_LUNG,
+    LARYNX_SEMI_AXES_MM,
     LESION_CONSOLIDATION,
     LESION_GGO,
-    PRIVATE_CREATOR,
-    PRIVATE_GROUP,
-    DIAPHRAGM_MM,
-    LARYNX_SEMI_AXES_MM,
     NECK_SEMI_AXES_MM,
     PHARYNX_SEMI_AXES_MM,
     TRACHEA_RADIUS_MM,
     TRACHEA_XY_MM,
-    PhantomSpec,
-    fake_identity,
-    inject_identifiers,
     make_phantom,
-    sheet_rows,
     true_score,
-    write_cohort,
-    write_patient,
-    write_series,
 )
+from covidct.demo.cohort import DEMO_COHORT, sheet_rows, write_cohort
+from covidct.demo.identities import PRIVATE_CREATOR, PRIVATE_GROUP, fake_identity, inject_identifiers
+from covidct.demo.spec import PhantomSpec
+from covidct.demo.writer import write_patient, write_series
+from covidct.hounsfield import HU_AIR
 
 TINY = PhantomSpec("tiny01", seed=7, covid=True, target_score=30.0, n_slices=12, slice_spacing_mm=25.0,
                    matrix=64, pixel_spacing_mm=6.0)

@@ -8,13 +8,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import chest_phantom
 from scipy import ndimage
 
-from conftest import chest_phantom
-from covidct import evaluation, train
-from covidct.dataset import write_hdf5
-from covidct.export import model_array
-from covidct.predict import COLUMNS, SEG_COLUMNS, predict_arrays
+from covidct.evaluation.reports import evaluate_predictions
+from covidct.models.data import write_hdf5
+from covidct.models.inputs import model_array
+from covidct.models.predict import COLUMNS, SEG_COLUMNS, predict_arrays
+from covidct.models.train import cross_validate, cv_folds, train_classifier, train_scorer
 
 SHAPE = (16, 32, 32)
 SMALL = dict(filters=(8, 8, 16, 32), dense=32, batch_size=4, learning_rate=1e-3, seed=1)
@@ -47,9 +48,9 @@ def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("h5")
     write_hdf5(d / "train.h5", _cohort(48, 0), SHAPE, (-1000, 400))
     write_hdf5(d / "val.h5", _cohort(16, 1000), SHAPE, (-1000, 400))
-    clf = train.train_classifier(d / "train.h5", d / "val.h5", d / "c.keras", d / "c.csv", d / "c_metrics.json",
+    clf = train_classifier(d / "train.h5", d / "val.h5", d / "c.keras", d / "c.csv", d / "c_metrics.json",
                                  d / "plots", epochs=10, patience=10, **SMALL)
-    reg = train.train_scorer(d / "train.h5", d / "val.h5", d / "s.keras", d / "s.csv", d / "s_metrics.json",
+    reg = train_scorer(d / "train.h5", d / "val.h5", d / "s.keras", d / "s.csv", d / "s_metrics.json",
                              d / "plots", epochs=25, patience=25, positives_only=False, **SMALL)
     return d, clf, reg
 
@@ -92,7 +93,7 @@ def test_unseen_test_patients_get_figures_with_intervals_and_baselines(trained):
     assert all(set(COLUMNS) - set(SEG_COLUMNS) <= set(r) for r in out)
     assert all(0 <= r["score"] <= 100 and r["ctsi"] == int(r["score"] // 4) for r in out)
     preds_in = pd.DataFrame([{**r, "seg_score": float(rows[k]["score"])} for k, r in enumerate(out)])
-    result = evaluation.evaluate_predictions(
+    result = evaluate_predictions(
         preds_in, pd.DataFrame(rows), threshold=json.loads((d / "c.json").read_text())["threshold"],
         scorer_positives_only=False, scorer_train_mean=json.loads((d / "s.json").read_text())["train_mean"],
         n_boot=500)
@@ -130,15 +131,15 @@ def test_cross_validation_keeps_subjects_apart_and_predicts_every_scan_once(tmp_
         tmp_path / "split.tsv", sep="\t", index=False)
     tiny = dict(filters=(4, 4, 8, 8), dense=8, batch_size=4, learning_rate=1e-3, seed=2, epochs=1, patience=1)
     with pytest.raises(Exception, match="at least 3 folds"):
-        train.cross_validate(tmp_path / "train.h5", tmp_path / "val.h5", tmp_path / "split.tsv",
+        cross_validate(tmp_path / "train.h5", tmp_path / "val.h5", tmp_path / "split.tsv",
                              tmp_path / "cv.json", folds=2, classifier=tiny, scorer=tiny)
-    result = train.cross_validate(tmp_path / "train.h5", tmp_path / "val.h5", tmp_path / "split.tsv",
+    result = cross_validate(tmp_path / "train.h5", tmp_path / "val.h5", tmp_path / "split.tsv",
                                   tmp_path / "cv.json", folds=3, n_boot=200, classifier=tiny,
                                   scorer={**tiny, "positives_only": False})
     assert json.loads((tmp_path / "cv.json").read_text())["folds"] == 3
     assert len(result["per_fold"]) == 3 and sum(e["n_test_scans"] for e in result["per_fold"]) == 24
     assert result["n_subjects"] == 12
-    folds = train.cv_folds([subject[p] for p in ids], [k % 2 for k in range(24)], 3, "covidct-split:cv")
+    folds = cv_folds([subject[p] for p in ids], [k % 2 for k in range(24)], 3, "covidct-split:cv")
     assert set(folds) == set(subject.values())  # one fold per subject: its scans are never split
     for e in result["per_fold"]:
         assert e["n_train_scans"] + e["n_val_scans"] + e["n_test_scans"] == 24

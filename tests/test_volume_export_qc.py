@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from covidct.dicom import HU_AIR, to_hu
-from covidct.export import lung_bbox, model_array, resize, window
-from covidct.qc import montage
-from covidct.volume import resample, resample_like
+from covidct.dicom.hu import to_hu
+from covidct.hounsfield import HU_AIR, window
+from covidct.models.inputs import model_array, resize
+from covidct.report.montage import montage
+from covidct.volume import bounding_box, resample, resample_like
 
 
 def test_to_hu_applies_rescale_and_maps_padding_to_air():
@@ -63,9 +64,10 @@ def test_window_and_bbox_exact():
     assert window(np.array([-1000, 400, -300]), -1000, 400).tolist() == [0.0, 1.0, 0.5]
     m = np.zeros((4, 4, 4), bool)
     m[1, 2, 3] = True
-    assert lung_bbox(m, (1, 1, 1)) == (slice(0, 3), slice(1, 4), slice(2, 4))
-    with pytest.raises(ValueError, match="empty"):
-        lung_bbox(np.zeros((2, 2, 2), bool))
+    assert bounding_box(m, (1, 1, 1)) == (slice(0, 3), slice(1, 4), slice(2, 4))
+    assert bounding_box(np.zeros((2, 2, 2), bool)) is None
+    with pytest.raises(ValueError, match="empty lung mask"):
+        model_array(np.zeros((4, 4, 4)), np.zeros((4, 4, 4), bool), (1.0, 1.0, 1.0), shape=(2, 2, 2))
 
 
 def test_resize_exact_shape_and_preserves_constant():

@@ -7,12 +7,14 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from PIL import Image
-
 from conftest import dice
-from covidct.synth import DEMO_COHORT, DEMO_SPLITS, PhantomSpec, sheet_rows, write_patient
+from PIL import Image
 from tiny_cohort import KEY, TINY
 from workflow_runner import REPO, job_counts, snakemake, write_config
+
+from covidct.demo.cohort import DEMO_COHORT, DEMO_SPLITS, sheet_rows
+from covidct.demo.spec import PhantomSpec
+from covidct.demo.writer import write_patient
 
 PER_PATIENT_RULES = ["anonymize_dicom", "verify_anonymization", "dicom_to_hu", "resample_volume", "segment_lungs",
                      "export_npy", "qc_montage", "segment_infection"]

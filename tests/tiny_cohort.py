@@ -4,9 +4,10 @@ against by the SLURM test: 3 good patients, 2 bad ones, then a re-run after the 
 from __future__ import annotations
 
 import pytest
-
-from covidct.synth import PhantomSpec, write_patient
 from workflow_runner import snakemake, write_config
+
+from covidct.demo.spec import PhantomSpec
+from covidct.demo.writer import write_patient
 
 KEY = "test-key-0123456789abcdef"
 SPLIT = {"tiny01": "train", "tiny02": "train", "tiny03": "val"}

@@ -130,7 +130,7 @@ def _predict_one(a: argparse.Namespace) -> None:
 
     import numpy as np
 
-    from covidct.predict import COLUMNS, SEG_COLUMNS, predict_arrays
+    from covidct.models.predict import COLUMNS, SEG_COLUMNS, predict_arrays
 
     classifier, scorer = a.models / "classifier.keras", a.models / "scorer.keras"
     for model in (classifier, scorer):
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if a.verb == "synth":
-            from covidct.synth import DEMO_COHORT, write_cohort
+            from covidct.demo.cohort import DEMO_COHORT, write_cohort
 
             specs = [s for s in DEMO_COHORT if not a.patients or s.patient_id in a.patients]
             print(write_cohort(a.out_dir, specs))

@@ -209,7 +209,7 @@ def train(sources: list[dict], out_model: str | Path, out_metrics: str | Path, s
     and seconds per epoch, plus the split (groups and slices per part).
     """
     from covidct.io import atomic_path, write_json
-    from covidct.train import _setup
+    from covidct.models.train import _setup
 
     gpu = _setup(seed)
     groups = load_sources(sources, size, tuple(hu_window), max_slices_per_volume)

@@ -35,7 +35,7 @@ def _redact(exc: CovidctError, raw_dir: Path, patient: str) -> CovidctError:
     path = Path(exc.path)
     where = f"<dicom_dir of {patient}>"
     if path != raw_dir and raw_dir in path.parents:
-        from covidct.dicom_files import list_files
+        from covidct.dicom.files import list_files
 
         files = list_files(raw_dir)  # the ranks the discovery's skip lists use
         rank = files.index(path) + 1 if path in files else None
@@ -66,7 +66,8 @@ def anonymize(raw_dir: str | Path | None, out_dir: str | Path, patient: str, key
     never a file name) is returned, logged, and written to ``summary_path`` when given, where the
     HU step picks it up for its JSON.
     """
-    from covidct.anonymize import anonymize_series_dir, load_key
+    from covidct.deid.keys import load_key
+    from covidct.deid.series import anonymize_series_dir
 
     raw_dir = Path(raw_dir) if raw_dir is not None else raw_dicom_dir(sheet, patient)
     if not str(raw_dir).strip() or str(raw_dir) == ".":
@@ -89,7 +90,7 @@ def verify(raw_dir: str | Path | None, anon_dir: str | Path, report_path: str | 
 
     The original folder is ``raw_dir``, or looked up in ``sheet`` when ``raw_dir`` is None.
     """
-    from covidct.anonymize import verify_anonymization
+    from covidct.deid.verify import verify_anonymization
 
     raw_dir = Path(raw_dir) if raw_dir is not None else raw_dicom_dir(sheet, patient)
     report = _raw_step(raw_dir, patient, lambda: verify_anonymization(raw_dir, Path(anon_dir), patient))
@@ -109,14 +110,15 @@ def dicom_to_hu(anon_dir: str | Path, out_volume: str | Path, out_info: str | Pa
                 anonymize_summary: str | Path | None = None) -> dict:
     """Choose the CT axial series, convert to HU, write an int16 NIfTI with true geometry.
 
-    ``max_slices`` (default ``covidct.dicom.MAX_SLICES``) refuses a series too large to hold.
+    ``max_slices`` (default ``covidct.dicom.series.MAX_SLICES``) refuses a series too large to hold.
     The JSON names the chosen series (kernel, thickness, description where the anonymizer kept
     one), its compression (lossy or not, and why), the shifted study date, and the files skipped:
     ``files.dicom_dir`` those of the raw folder (from ``anonymize_summary``, the anonymizer's
     summary, when given), ``files.input`` those of the folder this step read.
     """
-    from covidct.dicom import MAX_SLICES, load_series
-    from covidct.dicom_files import describe_skips
+    from covidct.dicom.files import describe_skips
+    from covidct.dicom.hu import load_series
+    from covidct.dicom.series import MAX_SLICES
 
     image, info = load_series(anon_dir, patient, series_uid=series_uid, min_slices=min_slices,
                               max_slices=MAX_SLICES if max_slices is None else max_slices)
@@ -146,31 +148,35 @@ def segment_lungs(in_volume: str | Path, out_mask: str | Path, out_labels: str |
     """Segment the lungs; write a binary mask, left/right labels and provenance JSON."""
     import SimpleITK as sitk
 
-    from covidct import lung_qc, lungs
+    from covidct.io import sha256_file
+    from covidct.lungs.labels import versions, volume_stats
+    from covidct.lungs.lungmask import lungmask_lungs, resolve_weights
+    from covidct.lungs.qc import mask_qc
+    from covidct.lungs.threshold import ThresholdParams, segment_threshold
 
     t0 = time.perf_counter()
     image = read_volume(in_volume)
     spacing = image.GetSpacing()
-    prov: dict = {"patient": patient, "backend": backend, "versions": lungs.versions()}
+    prov: dict = {"patient": patient, "backend": backend, "versions": versions()}
     hu = sitk.GetArrayViewFromImage(image)
     airways = None
     if backend == "threshold":
-        params = lungs.ThresholdParams(**(threshold or {}))
-        result = lungs.segment_threshold(hu, spacing, params, patient)
+        params = ThresholdParams(**(threshold or {}))
+        result = segment_threshold(hu, spacing, params, patient)
         labels, stats, airways = result.labels, result.stats, result.airways
         prov["params"] = params.__dict__
     elif backend == "lungmask":
-        path = lungs.resolve_weights(weights, patient)
+        path = resolve_weights(weights, patient)
         prov["weights_file"] = path.name
-        prov["weights_sha256"] = lungs.sha256_file(path)
-        labels, stats = lungs.lungmask_lungs(image, path, force_cpu=force_cpu, batch_size=batch_size,
+        prov["weights_sha256"] = sha256_file(path)
+        labels, stats = lungmask_lungs(image, path, force_cpu=force_cpu, batch_size=batch_size,
                                              patient=patient)
-        stats.update(lungs.volume_stats(labels, spacing))
+        stats.update(volume_stats(labels, spacing))
         stats["left_right_known"] = True
     else:
         raise CovidctError(f"unknown lung_mask.backend {backend!r}: use 'threshold' or 'lungmask'", patient)
     prov.update(stats)
-    prov["qc"] = lung_qc.mask_qc(labels, hu, spacing, airway=airways)
+    prov["qc"] = mask_qc(labels, hu, spacing, airway=airways)
     prov["seconds"] = round(time.perf_counter() - t0, 2)
     for path, array in ((out_mask, (labels > 0).astype(np.uint8)), (out_labels, labels.astype(np.uint8))):
         out = sitk.GetImageFromArray(array)
@@ -187,7 +193,7 @@ def export_npy(in_volume: str | Path, in_mask: str | Path, out_npy: str | Path, 
     """Write the model-ready ``.npy`` (depth, height, width) float32 in [0, 1]."""
     import SimpleITK as sitk
 
-    from covidct.export import model_array
+    from covidct.models.inputs import model_array
 
     image = read_volume(in_volume)
     mask = sitk.GetArrayFromImage(read_volume(in_mask))
@@ -216,12 +222,12 @@ def evaluate_lung_mask(in_labels: str | Path, out_json: str | Path, patient: str
                        sheet: str | Path | None = None, right_roi: str | None = None, left_roi: str | None = None,
                        lesion_roi: str | None = None, contour_shift_mm: tuple[float, float] = (0.0, 0.0)) -> dict:
     """Compare a patient's lung mask with a reference (RTSTRUCT or NIfTI label map): Dice, HD95 and
-    volume difference per lung and both, written to ``out_json`` (``covidct.lung_eval``).
+    volume difference per lung and both, written to ``out_json`` (``covidct.lungs.evaluation``).
 
     The reference is ``reference``, or the sheet's ``lung_reference`` when it is None; errors then
     name it ``<lung_reference of PATIENT>``, never by its path.
     """
-    from covidct import lung_eval
+    from covidct.lungs.evaluation import LEFT_LUNG_PATTERN, LESION_PATTERN, RIGHT_LUNG_PATTERN, evaluate
 
     if reference is None:
         reference = lung_reference_path(sheet, patient)
@@ -236,12 +242,12 @@ def evaluate_lung_mask(in_labels: str | Path, out_json: str | Path, patient: str
     else:
         def redact(exc: CovidctError) -> CovidctError:
             return exc
-    kwargs = {"right_pattern": right_roi or lung_eval.RIGHT_LUNG_PATTERN,
-              "left_pattern": left_roi or lung_eval.LEFT_LUNG_PATTERN,
-              "lesion_pattern": lung_eval.LESION_PATTERN if lesion_roi is None else lesion_roi,
+    kwargs = {"right_pattern": right_roi or RIGHT_LUNG_PATTERN,
+              "left_pattern": left_roi or LEFT_LUNG_PATTERN,
+              "lesion_pattern": LESION_PATTERN if lesion_roi is None else lesion_roi,
               "shift_mm": tuple(float(v) for v in contour_shift_mm)}
     try:
-        return lung_eval.evaluate(in_labels, reference, out_json, patient, **kwargs)
+        return evaluate(in_labels, reference, out_json, patient, **kwargs)
     except CovidctError as exc:
         raise redact(exc) from None
     except OSError as exc:
@@ -253,7 +259,7 @@ def lung_eval_table(in_jsons: list[str | Path], out_csv: str | Path) -> None:
     """The cohort table of lung masks against their references (one row per patient)."""
     import csv
 
-    from covidct.lung_eval import TABLE_COLUMNS, table_rows
+    from covidct.lungs.evaluation import TABLE_COLUMNS, table_rows
 
     rows = table_rows([read_json(p) for p in in_jsons])
     with atomic_path(out_csv, suffix=".csv") as tmp:
@@ -268,7 +274,7 @@ def qc_montage(in_volume: str | Path, in_labels: str | Path, out_png: str | Path
     """Write the QC montage PNG of a patient's lung mask."""
     import SimpleITK as sitk
 
-    from covidct.qc import montage, write_png
+    from covidct.report.montage import montage, write_png
 
     hu = sitk.GetArrayFromImage(read_volume(in_volume))
     labels = sitk.GetArrayFromImage(read_volume(in_labels))
@@ -284,7 +290,8 @@ def qc_montage(in_volume: str | Path, in_labels: str | Path, out_png: str | Path
 
 def synth_patient(patient_id: str, dicom_dir: str | Path, truth_dir: str | Path) -> dict:
     """Generate one patient of the built-in demo cohort (DICOM folder + truth files)."""
-    from covidct.synth import DEMO_COHORT, write_patient
+    from covidct.demo.cohort import DEMO_COHORT
+    from covidct.demo.writer import write_patient
 
     specs = {spec.patient_id: spec for spec in DEMO_COHORT}
     if patient_id not in specs:
@@ -294,7 +301,7 @@ def synth_patient(patient_id: str, dicom_dir: str | Path, truth_dir: str | Path)
 
 def synth_infection_training(out_dir: str | Path, n: int) -> None:
     """The default infection training source: ``n`` synthetic phantoms (not demo patients) as NIfTI."""
-    from covidct.synth import write_infection_training
+    from covidct.demo.cohort import write_infection_training
 
     with atomic_dir(out_dir) as tmp:
         write_infection_training(tmp, n)
@@ -314,9 +321,9 @@ def segment_infection(in_volume: str | Path, in_mask: str | Path, in_labels: str
     import SimpleITK as sitk
 
     from covidct import infection
-    from covidct.dataset import SEVERITY_CLASSES, ctsi, severity_class
-    from covidct.lungs import sha256_file
-    from covidct.qc import montage, write_png
+    from covidct.io import sha256_file
+    from covidct.report.montage import montage, write_png
+    from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
 
     image = read_volume(in_volume)
     hu = sitk.GetArrayFromImage(image)
@@ -357,7 +364,8 @@ def build_datasets(npys: list[str], patients: list[dict], out_train: str | Path,
     """
     import pandas as pd
 
-    from covidct.dataset import SPLITS, assign_split, subject_key, write_hdf5
+    from covidct.models.data import write_hdf5
+    from covidct.models.split import SPLITS, assign_split, subject_key
 
     if len(npys) != len(patients):
         raise CovidctError(f"{len(npys)} arrays for {len(patients)} patients")
@@ -396,7 +404,7 @@ def predict(npys: list[str], patient_ids: list[str], split_table: str | Path, cl
     patient the models have not seen (``retrain: false``), ``unlabeled`` otherwise."""
     import pandas as pd
 
-    from covidct.predict import SEG_COLUMNS, predict_arrays, write_predictions
+    from covidct.models.predict import SEG_COLUMNS, predict_arrays, write_predictions
 
     splits = pd.read_csv(split_table, sep="\t", dtype=str).set_index("patient_id")["split"].to_dict()
     rows = predict_arrays(((pid, np.load(npy)) for pid, npy in zip(patient_ids, npys)), classifier, scorer)
@@ -419,12 +427,13 @@ def evaluate(predictions: str | Path, split_table: str | Path, classifier_sideca
     subject, calibration, baselines, and "not interpretable" below ``min_subjects``; test plots."""
     import pandas as pd
 
-    from covidct import evaluation, plots
+    from covidct.evaluation.reports import evaluate_predictions
+    from covidct.report.plots import calibration, roc_curve, score_scatter, severity_confusion
 
     preds = pd.read_csv(predictions, dtype={"patient_id": str})
     split = pd.read_csv(split_table, sep="\t", dtype=str, keep_default_na=False)
     clf, reg = read_json(classifier_sidecar), read_json(scorer_sidecar)
-    result = evaluation.evaluate_predictions(
+    result = evaluate_predictions(
         preds, split, float(clf["threshold"]), bool(reg.get("positives_only", True)), float(reg["train_mean"]),
         n_boot, seed, min_subjects, confidence, calibration_bins)
     result["demo"] = demo
@@ -436,16 +445,16 @@ def evaluate(predictions: str | Path, split_table: str | Path, classifier_sideca
     c = result["classifier"]["test"]
     suffix = "" if c["interpretable"] else f": {c['reason']}"
     auc = c["metrics"]["auc"]["value"] if c["interpretable"] else None
-    plots.roc_curve(test["label"].astype(int), test["covid_probability"], out_roc, auc, title=f"ROC (test){suffix}")
-    plots.calibration(c["calibration"], out_calibration, title=f"Calibration (test){suffix}")
+    roc_curve(test["label"].astype(int), test["covid_probability"], out_roc, auc, title=f"ROC (test){suffix}")
+    calibration(c["calibration"], out_calibration, title=f"Calibration (test){suffix}")
     scored = test[(test["score"] != "") & ((test["label"] == "1") | (not reg.get("positives_only", True)))]
     r = result["scorer"]["test"]
     rsuffix = "" if r["interpretable"] else f": {r['reason']}"
-    plots.score_scatter(scored["score"].astype(float), scored["predicted"], out_scatter,
+    score_scatter(scored["score"].astype(float), scored["predicted"], out_scatter,
                         title=f"Severity score (test){rsuffix}",
                         baseline=pd.to_numeric(scored["seg_score"], errors="coerce"),
                         baseline_label="segmentation (seg_score)")
-    plots.severity_confusion(scored["score"].astype(float), scored["predicted"], out_confusion,
+    severity_confusion(scored["score"].astype(float), scored["predicted"], out_confusion,
                              title=f"Severity class (test){rsuffix}")
     log.info("evaluation: test classifier %s; scorer %s", c["reason"] or "interpretable",
              r["reason"] or "interpretable")
@@ -459,8 +468,8 @@ DEMO_WARNING = ("Demo cohort: these numbers only show that the pipeline runs. Th
 
 def cross_validate(train_h5: str | Path, val_h5: str | Path, split_table: str | Path, out_json: str | Path,
                    folds: int, salt: str, train: dict, n_boot: int = 2000, min_subjects: int = 10) -> dict:
-    """k-fold cross-validation of both models over train + val by subject (``covidct.train.cross_validate``)."""
-    from covidct.train import cross_validate as run
+    """k-fold cross-validation of both models over train + val by subject (``covidct.models.train.cross_validate``)."""
+    from covidct.models.train import cross_validate as run
 
     common = {k: v for k, v in train.items() if k != "scorer"}
     scorer = {**common, "loss": train.get("scorer", {}).get("loss", "huber"),
@@ -472,8 +481,9 @@ def cohort_summary(split_table: str | Path, n_unlabeled: int, out_csv: str | Pat
     """The cohort's distribution: patients by label, severity class and CTSI, per split."""
     import pandas as pd
 
-    from covidct import plots
-    from covidct.dataset import SEVERITY_CLASSES, SPLITS, ctsi, severity_class
+    from covidct.models.split import SPLITS
+    from covidct.report.plots import bar_counts
+    from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
 
     t = pd.read_csv(split_table, sep="\t", dtype=str, keep_default_na=False)
     pos = t[t["label"] == "1"]
@@ -496,10 +506,10 @@ def cohort_summary(split_table: str | Path, n_unlabeled: int, out_csv: str | Pat
     with atomic_path(out_csv, suffix=".csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     plot_dir = Path(plot_dir)
-    plots.bar_counts(by_label, plot_dir / "cohort_label.png", "Patients by label", "label")
-    plots.bar_counts(by_class, plot_dir / "cohort_severity.png", "COVID-19 patients by severity class",
+    bar_counts(by_label, plot_dir / "cohort_label.png", "Patients by label", "label")
+    bar_counts(by_class, plot_dir / "cohort_severity.png", "COVID-19 patients by severity class",
                      "severity class")
-    plots.bar_counts(by_ctsi, plot_dir / "cohort_ctsi.png", "COVID-19 patients by CTSI", "CTSI")
+    bar_counts(by_ctsi, plot_dir / "cohort_ctsi.png", "COVID-19 patients by CTSI", "CTSI")
 
 
 def summarize(evaluation: str | Path, classifier_metrics: str | Path, scorer_metrics: str | Path,
@@ -512,10 +522,10 @@ def summarize(evaluation: str | Path, classifier_metrics: str | Path, scorer_met
     (n=...)"), with the baselines beside them; then cross-validation when it was run; then the
     validation figures, apart, as the split that chose checkpoints and threshold.
     """
-    from covidct import report
+    from covidct.report.metrics_page import metrics_page
 
     cohort_summary(split_table, n_unlabeled, out_cohort, plot_dir)
-    page = report.metrics_page(read_json(evaluation), read_json(classifier_metrics), read_json(scorer_metrics),
+    page = metrics_page(read_json(evaluation), read_json(classifier_metrics), read_json(scorer_metrics),
                                read_json(infection_metrics) if infection_metrics else None,
                                read_json(cross_validation) if cross_validation else None)
     with atomic_path(out_html, suffix=".html") as tmp:

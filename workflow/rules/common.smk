@@ -59,7 +59,7 @@ wildcard_constraints:
 
 
 def _demo_ids():
-    from covidct.synth import DEMO_COHORT
+    from covidct.demo.cohort import DEMO_COHORT
 
     return {spec.patient_id for spec in DEMO_COHORT}
 
@@ -76,7 +76,7 @@ def is_demo_patient(patient):
 def _digest_key():
     """The anonymization key when one is configured (a keyed hash cannot be reversed by trying
     record numbers); without a key real patients are refused anyway."""
-    from covidct.anonymize import load_key
+    from covidct.deid.keys import load_key
     from covidct.errors import CovidctError
 
     try:

@@ -1,7 +1,7 @@
 import os
 
+from covidct.models.train import train_classifier
 from covidct.smk import run_step
-from covidct.train import train_classifier
 
 if __name__ == "__main__":
     t = dict(snakemake.params.train)  # noqa: F821

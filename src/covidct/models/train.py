@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from covidct import metrics
 from covidct.errors import CovidctError
+from covidct.evaluation.metrics import classification_metrics, regression_metrics, youden_threshold
 from covidct.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def _fit(model, train_ds, val_ds, workdir: str | Path, epochs: int, monitor: str
     ``monitor``; returns (best model, history, seconds)."""
     import keras
 
-    from covidct import models
+    from covidct.models.cnn3d import load_model
 
     Path(workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workdir) as tmpdir:
@@ -179,7 +179,7 @@ def _fit(model, train_ds, val_ds, workdir: str | Path, epochs: int, monitor: str
         hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=class_weight,
                          callbacks=callbacks, verbose=0)
         seconds = time.perf_counter() - t0
-        return models.load_model(best), hist.history, seconds
+        return load_model(best), hist.history, seconds
 
 
 def predict_items(model, items: Sequence[Item], batch_size: int = 4) -> np.ndarray:
@@ -202,7 +202,7 @@ def fit_classifier(train: dict, val: dict, workdir: str | Path, epochs: int = 30
     Returns:
         ``model``, ``threshold``, ``monitor``, ``history``, ``seconds``, ``p_val``, ``class_weight``.
     """
-    from covidct import models
+    from covidct.models.cnn3d import build_classifier
 
     y_train, y_val = np.asarray(train["labels"]).astype(int), np.asarray(val["labels"]).astype(int)
     if len(y_train) == 0 or len(np.unique(y_train)) < 2:
@@ -213,7 +213,7 @@ def fit_classifier(train: dict, val: dict, workdir: str | Path, epochs: int = 30
     counts = np.bincount(y_train, minlength=2)
     class_weight = {c: float(len(y_train) / (2 * counts[c])) for c in (0, 1)}
     shape = _h5_meta(train["items"][0][0])[1]
-    model = models.build_classifier(shape, filters, dense, learning_rate)
+    model = build_classifier(shape, filters, dense, learning_rate)
     train_ds = make_dataset(train["items"], "labels", batch_size, True, augment, seed)
     val_ds = make_dataset(val["items"], "labels", batch_size, False, False, seed)
     monitor = "val_auc" if len(np.unique(y_val)) == 2 else "val_loss"
@@ -221,7 +221,7 @@ def fit_classifier(train: dict, val: dict, workdir: str | Path, epochs: int = 30
     model, history, seconds = _fit(model, train_ds, val_ds, workdir, epochs, monitor, mode, patience, name,
                                    class_weight)
     p_val = predict_items(model, val["items"], batch_size)
-    return {"model": model, "threshold": metrics.youden_threshold(y_val, p_val), "monitor": monitor,
+    return {"model": model, "threshold": youden_threshold(y_val, p_val), "monitor": monitor,
             "history": history, "seconds": seconds, "p_val": p_val, "class_weight": class_weight, "shape": shape}
 
 
@@ -244,13 +244,13 @@ def fit_scorer(train: dict, val: dict, workdir: str | Path, epochs: int = 30, ba
     Returns:
         ``model``, ``history``, ``seconds``, ``p_val``.
     """
-    from covidct import models
+    from covidct.models.cnn3d import build_scorer
 
     if len(train["items"]) < 2 or len(val["items"]) < 1:
         raise CovidctError(f"the scorer needs scored patients in train (>= 2) and val (>= 1); found "
                            f"{len(train['items'])} and {len(val['items'])}")
     shape = _h5_meta(train["items"][0][0])[1]
-    model = models.build_scorer(shape, filters, dense, learning_rate, loss)
+    model = build_scorer(shape, filters, dense, learning_rate, loss)
     train_ds = make_dataset(train["items"], "scores", batch_size, True, augment, seed)
     val_ds = make_dataset(val["items"], "scores", batch_size, False, False, seed)
     model, history, seconds = _fit(model, train_ds, val_ds, workdir, epochs, "val_mae", "min", patience, name)
@@ -275,7 +275,7 @@ def train_classifier(train_h5: str | Path, val_h5: str | Path, out_model: str | 
     those of the validation split, which chose the epoch and the threshold: optimistic by
     construction (the honest figures are the test split's, ``covidct.evaluation``).
     """
-    from covidct import plots
+    from covidct.report.plots import roc_curve, training_curves
 
     gpu = _setup(seed)
     train, val = h5_table([train_h5]), h5_table([val_h5])
@@ -287,7 +287,7 @@ def train_classifier(train_h5: str | Path, val_h5: str | Path, out_model: str | 
     except CovidctError as exc:
         raise CovidctError(exc.message, path=train_h5 if "training" in exc.message else val_h5) from None
     y_val, p_val, threshold = val["labels"], fit["p_val"], fit["threshold"]
-    result = metrics.classification_metrics(y_val, p_val, threshold)
+    result = classification_metrics(y_val, p_val, threshold)
     result.update({"split": "val", "note": VAL_NOTE, "monitor": fit["monitor"],
                    "epochs_run": len(fit["history"]["loss"]), "train_seconds": round(fit["seconds"], 1),
                    "n_train": len(train["labels"]), "n_val": len(y_val), "gpu": gpu, "shape": list(fit["shape"]),
@@ -295,8 +295,8 @@ def train_classifier(train_h5: str | Path, val_h5: str | Path, out_model: str | 
     _write_outputs(fit["model"], out_model, {"threshold": threshold, "shape": list(fit["shape"]),
                                              "monitor": fit["monitor"]}, fit["history"], out_history, result,
                    out_metrics)
-    plots.training_curves(fit["history"], Path(plot_dir) / "classifier_training.png", ["accuracy", "loss"])
-    plots.roc_curve(y_val, p_val, Path(plot_dir) / "classifier_roc.png", result.get("auc"), title="ROC (validation)")
+    training_curves(fit["history"], Path(plot_dir) / "classifier_training.png", ["accuracy", "loss"])
+    roc_curve(y_val, p_val, Path(plot_dir) / "classifier_roc.png", result.get("auc"), title="ROC (validation)")
     log.info("classifier: val %s", {k: result[k] for k in ("accuracy", "auc", "sensitivity", "specificity")})
     return result
 
@@ -311,7 +311,7 @@ def train_scorer(train_h5: str | Path, val_h5: str | Path, out_model: str | Path
                  learning_rate: float = 1e-4, filters=(64, 64, 128, 256), dense: int = 512, patience: int = 10,
                  seed: int = 1337, augment: bool = True, positives_only: bool = True, loss: str = "huber") -> dict:
     """Train the severity scorer (percent of lung involved); keep the epoch with the best val MAE."""
-    from covidct import plots
+    from covidct.report.plots import score_scatter, severity_confusion, training_curves
 
     gpu = _setup(seed)
     train_all, val_all = h5_table([train_h5]), h5_table([val_h5])
@@ -326,7 +326,7 @@ def train_scorer(train_h5: str | Path, val_h5: str | Path, out_model: str | Path
     fit = fit_scorer(train, val, Path(out_model).parent, epochs, batch_size, learning_rate, filters, dense, patience,
                      seed, augment, loss)
     truth, pred = val["scores"], fit["p_val"]
-    result = metrics.regression_metrics(truth, pred)
+    result = regression_metrics(truth, pred)
     result["baseline_mae_train_mean"] = float(np.mean(np.abs(truth - np.mean(train["scores"]))))
     result.update({"split": "val", "note": VAL_NOTE, "epochs_run": len(fit["history"]["loss"]),
                    "train_seconds": round(fit["seconds"], 1), "n_train": len(train["items"]),
@@ -336,9 +336,9 @@ def train_scorer(train_h5: str | Path, val_h5: str | Path, out_model: str | Path
                                              "positives_only": positives_only,
                                              "train_mean": float(np.mean(train["scores"]))},
                    fit["history"], out_history, result, out_metrics)
-    plots.training_curves(fit["history"], Path(plot_dir) / "scorer_training.png", ["mae", "loss"])
-    plots.score_scatter(truth, pred, Path(plot_dir) / "scorer_scatter.png", title="Scorer (validation)")
-    plots.severity_confusion(truth, pred, Path(plot_dir) / "scorer_severity_confusion.png",
+    training_curves(fit["history"], Path(plot_dir) / "scorer_training.png", ["mae", "loss"])
+    score_scatter(truth, pred, Path(plot_dir) / "scorer_scatter.png", title="Scorer (validation)")
+    severity_confusion(truth, pred, Path(plot_dir) / "scorer_severity_confusion.png",
                              title="Severity class (validation)")
     log.info("scorer: val MAE %.2f (train-mean baseline %.2f)", result["mae"], result["baseline_mae_train_mean"])
     return result
@@ -353,7 +353,7 @@ def cv_folds(subjects: Sequence[str], labels: Sequence[int], folds: int, salt: s
     >>> sorted(f) == ["a", "b", "c", "d"] and set(f.values()) == {0, 1}
     True
     """
-    from covidct.dataset import hash_unit
+    from covidct.models.split import hash_unit
 
     positive: dict[str, bool] = {}
     for subject, label in zip(subjects, labels):
@@ -389,7 +389,7 @@ def cross_validate(train_h5: str | Path, val_h5: str | Path, split_table: str | 
     """
     import pandas as pd
 
-    from covidct import evaluation
+    from covidct.evaluation.reports import interpretability, scorer_report
 
     if folds < 3:
         raise CovidctError(f"cross-validation needs at least 3 folds (one tests, one selects, the rest train); "
@@ -420,7 +420,7 @@ def cross_validate(train_h5: str | Path, val_h5: str | Path, split_table: str | 
         test = _subset(table, test_rows)
         p = predict_items(fit["model"], test["items"])
         oof_p[test_rows], oof_threshold[test_rows] = p, fit["threshold"]
-        entry["classifier"] = metrics.classification_metrics(test["labels"], p, fit["threshold"])
+        entry["classifier"] = classification_metrics(test["labels"], p, fit["threshold"])
         entry["classifier"]["epochs_run"] = len(fit["history"]["loss"])
         s_train = _subset(table, train_rows[np.isin(train_rows, scorer_rows(table, positives_only))])
         s_val = _subset(table, val_rows[np.isin(val_rows, scorer_rows(table, positives_only))])
@@ -430,12 +430,12 @@ def cross_validate(train_h5: str | Path, val_h5: str | Path, split_table: str | 
             pred = predict_items(sfit["model"], [table["items"][i] for i in s_test_rows])
             oof_s[s_test_rows] = pred
             oof_mean[s_test_rows] = float(np.mean(s_train["scores"]))
-            entry["scorer"] = metrics.regression_metrics(np.asarray(table["scores"])[s_test_rows], pred)
+            entry["scorer"] = regression_metrics(np.asarray(table["scores"])[s_test_rows], pred)
             entry["scorer"]["epochs_run"] = len(sfit["history"]["loss"])
         else:
             entry["scorer"] = {"skipped": f"too few scored patients (train {len(s_train['items'])}, val "
                                           f"{len(s_val['items'])}, test {len(s_test_rows)})"}
-        entry["interpretable"] = evaluation.interpretability(entry["n_test_subjects"], min_subjects)
+        entry["interpretable"] = interpretability(entry["n_test_subjects"], min_subjects)
         per_fold.append(entry)
 
     def mean_sd(model: str, key: str) -> dict:
@@ -463,7 +463,7 @@ def cross_validate(train_h5: str | Path, val_h5: str | Path, split_table: str | 
         },
         "pooled_out_of_fold": {
             "classifier": _pooled_classifier(labels, oof_p, oof_threshold, subjects, n_boot, min_subjects),
-            "scorer": (evaluation.scorer_report(np.asarray(table["scores"])[s_rows], oof_s[s_rows],
+            "scorer": (scorer_report(np.asarray(table["scores"])[s_rows], oof_s[s_rows],
                                                 [subjects[i] for i in s_rows], oof_mean[s_rows], None, n_boot,
                                                 min_subjects=min_subjects)
                        if len(s_rows) else None),
@@ -476,14 +476,24 @@ def cross_validate(train_h5: str | Path, val_h5: str | Path, split_table: str | 
 def _pooled_classifier(labels: np.ndarray, p: np.ndarray, thresholds: np.ndarray, subjects: Sequence[str],
                        n_boot: int, min_subjects: int) -> dict:
     """Pooled out-of-fold classifier figures: each scan judged at its own fold's threshold."""
-    from covidct import evaluation
+    from covidct.evaluation.bootstrap import (
+        bootstrap_weights,
+        estimate,
+        subject_codes,
+        w_accuracy,
+        w_auc,
+        w_brier,
+        w_sensitivity,
+        w_specificity,
+    )
+    from covidct.evaluation.reports import interpretability, withhold
 
     pred = (p >= thresholds).astype(int)
-    boot = evaluation.bootstrap_weights(subjects, n_boot)
-    _, n_subjects = evaluation.subject_codes(subjects)
-    out = evaluation.interpretability(n_subjects, min_subjects, [bool((labels == 1).any()), bool((labels == 0).any())])
-    out["metrics"] = {name: evaluation.estimate(fn, labels, b, boot) for name, fn, b in (
-        ("accuracy", evaluation.w_accuracy, pred), ("sensitivity", evaluation.w_sensitivity, pred),
-        ("specificity", evaluation.w_specificity, pred), ("auc", evaluation.w_auc, p),
-        ("brier", evaluation.w_brier, p))}
-    return evaluation.withhold(out)
+    boot = bootstrap_weights(subjects, n_boot)
+    _, n_subjects = subject_codes(subjects)
+    out = interpretability(n_subjects, min_subjects, [bool((labels == 1).any()), bool((labels == 0).any())])
+    out["metrics"] = {name: estimate(fn, labels, b, boot) for name, fn, b in (
+        ("accuracy", w_accuracy, pred), ("sensitivity", w_sensitivity, pred),
+        ("specificity", w_specificity, pred), ("auc", w_auc, p),
+        ("brier", w_brier, p))}
+    return withhold(out)

@@ -33,7 +33,7 @@ SHELL_MM = 3.0
 OUTSIDE_FRACTION = 0.5
 BELOW_DIAPHRAGM_MAX_ML = 3.0
 #: Mask outside the rib cage: voxels more than ``OUTSIDE_CAGE_MM`` outside the convex hull of the bones
-#: within ``covidct.thorax.CAGE_SEARCH_MM`` of the mask on their slice, the bones gathered over a slab of
+#: within ``covidct.lungs.thorax.CAGE_SEARCH_MM`` of the mask on their slice, the bones gathered over a slab of
 #: +-``CAGE_SLAB_MM`` (ribs run obliquely and thick slices blur them). A slice is judged only when it
 #: has at least ``CAGE_MIN_BONE_PIXELS`` bone pixels and their hull holds all but
 #: ``CAGE_MAX_OUTSIDE_FRACTION`` of its mask (else the bones there do not surround the lungs: the
@@ -100,7 +100,7 @@ def _outside_cage(mask: np.ndarray, hu: np.ndarray, pixel_mm: float, slice_mm: f
     """Mask pixels more than ``OUTSIDE_CAGE_MM`` outside the convex hull of the nearby bones, per slice."""
     from scipy.spatial import ConvexHull, QhullError
 
-    from covidct.thorax import BONE_MIN_HU, CAGE_SEARCH_MM, RING, fill_convex_points
+    from covidct.lungs.thorax import BONE_MIN_HU, CAGE_SEARCH_MM, RING, fill_convex_points
 
     out = np.zeros(mask.shape, bool)
     pad = int(np.ceil(CAGE_SEARCH_MM / pixel_mm))
@@ -142,13 +142,13 @@ def mask_qc(labels: np.ndarray, hu: np.ndarray, spacing: tuple[float, float, flo
         spacing: (x, y, z) voxel size in mm.
         airway_max_hu: Airway lumen threshold (for finding the trachea).
         lung_max_hu: Air-like threshold (for finding the trachea).
-        airway: The ``covidct.airways.Airways`` already found (the threshold backend's), else found here.
+        airway: The ``covidct.lungs.airways.Airways`` already found (the threshold backend's), else found here.
 
     Returns:
         ``{"flags": [...], ...figures}``; each flag is a short phrase naming what is suspect.
     """
-    from covidct.airways import body_midline_x, find_airways
-    from covidct.thorax import outside_air
+    from covidct.lungs.airways import body_midline_x, find_airways
+    from covidct.lungs.thorax import outside_air
 
     sx, sy, sz = (float(s) for s in spacing)
     voxel_ml = sx * sy * sz / 1000.0

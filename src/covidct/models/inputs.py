@@ -5,35 +5,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from covidct.dicom import HU_AIR
+from covidct.hounsfield import HU_AIR, MODEL_WINDOW_HU, window
+from covidct.volume import bounding_box
 
-#: Default HU window, as the Keras 3D CT example (min -1000, max 400) the original study followed.
-WINDOW_HU = (-1000.0, 400.0)
 DEFAULT_SHAPE = (64, 128, 128)
-
-
-def lung_bbox(mask: np.ndarray, margin_vox: tuple[int, int, int] = (0, 0, 0)) -> tuple[slice, slice, slice]:
-    """Bounding box of the nonzero voxels of a (z, y, x) mask, grown by ``margin_vox`` and clipped.
-
-    >>> m = np.zeros((5, 6, 7), bool); m[2, 1:3, 4] = True
-    >>> lung_bbox(m, (1, 1, 1))
-    (slice(1, 4, None), slice(0, 4, None), slice(3, 6, None))
-    """
-    idx = np.nonzero(mask)
-    if idx[0].size == 0:
-        raise ValueError("empty lung mask: nothing to crop")
-    return tuple(
-        slice(max(int(i.min()) - m, 0), min(int(i.max()) + 1 + m, n)) for i, m, n in zip(idx, margin_vox, mask.shape)
-    )
-
-
-def window(hu: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Clip HU to [lo, hi] and scale linearly to [0, 1] (float32).
-
-    >>> window(np.array([-2000, -1000, -300, 400, 900]), -1000, 400).tolist()
-    [0.0, 0.0, 0.5, 1.0, 1.0]
-    """
-    return ((np.clip(hu.astype(np.float32), lo, hi) - lo) / np.float32(hi - lo)).astype(np.float32)
 
 
 def resize(volume: np.ndarray, shape: tuple[int, int, int], order: int = 1) -> np.ndarray:
@@ -50,7 +25,7 @@ def model_array(
     spacing: tuple[float, float, float],
     shape: tuple[int, int, int] = DEFAULT_SHAPE,
     margin_mm: float = 5.0,
-    hu_window: tuple[float, float] = WINDOW_HU,
+    hu_window: tuple[float, float] = MODEL_WINDOW_HU,
 ) -> np.ndarray:
     """Build the model input from a (z, y, x) HU volume and its binary lung mask.
 
@@ -71,6 +46,8 @@ def model_array(
     """
     lung = mask > 0
     margin = tuple(int(np.ceil(margin_mm / s)) for s in (spacing[2], spacing[1], spacing[0]))
-    box = lung_bbox(lung, margin)
+    box = bounding_box(lung, margin)
+    if box is None:
+        raise ValueError("empty lung mask: nothing to crop")
     crop = np.where(lung[box], hu[box], HU_AIR)
     return np.clip(resize(window(crop, *hu_window), shape), 0.0, 1.0).astype(np.float32)

@@ -2,7 +2,7 @@
 per lung and for both lungs.
 
 The reference is either an RTSTRUCT (contours, lung ROIs found by name with configurable
-patterns, rasterized onto the mask grid by ``covidct.rtstruct``) or a NIfTI label map
+patterns, rasterized onto the mask grid by ``covidct.dicom.rtstruct``) or a NIfTI label map
 (1 right lung, 2 left lung, the pipeline's and lungmask's convention; any other non-zero
 value counts as lung of unknown side). Array metrics are pure functions; ``evaluate``
 reads the files and writes the JSON.
@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from covidct.errors import CovidctError
+from covidct.lungs.labels import LEFT, RIGHT
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,6 @@ LEFT_LUNG_PATTERN = r"(lung[ _-]*(left|lt|l)|(left|lt|l)[ _-]*lung)"
 LESION_PATTERN = r"gtv[ _-]*1?"
 #: Percentile of the Hausdorff distance (95: robust to a few stray voxels).
 HD_PERCENTILE = 95.0
-RIGHT, LEFT = 1, 2
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -124,7 +124,7 @@ def reference_labels(reference: str | Path, image, patient: str | None = None,
         left_pattern: RTSTRUCT ROI name pattern of the left lung.
         lesion_pattern: RTSTRUCT ROI name pattern of lesions to add for the "with lesions" figures;
             None or empty: none.
-        shift_mm: (x, y) added to every RTSTRUCT contour vertex (see ``covidct.rtstruct.rasterize``).
+        shift_mm: (x, y) added to every RTSTRUCT contour vertex (see ``covidct.dicom.rtstruct.rasterize``).
 
     Returns:
         ``(labels, lesions, info)``: uint8 labels (z, y, x) 1 right, 2 left; a boolean lesion mask
@@ -135,7 +135,7 @@ def reference_labels(reference: str | Path, image, patient: str | None = None,
     """
     import SimpleITK as sitk
 
-    from covidct import rtstruct
+    from covidct.dicom.rtstruct import match_rois, rasterize, read_rtstruct
 
     path = Path(reference)
     if not path.exists():
@@ -156,8 +156,8 @@ def reference_labels(reference: str | Path, image, patient: str | None = None,
                                patient, path)
         labels = np.where(arr == RIGHT, RIGHT, np.where(arr == LEFT, LEFT, np.where(arr > 0, 3, 0))).astype(np.uint8)
         return labels, None, {"kind": "label_map"}
-    rois = rtstruct.read_rtstruct(path, patient)
-    right, left = rtstruct.match_rois(rois, right_pattern), rtstruct.match_rois(rois, left_pattern)
+    rois = read_rtstruct(path, patient)
+    right, left = match_rois(rois, right_pattern), match_rois(rois, left_pattern)
     if not right or not left:
         missing = " and ".join(s for s, found in (("right", right), ("left", left)) if not found)
         raise CovidctError(f"no {missing} lung ROI in the RTSTRUCT (ROIs: {', '.join(sorted(rois))}); set the "
@@ -168,13 +168,13 @@ def reference_labels(reference: str | Path, image, patient: str | None = None,
         raise CovidctError(f"ROI(s) {', '.join(sorted(overlap))} match both the right and the left lung pattern",
                            patient, path)
     labels = np.zeros(image.GetSize()[::-1], np.uint8)
-    labels[rtstruct.rasterize(right, image, patient, shift_mm)] = RIGHT
-    labels[rtstruct.rasterize(left, image, patient, shift_mm) & (labels == 0)] = LEFT
+    labels[rasterize(right, image, patient, shift_mm)] = RIGHT
+    labels[rasterize(left, image, patient, shift_mm) & (labels == 0)] = LEFT
     if not labels.any():
         raise CovidctError("the lung ROIs do not overlap the mask grid (different patient or frame of reference?)",
                            patient, path)
-    lesion_rois = rtstruct.match_rois(rois, lesion_pattern) if lesion_pattern else []
-    lesions = rtstruct.rasterize(lesion_rois, image, patient, shift_mm) if lesion_rois else None
+    lesion_rois = match_rois(rois, lesion_pattern) if lesion_pattern else []
+    lesions = rasterize(lesion_rois, image, patient, shift_mm) if lesion_rois else None
     info = {"kind": "rtstruct", "right_rois": [r.name for r in right], "left_rois": [r.name for r in left],
             "lesion_rois": [r.name for r in lesion_rois], "contour_shift_mm": [float(v) for v in shift_mm]}
     return labels, lesions, info
@@ -187,7 +187,7 @@ def lesions_in_thorax(lesions: np.ndarray, ref_labels: np.ndarray) -> np.ndarray
     A tumour contour (GTV) may reach into the mediastinum or the chest wall; "lungs including
     lesions" keeps only the part inside a lung's outline on each slice.
     """
-    from covidct.thorax import slice_hulls
+    from covidct.lungs.thorax import slice_hulls
 
     hull = slice_hulls(ref_labels == RIGHT) | slice_hulls(ref_labels == LEFT)
     return lesions & hull

@@ -21,7 +21,7 @@ dome of the diaphragm (which can sit between a lung and the wall on a slice), th
 soft tissue above the apex do not. A consolidation resting on the diaphragm or filling the apex is
 therefore not taken in: real scans showed that the dome cannot be told from it on one slice.
 
-"Depth" is the distance inside the rib cage: ``covidct.thorax.cage_depth``.
+"Depth" is the distance inside the rib cage: ``covidct.lungs.thorax.cage_depth``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from covidct.thorax import cage_depth, convex_fill
+from covidct.lungs.thorax import cage_depth, convex_fill
 
 #: A concavity's opening may lie this deep in the rib cage (mm, median over the opening).
 OPENING_MAX_DEPTH_MM = 30.0

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from covidct.dataset import SEVERITY_CLASSES, ctsi, severity_class
-from covidct.io import atomic_path, read_json
-from covidct.lungs import sha256_file
+from covidct.io import atomic_path, read_json, sha256_file
+from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
 
 #: Columns taken as they are from the infection U-Net's per-patient JSON (``steps.segment_infection``).
 SEG_COLUMNS = ["seg_score", "seg_severity_class", "seg_ctsi", "infection_unet_sha256"]
@@ -30,7 +29,7 @@ def predict_arrays(items: Iterable[tuple[str, np.ndarray]], classifier: str | Pa
     Returns:
         One dict per patient with the COLUMNS but SEG_COLUMNS (split left empty).
     """
-    from covidct.models import load_model
+    from covidct.models.cnn3d import load_model
 
     threshold = float(read_json(Path(classifier).with_suffix(".json"))["threshold"])
     clf, reg = load_model(classifier), load_model(scorer)

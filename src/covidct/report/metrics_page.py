@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 
-from covidct.dataset import SEVERITY_CLASSES
+from covidct.severity import SEVERITY_CLASSES
 
 STYLE = ("body{font-family:sans-serif;max-width:60em} table{border-collapse:collapse;margin:0.5em 0 1.5em} "
          "td,th{border:1px solid #999;padding:3px 8px;text-align:left} .warn{background:#fff3cd;border:2px solid "

@@ -32,7 +32,7 @@ same action; the 32 rows only in 2026c are attributes added to the standard afte
 that scrape. Every keyword below resolves with ``pydicom.datadict.tag_for_keyword``
 to the tag in its comment (checked by the tests).
 
-Options of PS3.15 E.3, as :mod:`covidct.anonymize` applies this table (checked by
+Options of PS3.15 E.3, as :mod:`covidct.deid` applies this table (checked by
 ``tests/test_deid_conformance.py``):
 
 - Retain Longitudinal Temporal Information with Modified Dates Option (113107):

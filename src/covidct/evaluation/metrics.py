@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from covidct.dataset import SEVERITY_CLASSES, severity_class
+from covidct.severity import SEVERITY_CLASSES, severity_class
 
 
 def roc(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@
 
 Pure array code on (z, y, x) arrays of an LPS-aligned grid (z index increasing toward the
 head), shared by the threshold lung backend (``covidct.lungs``), the mask QC
-(``covidct.lung_qc``) and the evaluation against references (``covidct.lung_eval``).
+(``covidct.lungs.qc``) and the evaluation against references (``covidct.lungs.evaluation``).
 """
 
 from __future__ import annotations

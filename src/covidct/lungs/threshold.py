@@ -1,62 +1,81 @@
-"""Lung segmentation: a classical threshold backend (CPU, no weights) and the
-``lungmask`` R231 U-Net backend (CUDA when available).
-
-Both return a label map on the input grid: 0 background, 1 right lung,
-2 left lung (lungmask's convention), 3 lung whose side could not be told.
-The lung *mask* used downstream is always ``labels > 0``: binary, never the
-label values (the original study multiplied the image by the label map and so
-doubled the HU of the left lung).
-"""
+"""The classical lung mask (CPU, no weights): air-like voxels inside the body, airways taken out
+(``covidct.lungs.airways``), gas outside the thorax cut off (``covidct.lungs.thorax``), the lungs
+selected and told apart left/right, vessels and lesions filled in, dense lung against the chest wall
+taken in (``covidct.lungs.pleural_fill``)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from covidct.airways import Airways
-from covidct.errors import CovidctError, MissingWeightsError
+from covidct.errors import CovidctError
+from covidct.lungs.airways import Airways
+from covidct.lungs.labels import LEFT, RIGHT, UNKNOWN_SIDE, _split_left_right, volume_stats
+from covidct.volume import ball, bounding_box
 
 log = logging.getLogger(__name__)
 
-RIGHT, LEFT, UNKNOWN_SIDE = 1, 2, 3
+
+
 #: Voxels below this HU are air-like (lung parenchyma, airways, outside air).
 LUNG_MAX_HU = -320
+
+
 #: Airway lumen is darker than aerated lung (about -850 HU).
 AIRWAY_MAX_HU = -930
+
+
 #: Thin bridges (partial volume through a thin diaphragm or pleura) are cut by an erosion of this radius (mm).
 SPLIT_MM = 3.0
+
+
 #: A region whose eroded core has a median below this HU is gas (bowel, stomach, table, outside air
 #: pockets), not lung: aerated lung is parenchyma and vessels, about -850 HU; even severe emphysema
 #: keeps its median above about -950 HU, and an emphysematous lung is connected to the airways anyway.
 GAS_MEDIAN_HU = -960
+
+
 #: A lung reaches up to the level of the hila: a region whose top lies more than this below the
 #: carina (mm) is under the diaphragm (stomach, colon), not lung. The hila lie 1-3 cm below the carina.
 HILUM_BELOW_CARINA_MM = 40.0
+
+
 #: Inside a lung region, a core below the hila with a median under this HU is gas joined to the lung
 #: (colon, stomach) and is cut off, if it holds at least ``GAS_CORE_MIN_ML``.
 GAS_CUT_HU = -930
+
+
 GAS_CORE_MIN_ML = 0.5
+
+
 #: Gas pockets that touch a lung base broadly (no thin bridge to erode) are found as gas (smoothed over
 #: this many mm) mostly surrounded (this fraction of a shell this thick) by what is not lung.
 GAS_SMOOTH_MM = 1.5
+
+
 GAS_SHELL_MM = 3.0
+
+
 GAS_OUTSIDE_FRACTION = 0.5
+
+
 #: The pocket's partial-volume rim (taken out with it) is darker than this (HU, smoothed).
 GAS_RIM_HU = -600
+
+
 #: The trachea and main bronchi are removed with a rim of this width (mm): their wall's partial volume.
 AIRWAY_RIM_MM = 2.0
+
+
 #: Holes of a lung slice up to this area (mm^2, a disc of about 36 mm) are filled: vessels, nodules,
 #: small lesions. Larger holes are filled only when enclosed in 3D (a tumour), never when open below
 #: (the dome of the diaphragm seen through a ring of lung).
 HOLE_MAX_MM2 = 1000.0
-R231_FILE = "unet_r231-d5d2fc3d.pth"
-R231_URL = "https://github.com/JoHof/lungmask/releases/download/v0.0/unet_r231-d5d2fc3d.pth"
+
+
 @dataclass(frozen=True)
 class ThresholdParams:
     """Parameters of the threshold backend (see config ``lung_mask.threshold``)."""
@@ -69,87 +88,6 @@ class ThresholdParams:
     fill_pleural: bool = True
 
 
-def _ball(radius_vox: int, ndim: int = 2) -> np.ndarray:
-    r = max(int(radius_vox), 1)
-    grid = np.ogrid[tuple(slice(-r, r + 1) for _ in range(ndim))]
-    return sum(g**2 for g in grid) <= r * r
-
-
-def _bbox(mask: np.ndarray, pad: tuple[int, ...] | int = 0) -> tuple[slice, ...] | None:
-    """Bounding box of a mask grown by ``pad`` voxels per axis, clipped; None when empty."""
-    pads = (pad,) * mask.ndim if isinstance(pad, int) else pad
-    out = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        idx = np.nonzero(mask.any(axis=other))[0]
-        if idx.size == 0:
-            return None
-        out.append(slice(max(int(idx[0]) - pads[axis], 0), min(int(idx[-1]) + 1 + pads[axis], mask.shape[axis])))
-    return tuple(out)
-
-
-def volume_stats(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, float]:
-    """Total, right and left lung volume (mL) of a label map, for the provenance JSON of either backend."""
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    return {
-        "lung_volume_ml": round(float(np.count_nonzero(labels) * voxel_ml), 1),
-        "right_volume_ml": round(float(np.count_nonzero(labels == RIGHT) * voxel_ml), 1),
-        "left_volume_ml": round(float(np.count_nonzero(labels == LEFT) * voxel_ml), 1),
-    }
-
-
-def _split_left_right(lung: np.ndarray, spacing) -> tuple[np.ndarray, bool]:
-    """Label a binary lung mask: 1 right (low x in LPS), 2 left; 3 if the sides cannot be separated.
-
-    Two large components are the two lungs (smaller ones join the side whose centroid is nearer);
-    one component is eroded until it falls apart (lungs touching at the anterior junction).
-    """
-    labels = np.zeros(lung.shape, np.uint8)
-    box = _bbox(lung, 1)
-    if box is None:
-        return labels, False
-    sub = lung[box]
-    comps, n = ndimage.label(sub)
-    sizes = np.bincount(comps.ravel(), minlength=n + 1)[1:] if n else np.array([])
-    order = np.argsort(sizes)[::-1] + 1
-    seeds = None
-    if n >= 2 and sizes[order[1] - 1] > 0.1 * sizes[order[0] - 1]:
-        seeds = np.zeros(sub.shape, np.int32)
-        seeds[comps == order[0]] = 1
-        seeds[comps == order[1]] = 2
-        xc = np.bincount(comps.ravel(), weights=np.broadcast_to(np.arange(sub.shape[2]), sub.shape).ravel(),
-                         minlength=n + 1)[1:] / np.maximum(sizes, 1)
-        for k in order[2:]:  # smaller pieces join the lung whose centroid is nearer
-            seeds[comps == k] = 1 if abs(xc[k - 1] - xc[order[0] - 1]) <= abs(xc[k - 1] - xc[order[1] - 1]) else 2
-        parts = [sub & (seeds == 1), sub & (seeds == 2)]
-    else:
-        eroded = sub
-        parts = None
-        for _ in range(6):  # separate lungs that touch at the anterior junction
-            eroded = ndimage.binary_erosion(eroded, _ball(1, 3))
-            ec, en = ndimage.label(eroded)
-            if en >= 2:
-                esizes = np.bincount(ec.ravel(), minlength=en + 1)[1:]
-                eorder = np.argsort(esizes)[::-1] + 1
-                if esizes[eorder[1] - 1] > 0.1 * esizes[eorder[0] - 1]:
-                    seeds = np.zeros(eroded.shape, np.int32)
-                    seeds[ec == eorder[0]] = 1
-                    seeds[ec == eorder[1]] = 2
-                    _, idx = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
-                    nearest = seeds[tuple(idx)]
-                    parts = [sub & (nearest == 1), sub & (nearest == 2)]
-                    break
-        if parts is None:
-            labels[box][sub] = UNKNOWN_SIDE
-            return labels, False
-    cx = [float((p.sum(axis=(0, 1)) * np.arange(sub.shape[2])).sum() / max(p.sum(), 1)) for p in parts]
-    right, left = (parts[0], parts[1]) if cx[0] < cx[1] else (parts[1], parts[0])
-    target = labels[box]
-    target[right] = RIGHT
-    target[left] = LEFT
-    return labels, True
-
-
 def _remove_airway(inside: np.ndarray, airway: np.ndarray, spacing) -> np.ndarray:
     """The part of the airway to take out of the lung candidate: the trachea and main bronchi outside the lungs.
 
@@ -157,10 +95,10 @@ def _remove_airway(inside: np.ndarray, airway: np.ndarray, spacing) -> np.ndarra
     than an airway cross-section is airway whole (lumen and partial-volume wall); inside a lung
     region (a bronchus that has entered the lung) only the lumen is, and it is filled back as lung.
     """
-    from covidct.airways import AIRWAY_MAX_AREA_MM2
+    from covidct.lungs.airways import AIRWAY_MAX_AREA_MM2
 
     out = np.zeros(inside.shape, bool)
-    box = _bbox(airway, (0, 3, 3))
+    box = bounding_box(airway, (0, 3, 3))
     if box is None:
         return out
     plane = np.zeros((3, 3, 3), bool)
@@ -174,7 +112,7 @@ def _remove_airway(inside: np.ndarray, airway: np.ndarray, spacing) -> np.ndarra
     take[0] = False
     region = take[lab]
     rim = max(1, int(round(AIRWAY_RIM_MM / spacing[0])))
-    region = ndimage.binary_dilation(region, _ball(rim)[None]) & (inside[box] | region)
+    region = ndimage.binary_dilation(region, ball(rim)[None]) & (inside[box] | region)
     out[box] = region | airway[box] & ~small[lab]
     return out
 
@@ -198,7 +136,7 @@ def _lung_regions(inside: np.ndarray, hu: np.ndarray, airway, spacing, params: T
     voxel_ml = sx * sy * sz / 1000.0
     info = {"regions_dropped": 0, "gas_cut_ml": 0.0}
     out = np.zeros(inside.shape, bool)
-    box = _bbox(inside, 1)
+    box = bounding_box(inside, 1)
     if box is None:
         return out, info
     sub = inside[box]
@@ -236,7 +174,7 @@ def _lung_regions(inside: np.ndarray, hu: np.ndarray, airway, spacing, params: T
     touches = np.zeros(nc + 1, bool)
     if airway.found:
         reach = r + max(1, int(round(AIRWAY_RIM_MM / sx))) + 2
-        abox = _bbox(airway.mask[box], reach)
+        abox = bounding_box(airway.mask[box], reach)
         if abox is not None:
             near = ndimage.binary_dilation(airway.mask[box][abox], ndimage.generate_binary_structure(3, 1),
                                            iterations=reach)
@@ -261,7 +199,7 @@ def _lung_regions(inside: np.ndarray, hu: np.ndarray, airway, spacing, params: T
     seed_ok = csizes * voxel_ml >= GAS_CORE_MIN_ML
     cut = np.nonzero((median < GAS_CUT_HU) & ~lung_core & (ztop < level) & keep[owner] & seed_ok)[0]
     for c in cut:
-        cb = _bbox(cores == c, r + 3)
+        cb = bounding_box(cores == c, r + 3)
         seeds = np.where(seed_ok[cores[cb]], cores[cb], 0)
         _, idx = ndimage.distance_transform_edt(seeds == 0, return_indices=True, sampling=(sz, sy, sx))
         drop = out_sub[cb] & (seeds[tuple(idx)] == c)
@@ -324,13 +262,13 @@ def _fill_side(side: np.ndarray, dense: np.ndarray, depth: np.ndarray | None, ot
 
     Per axial slice: a closing of ``closing_mm``; holes up to ``HOLE_MAX_MM2`` filled; then (with
     ``fill_pleural``) dense lung between the aerated lung and the chest wall
-    (``covidct.pleural_fill``): juxtapleural consolidation and tumour. Finally holes enclosed in 3D
+    (``covidct.lungs.pleural_fill``): juxtapleural consolidation and tumour. Finally holes enclosed in 3D
     are filled (a tumour inside the lung), whatever their size.
     """
     sx, sy, _ = spacing
     pixel_mm2 = sx * sy
     radius = max(1, int(round(params.closing_mm / sx)))
-    disk = _ball(radius)[None]
+    disk = ball(radius)[None]
     region = ndimage.binary_closing(side, disk, border_value=0) | side
     plane = np.zeros((3, 3, 3), bool)
     plane[1] = ndimage.generate_binary_structure(2, 1)
@@ -342,7 +280,7 @@ def _fill_side(side: np.ndarray, dense: np.ndarray, depth: np.ndarray | None, ot
         ok[0] = False
         region |= ok[hl]
     if params.fill_pleural:
-        from covidct.pleural_fill import fill_pleural
+        from covidct.lungs.pleural_fill import fill_pleural
 
         region |= fill_pleural(region, side, dense, depth, others, spacing, midline_x)
     region |= ndimage.binary_fill_holes(region)
@@ -370,7 +308,7 @@ def segment_threshold(hu: np.ndarray, spacing: tuple[float, float, float], param
     """Classical lung segmentation on a (z, y, x) HU array on an LPS-aligned grid.
 
     Steps: air-like voxels (HU < ``lung_max_hu``) not connected to the image border within their
-    slice; the airways (larynx, trachea, main bronchi; ``covidct.airways``) taken out; the lungs
+    slice; the airways (larynx, trachea, main bronchi; ``covidct.lungs.airways``) taken out; the lungs
     chosen among the remaining air regions, gas below the diaphragm and outside the lungs cut off
     (``_lung_regions``); the two lungs told apart; each lung closed and filled slice by slice, with
     juxtapleural lesions taken in (``_fill_side``).
@@ -387,8 +325,8 @@ def segment_threshold(hu: np.ndarray, spacing: tuple[float, float, float], param
     Raises:
         CovidctError: no lungs found.
     """
-    from covidct.airways import body_midline_x, find_airways
-    from covidct.thorax import outside_air
+    from covidct.lungs.airways import body_midline_x, find_airways
+    from covidct.lungs.thorax import outside_air
 
     spacing = tuple(float(s) for s in spacing)
     voxel_ml = float(np.prod(spacing)) / 1000.0
@@ -412,14 +350,14 @@ def segment_threshold(hu: np.ndarray, spacing: tuple[float, float, float], param
     del lung
     depth = None
     if params.fill_pleural:
-        from covidct.pleural_fill import cage_depths
+        from covidct.lungs.pleural_fill import cage_depths
 
         depth = cage_depths(hu, labels > 0, spacing)
     filled = np.zeros_like(labels)
     radius = max(1, int(round(params.closing_mm / spacing[0])))
     for value in (RIGHT, LEFT, UNKNOWN_SIDE):
         side = labels == value
-        box = _bbox(side, (1, radius + 2, radius + 2))
+        box = bounding_box(side, (1, radius + 2, radius + 2))
         if box is None:
             continue
         others = (labels[box] > 0) & ~side[box]
@@ -444,80 +382,3 @@ def segment_threshold(hu: np.ndarray, spacing: tuple[float, float, float], param
              patient, "found" if airway.found else "not found", stats["airway_volume_ml"], airway.carina_z,
              stats["regions_dropped"], stats["gas_cut_ml"])
     return ThresholdResult(filled, stats, airway)
-
-
-def hub_weights_path() -> Path:
-    """Where ``torch.hub`` keeps the R231 weights (``$TORCH_HOME/hub/checkpoints``)."""
-    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch")
-    return Path(torch_home) / "hub" / "checkpoints" / R231_FILE
-
-
-def resolve_weights(weights: str | Path | None, patient: str | None = None) -> Path:
-    """The R231 weights file to use: the configured one, else the torch hub cache.
-
-    Raises:
-        MissingWeightsError: neither is present (no download is attempted).
-    """
-    if weights:
-        path = Path(weights)
-        if not path.is_file():
-            raise MissingWeightsError(
-                "lung_mask.weights names a file that does not exist", patient, path)
-        return path
-    cached = hub_weights_path()
-    if cached.is_file():
-        return cached
-    raise MissingWeightsError(
-        f"lungmask R231 weights not found and no download is attempted. Either set config "
-        f"lung_mask.weights to a local copy of {R231_FILE} (from {R231_URL}), or put that file at {cached} "
-        f"(the torch hub cache), or use lung_mask.backend: threshold", patient)
-
-
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def lungmask_lungs(image, weights: Path, force_cpu: bool = False, batch_size: int = 20,
-                   patient: str | None = None) -> tuple[np.ndarray, dict]:
-    """Run lungmask R231 on a SimpleITK HU image.
-
-    Args:
-        image: HU image (any orientation; lungmask reorients internally).
-        weights: R231 state dict file.
-        force_cpu: Do not use CUDA even if present.
-        batch_size: Slices per forward pass.
-        patient: Pseudonymous id for messages.
-
-    Returns:
-        ``(labels, stats)``, labels (z, y, x) uint8 1 right / 2 left on the image grid.
-    """
-    import torch
-    from lungmask import LMInferer
-
-    try:
-        inferer = LMInferer(modelname="R231", modelpath=str(weights), force_cpu=force_cpu,
-                            batch_size=batch_size, tqdm_disable=True)
-    except Exception as exc:
-        raise CovidctError(f"cannot load R231 weights ({type(exc).__name__}: {exc})", patient, weights) from None
-    labels = inferer.apply(image).astype(np.uint8)
-    stats = {"device": str(inferer.device), "cuda_available": torch.cuda.is_available()}
-    return labels, stats
-
-
-def versions() -> dict[str, str]:
-    """Versions of the packages that shape a mask."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("covidct", "numpy", "scipy", "SimpleITK", "lungmask", "torch"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from covidct.export import window
+from covidct.hounsfield import window
 
 QC_WINDOW_HU = (-1350.0, 150.0)  # lung window: level -600, width 1500
 CONTOUR_RGB = {1: (255, 60, 60), 2: (60, 220, 60), 3: (255, 200, 0)}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from covidct.dataset import SEVERITY_CLASSES, severity_class
 from covidct.io import atomic_path
+from covidct.severity import SEVERITY_CLASSES, severity_class
 
 
 def _figure():
@@ -41,7 +41,7 @@ def training_curves(history: dict, path: str | Path, keys: list[str]) -> None:
 
 
 def roc_curve(y, p, path: str | Path, auc: float | None, title: str = "ROC") -> None:
-    from covidct.metrics import roc
+    from covidct.evaluation.metrics import roc
 
     plt = _figure()
     fpr, tpr, _ = roc(np.asarray(y), np.asarray(p))

@@ -1,242 +1,263 @@
-"""A deterministic synthetic chest CT cohort, written as real DICOM.
-
-The built-in demo cohort lets the whole workflow run without any patient data. Each
-patient is a phantom built in mm on a canonical LPS grid (``x`` to the patient's left,
-``y`` posterior, ``z`` superior; ``z`` index 0 is the most inferior slice): air, a
-patient table, body outline with subcutaneous fat and muscle, ribs, spine, sternum,
-mediastinal fat, heart and aorta, two lungs with a branching vessel tree, trachea and
-main bronchi, and for COVID-positive patients ground-glass and consolidation lesions
-that fill an exact fraction of the lung, so the score is true by construction.
-
-The phantom is written as a real CT series (one file per slice, shuffled file names,
-varying orientation sign, slice order, pixel encoding and padding) whose headers carry
-realistic but FAKE identifiers, so that the anonymization step has something to remove.
-Everything is deterministic per ``PhantomSpec.seed``.
-
-Array code (``make_phantom``) knows nothing of files; the writers are at the end.
-"""
+"""Synthetic chest anatomy, as arrays (no files): a phantom built in mm on a canonical LPS grid
+(``x`` to the patient's left, ``y`` posterior, ``z`` superior; ``z`` index 0 the most inferior slice):
+air, a patient table, body outline with fat and muscle, ribs, spine, sternum, mediastinal fat, heart
+and aorta, two lungs with a branching vessel tree, trachea and main bronchi, a neck with larynx and
+pharynx, bowel gas below the diaphragm, and for COVID-positive patients ground-glass and
+consolidation lesions that fill an exact fraction of the lung, so the score is true by construction."""
 
 from __future__ import annotations
 
-import csv
 import logging
-import re
 import time
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
-from covidct.io import atomic_dir, atomic_path, write_json, write_volume
-
-if TYPE_CHECKING:
-    import pydicom
-    import SimpleITK
+from covidct.demo.spec import PhantomSpec
+from covidct.hounsfield import HU_AIR, HU_MAX, HU_MIN
 
 log = logging.getLogger(__name__)
 
-# --- Hounsfield units -------------------------------------------------------------------
-HU_AIR = -1000
-HU_MIN = -1024
-HU_MAX = 3071
+
+
+
 HU_FAT = -100
+
+
 HU_MEDIASTINAL_FAT = -80
+
+
 HU_SOFT_TISSUE = 35
+
+
 HU_MUSCLE = 40
+
+
 HU_BLOOD = 40
+
+
 HU_AORTA = 45
+
+
 HU_LIVER = 55
+
+
 HU_LUNG = -850
+
+
 #: Dependent (posterior) lung is this much denser than anterior lung.
 HU_LUNG_AP_GRADIENT = 40
+
+
 HU_RIB = 700
+
+
 HU_CORTICAL_BONE = 800
+
+
 HU_CANCELLOUS_BONE = 250
+
+
 HU_DISC = 90
+
+
 HU_CSF = 15
+
+
 HU_TABLE = 200
+
+
 #: Ground-glass opacity, from the lesion rim to its dense core.
 HU_GGO = (-700, -300)
+
+
 #: Consolidation (inside the clinical -100..+50 band).
 HU_CONSOLIDATION = (-80, 30)
+
+
 NOISE_SIGMA_HU = 20.0
 
-# --- Labels -----------------------------------------------------------------------------
+
 LABEL_RIGHT_LUNG = 1
+
+
 LABEL_LEFT_LUNG = 2
+
+
 LESION_GGO = 1
+
+
 LESION_CONSOLIDATION = 2
+
 
 # --- Geometry (mm, LPS, body centred on x = y = 0) --------------------------------------
 BODY_SEMI_AXES_MM = (170.0, 120.0)
+
+
 FAT_THICKNESS_MM = 12.0
+
+
 #: Body surface to the inner thoracic wall (lateral, antero-posterior).
 CHEST_WALL_MM = (30.0, 25.0)
+
+
 PLEURA_MM = 3.0
+
+
 TABLE_GAP_MM = 18.0
+
+
 TABLE_THICKNESS_MM = 6.0
+
+
 TABLE_CURVATURE_PER_MM = 0.0012
+
+
 TABLE_HALF_WIDTH_MM = 200.0
+
+
 TRACHEA_XY_MM = (0.0, 20.0)
+
+
 TRACHEA_RADIUS_MM = 9.0
+
+
 AIRWAY_WALL_MM = 2.0
+
+
 #: Right and left main bronchus: end point relative to the carina (x, y, z) and radii.
 BRONCHUS_END_MM = {LABEL_RIGHT_LUNG: (-30.0, -2.0, -22.0), LABEL_LEFT_LUNG: (40.0, 0.0, -35.0)}
+
+
 BRONCHUS_RADII_MM = {LABEL_RIGHT_LUNG: (7.0, 6.0), LABEL_LEFT_LUNG: (6.5, 5.5)}
+
+
 #: Fraction of the lung height (base to apex) at which the carina lies.
 CARINA_HEIGHT = 0.62
+
+
 #: Central mediastinal column kept free of lung: |x - centre| < half width.
 MEDIASTINUM_X_MM = 5.0
+
+
 MEDIASTINUM_HALF_WIDTH_MM = 20.0
+
+
 ESOPHAGUS_XY_MM = (4.0, 40.0)
+
+
 ESOPHAGUS_RADIUS_MM = 7.0
+
+
 SPINE_RADIUS_MM = 17.0
+
+
 SPINE_CORTEX_MM = 2.5
+
+
 SPINAL_CANAL_RADIUS_MM = 8.0
+
+
 VERTEBRA_PERIOD_MM = 26.0
+
+
 DISC_MM = 5.0
+
+
 RIB_HALF_THICKNESS_MM = 4.5
+
+
 RIB_HALF_LENGTH_MM = 9.0
+
+
 RIBS_PER_RADIAN = 9.0 / np.pi
+
+
 AORTA_RADIUS_MM = 14.0
+
+
 KEEPOUT_MARGIN_MM = 4.0
+
+
 VESSEL_ROOT_RADIUS_MM = 4.5
+
+
 VESSEL_ROOT_LENGTH_MM = 40.0
+
+
 VESSEL_MIN_RADIUS_MM = 0.8
+
+
 VESSEL_MAX_DEPTH = 7
+
+
 #: Child/parent radius and length ratios at each bifurcation.
 VESSEL_RADIUS_RATIO = 0.79
+
+
 VESSEL_LENGTH_RATIO = (0.68, 0.82)
+
+
 #: Segmental trunks leaving each hilum (right lung; mirrored in x for the left).
 VESSEL_TRUNKS = ((-0.3, 0.05, 0.95), (-0.6, -0.6, 0.5), (-0.9, 0.0, 0.1), (-0.6, -0.7, -0.3),
                  (-0.4, 0.8, 0.2), (-0.5, 0.5, -0.7), (-0.6, -0.2, -0.75))
+
+
 #: Neck: above the lung apex by NECK_START_MM the body narrows to the neck (semi-axes, centre y),
 #: with a fat rim, a cervical vertebra and, from LARYNX_START_MM higher, the larynx around the
 #: trachea and the pharynx behind it: air that enters the scan from the top and is not lung.
 NECK_START_MM = 12.0
+
+
 NECK_SEMI_AXES_MM = (60.0, 50.0)
+
+
 NECK_CENTRE_Y_MM = 30.0
+
+
 NECK_FAT_MM = 8.0
+
+
 CERVICAL_SPINE_XY_MM = (0.0, 62.0)
+
+
 CERVICAL_SPINE_RADIUS_MM = 11.0
+
+
 LARYNX_START_MM = 20.0
+
+
 LARYNX_SEMI_AXES_MM = (12.0, 14.0)
+
+
 PHARYNX_XY_MM = (0.0, 38.0)
+
+
 PHARYNX_SEMI_AXES_MM = (16.0, 5.0)
+
+
 #: Gas below the diaphragm, which must never join a lung: the stomach under the left dome (gas in
 #: its anterior part, fluid behind; centre relative to the left lung's footprint centre and the top of
 #: the left dome, semi-axes) and pockets of the colon's splenic flexure (dx, dy, depth under the dome
 #: top, radius). All stay at least DIAPHRAGM_MM below the dome (the diaphragm muscle).
 DIAPHRAGM_MM = 4.0
+
+
 STOMACH_OFFSET_MM = (10.0, -15.0, -25.0)
+
+
 STOMACH_SEMI_AXES_MM = (45.0, 35.0, 22.0)
+
+
 STOMACH_FLUID_LEVEL_MM = -5.0
+
+
 COLON_GAS_MM = ((48.0, -40.0, 12.0, 13.0), (35.0, -62.0, 28.0, 10.0))
+
+
 #: Lesion texture: smooth noise on physical lattices (step mm, smoothing in steps, weight).
 LESION_NOISE_OCTAVES = ((8.0, 1.2, 1.0), (4.0, 1.0, 0.35))
-
-# --- DICOM --------------------------------------------------------------------------------
-UID_ROOT = "1.2.826.0.1.3680043.8.498."
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-PRIVATE_GROUP = 0x0009
-PRIVATE_CREATOR = "ACME_CT 1.0"
-LOCALIZER_SIZE = 128
-_PATIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-@dataclass(frozen=True)
-class PhantomSpec:
-    """One synthetic patient: anatomy seed, label, target score and acquisition.
-
-    Attributes:
-        patient_id: Pseudonymous id (letters, digits, ``_``, ``-``), names folders.
-        seed: Seed of everything random about this patient (>= 0).
-        covid: The label.
-        target_score: Percent of lung volume involved by lesions (0 for negatives).
-        n_slices: Number of axial slices.
-        slice_spacing_mm: Distance between slice centres (= SliceThickness).
-        matrix: Rows = columns.
-        pixel_spacing_mm: In-plane pixel size.
-        flip_x: Row cosine (-1, 0, 0): column index increases toward patient right.
-        descending: InstanceNumber 1 is the most superior slice.
-        unsigned: PixelRepresentation 0 (uint16) instead of 1 (int16).
-        padding: Stored value outside the circular reconstruction field of view, written
-            as PixelPaddingValue; None for no padding.
-        localizer: The folder also holds a one-image coronal LOCALIZER series.
-        rescale_slope: RescaleSlope; 1/slope must be an integer (1, 0.5, ...).
-        rescale_intercept: RescaleIntercept (integer); None: 0 if signed, -1024 if unsigned.
-    """
-
-    patient_id: str
-    seed: int
-    covid: bool
-    target_score: float
-    n_slices: int
-    slice_spacing_mm: float
-    matrix: int
-    pixel_spacing_mm: float
-    flip_x: bool = False
-    descending: bool = False
-    unsigned: bool = False
-    padding: int | None = None
-    localizer: bool = False
-    rescale_slope: float = 1.0
-    rescale_intercept: float | None = None
-
-    def __post_init__(self) -> None:
-        if not _PATIENT_ID_RE.match(self.patient_id):
-            raise ValueError(f"patient_id {self.patient_id!r}: only letters, digits, _ and - are allowed")
-        if self.seed < 0:
-            raise ValueError(f"{self.patient_id}: seed must be >= 0")
-        if not 0.0 <= self.target_score <= 100.0:
-            raise ValueError(f"{self.patient_id}: target_score must lie in [0, 100]")
-        if not self.covid and self.target_score != 0:
-            raise ValueError(f"{self.patient_id}: a negative patient has target_score 0")
-        if self.n_slices < 3 or self.matrix < 16:
-            raise ValueError(f"{self.patient_id}: need at least 3 slices and a 16x16 matrix")
-        if self.slice_spacing_mm <= 0 or self.pixel_spacing_mm <= 0:
-            raise ValueError(f"{self.patient_id}: spacings must be positive")
-        inverse = 1.0 / self.rescale_slope if self.rescale_slope > 0 else 0.0
-        if self.rescale_slope <= 0 or abs(inverse - round(inverse)) > 1e-9:
-            raise ValueError(f"{self.patient_id}: rescale_slope must be 1/k for an integer k >= 1")
-        if self.intercept != round(self.intercept):
-            raise ValueError(f"{self.patient_id}: rescale_intercept must be an integer")
-        if self.unsigned and self.intercept > HU_MIN:
-            raise ValueError(f"{self.patient_id}: unsigned pixels need rescale_intercept <= {HU_MIN}")
-        if self.padding is not None:
-            lo, hi = (0, 65535) if self.unsigned else (-32768, 32767)
-            if not lo <= self.padding <= hi:
-                raise ValueError(f"{self.patient_id}: padding {self.padding} does not fit the pixel type")
-
-    @property
-    def intercept(self) -> float:
-        """The RescaleIntercept actually written."""
-        if self.rescale_intercept is not None:
-            return float(self.rescale_intercept)
-        return float(HU_MIN) if self.unsigned else 0.0
-
-
-DEMO_COHORT: tuple[PhantomSpec, ...] = (
-    PhantomSpec("demo01", 1101, True, 8.0, 60, 5.0, 176, 2.2),
-    PhantomSpec("demo02", 1102, True, 27.0, 52, 6.0, 192, 2.0, flip_x=True, padding=-2048,
-                rescale_intercept=-1024),
-    PhantomSpec("demo03", 1103, False, 0.0, 70, 4.5, 168, 2.3, descending=True, unsigned=True),
-    PhantomSpec("demo04", 1104, True, 44.0, 64, 5.0, 184, 2.1, localizer=True),
-    PhantomSpec("demo05", 1105, False, 0.0, 48, 6.0, 180, 2.15, flip_x=True, descending=True),
-    PhantomSpec("demo06", 1106, True, 63.0, 66, 4.8, 172, 2.25, descending=True, padding=-2000),
-    PhantomSpec("demo07", 1107, True, 84.0, 56, 5.5, 188, 2.05, unsigned=True, rescale_slope=0.5),
-    PhantomSpec("demo08", 1108, False, 0.0, 62, 5.0, 168, 2.3, padding=-2048, rescale_intercept=-1024),
-    PhantomSpec("demo09", 1109, True, 35.0, 44, 6.0, 176, 2.2, flip_x=True, unsigned=True),
-    PhantomSpec("demo10", 1110, False, 0.0, 58, 5.0, 192, 2.0, descending=True),
-)
-#: The demo sheet pins its splits: with 10 patients a hashed 70/15/15 split could leave val or
-#: test empty or one-class; pinned, each holds one COVID-19 and one negative patient.
-DEMO_SPLITS = {**{f"demo{i:02d}": "train" for i in (1, 2, 3, 6, 7, 10)},
-               "demo04": "test", "demo05": "test", "demo08": "val", "demo09": "val"}
 
 
 @dataclass
@@ -261,11 +282,6 @@ class Phantom:
     origin: tuple[float, float, float]
     score: float
     lesion_kind: np.ndarray | None = field(default=None, repr=False)
-
-
-# ========================================================================================
-# Geometry helpers (pure array code)
-# ========================================================================================
 
 
 @dataclass(frozen=True)
@@ -467,11 +483,6 @@ def _capsule_mask(grid: _Grid, p0, p1, r0: float, r1: float) -> tuple[tuple[slic
 def _lesion_count(target_score: float, n_lung: int) -> int:
     """round(target/100 * n_lung), halves rounded up."""
     return int(np.floor(target_score / 100.0 * n_lung + 0.5))
-
-
-# ========================================================================================
-# Phantom construction
-# ========================================================================================
 
 
 def _keepout(lay: _Layout) -> np.ndarray:
@@ -903,508 +914,3 @@ def true_score(spec: PhantomSpec) -> float:
         return 0.0
     n_lung = int(np.count_nonzero(_lungs(_layout(spec))))
     return 100.0 * _lesion_count(spec.target_score, n_lung) / n_lung if n_lung else 0.0
-
-
-# ========================================================================================
-# Fake identifiers
-# ========================================================================================
-
-_SURNAMES = ("Okafor", "Lindqvist", "Moreau", "Tanaka", "Kowalczyk", "Haddad", "Fitzgerald", "Nakamura",
-             "Oyelaran", "Petrovic", "Delacroix", "Brennan", "Castellanos", "Eriksen", "Van Dijk", "Achterberg",
-             "Mensah", "Rossi", "Sokolova", "Quintero", "Abernathy", "Yilmaz", "Whitcombe", "Dubois",
-             "Kaczmarek", "Ferreira", "Nguyen", "Holloway", "Marchetti", "Adeyemi")
-_GIVEN_F = ("Amara", "Ingrid", "Sofia", "Yuki", "Agnieszka", "Leila", "Maeve", "Camila", "Freya", "Nadia",
-            "Chiara", "Ebele", "Margot", "Hana", "Rosalind")
-_GIVEN_M = ("Tobias", "Kwame", "Henrik", "Mateo", "Rashid", "Dmitri", "Liam", "Kenji", "Oskar", "Emeka",
-            "Julien", "Tomasz", "Arjun", "Bram", "Callum")
-_INSTITUTIONS = (
-    ("St. Brigid Regional Hospital", "1200 Larkspur Avenue, Millbrook, OH 43001", "SBRH"),
-    ("Harbourview University Medical Centre", "45 Quayside Road, Port Ellery, ME 04112", "HUMC"),
-    ("Mount Calder General Hospital", "88 Calder Ridge Drive, Ashford Falls, CO 80921", "MCGH"),
-    ("Riverside Lutheran Clinic", "3 Old Mill Lane, Westbury-on-Severn, GL9 4QT", "RLC"),
-)
-_STUDY_DESCRIPTIONS = ("CT CHEST WITHOUT CONTRAST", "CT THORAX LOW DOSE", "CT CHEST HRCT COVID PROTOCOL")
-_SERIES_DESCRIPTIONS = ("AXIAL LUNG 5MM", "Thorax 5.0 Br60 lung", "CHEST AXIAL STANDARD")
-_MANUFACTURERS = (("SIEMENS", "SOMATOM Definition AS", "B60f"), ("GE MEDICAL SYSTEMS", "LightSpeed VCT", "LUNG"),
-                  ("TOSHIBA", "Aquilion ONE", "FC52"), ("Philips", "Ingenuity CT", "YB"))
-
-#: Identity keys that are top-level DICOM keywords of the same name.
-IDENTITY_KEYWORDS = (
-    "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex", "PatientAge",
-    "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate",
-    "StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime",
-    "AccessionNumber", "InstitutionName", "InstitutionAddress", "ReferringPhysicianName",
-    "PerformingPhysicianName", "OperatorsName", "StationName", "StudyID", "StudyDescription",
-    "SeriesDescription", "DeviceSerialNumber",
-)
-#: Identity keys that are UIDs.
-IDENTITY_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
-
-
-def _person(rng: np.random.Generator, initial: bool = False) -> tuple[str, str]:
-    sex = "F" if rng.random() < 0.5 else "M"
-    given = rng.choice(_GIVEN_F if sex == "F" else _GIVEN_M)
-    name = f"{rng.choice(_SURNAMES)}^{given}"
-    if initial:
-        name += "^" + "ABCDEFGHJKLMNPRSTW"[int(rng.integers(18))]
-    return name, sex
-
-
-def fake_identity(seed: int) -> dict[str, str]:
-    """Realistic but FAKE identifiers for one synthetic patient, deterministic per seed.
-
-    Args:
-        seed: The patient's seed.
-
-    Returns:
-        DICOM keyword -> value (strings) for every key of IDENTITY_KEYWORDS and IDENTITY_UIDS.
-    """
-    rng = np.random.default_rng([abs(int(seed)), 5])
-    name, sex = _person(rng, initial=True)
-    institution, address, short = _INSTITUTIONS[int(rng.integers(len(_INSTITUTIONS)))]
-    study_day = date(2020, 3, 1) + timedelta(days=int(rng.integers(0, 660)))
-    age = int(rng.integers(24, 88))
-    birth = study_day - timedelta(days=int(age * 365.25 + rng.integers(1, 360)))
-    age = study_day.year - birth.year - ((study_day.month, study_day.day) < (birth.month, birth.day))
-    start = datetime.combine(study_day, datetime.min.time()) + timedelta(seconds=int(rng.integers(7 * 3600, 22 * 3600)))
-
-    def hhmmss(delta_s: int) -> str:
-        return (start + timedelta(seconds=delta_s)).strftime("%H%M%S")
-
-    uid_base = f"{UID_ROOT}{int(rng.integers(10**11, 10**12))}"
-    day = study_day.strftime("%Y%m%d")
-    return {
-        "PatientName": name,
-        "PatientID": f"MRN{int(rng.integers(10**6, 10**7))}",
-        "IssuerOfPatientID": f"{short} MRN",
-        "PatientBirthDate": birth.strftime("%Y%m%d"),
-        "PatientSex": sex,
-        "PatientAge": f"{age:03d}Y",
-        "StudyDate": day,
-        "SeriesDate": day,
-        "AcquisitionDate": day,
-        "ContentDate": day,
-        "StudyTime": hhmmss(0),
-        "SeriesTime": hhmmss(95),
-        "AcquisitionTime": hhmmss(131),
-        "ContentTime": hhmmss(142),
-        "AccessionNumber": f"{short[:2]}{int(rng.integers(10**8, 10**9))}",
-        "InstitutionName": institution,
-        "InstitutionAddress": address,
-        "ReferringPhysicianName": _person(rng)[0],
-        "PerformingPhysicianName": _person(rng)[0],
-        "OperatorsName": _person(rng)[0],
-        "StationName": f"CT{short}{int(rng.integers(1, 20)):02d}",
-        "StudyID": str(int(rng.integers(10**4, 10**6))),
-        "StudyDescription": str(rng.choice(_STUDY_DESCRIPTIONS)),
-        "SeriesDescription": str(rng.choice(_SERIES_DESCRIPTIONS)),
-        "DeviceSerialNumber": str(int(rng.integers(10**5, 10**7))),
-        "StudyInstanceUID": f"{uid_base}.1{int(rng.integers(10**7, 10**8))}",
-        "SeriesInstanceUID": f"{uid_base}.2{int(rng.integers(10**7, 10**8))}",
-        "FrameOfReferenceUID": f"{uid_base}.3{int(rng.integers(10**7, 10**8))}",
-    }
-
-
-def localizer_series_uid(series_uid: str) -> str:
-    """SeriesInstanceUID of the localizer series that goes with an axial series."""
-    return f"{series_uid}.0"
-
-
-def inject_identifiers(ds: pydicom.Dataset, identity: dict[str, str], uids: bool = True) -> None:
-    """Write every identity value into a dataset (in place), in all the places PHI hides.
-
-    Top-level attributes, OtherPatientIDsSequence (PatientID and issuer),
-    RequestAttributesSequence (accession as requested procedure and step ID), and a
-    private block (creator ``ACME_CT 1.0`` in group 0009: LO patient name, LO MRN and an
-    OB element holding the MRN bytes). Keys missing from ``identity`` are skipped.
-
-    Args:
-        ds: Any dataset, e.g. a copy of a real DICOM file to dirty up for a test.
-        identity: As from ``fake_identity``.
-        uids: Also set StudyInstanceUID, FrameOfReferenceUID and SeriesInstanceUID (a
-            LOCALIZER image gets ``localizer_series_uid`` of the series UID). Turn off to
-            keep a multi-series folder's series apart.
-    """
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-
-    for key in IDENTITY_KEYWORDS:
-        if key in identity:
-            setattr(ds, key, identity[key])
-    if uids:
-        for key in ("StudyInstanceUID", "FrameOfReferenceUID"):
-            if key in identity:
-                setattr(ds, key, identity[key])
-        if "SeriesInstanceUID" in identity:
-            image_type = [str(v).upper() for v in ds.get("ImageType", [])]
-            series = identity["SeriesInstanceUID"]
-            ds.SeriesInstanceUID = localizer_series_uid(series) if "LOCALIZER" in image_type else series
-    mrn = identity.get("PatientID")
-    if mrn:
-        other = Dataset()
-        other.PatientID = mrn
-        other.IssuerOfPatientID = identity.get("IssuerOfPatientID", "MRN")
-        other.TypeOfPatientID = "TEXT"
-        ds.OtherPatientIDsSequence = Sequence([other])
-    accession = identity.get("AccessionNumber")
-    if accession:
-        request = Dataset()
-        request.AccessionNumber = accession
-        request.RequestedProcedureID = accession
-        request.ScheduledProcedureStepID = accession
-        if "StudyDescription" in identity:
-            request.RequestedProcedureDescription = identity["StudyDescription"]
-        ds.RequestAttributesSequence = Sequence([request])
-    block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
-    if "PatientName" in identity:
-        block.add_new(0x01, "LO", identity["PatientName"])
-    if mrn:
-        block.add_new(0x02, "LO", mrn)
-        raw = mrn.encode("ascii")
-        block.add_new(0x03, "OB", raw + b"\0" * (len(raw) % 2))
-
-
-# ========================================================================================
-# Writers
-# ========================================================================================
-
-
-def _ds(value: float) -> str:
-    """A DS string (at most 16 characters) with up to 4 decimals."""
-    text = f"{round(float(value), 4):.4f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
-def _stored_values(hu: np.ndarray, spec: PhantomSpec) -> np.ndarray:
-    """HU -> stored pixel values (exact: 1/slope and the intercept are integers)."""
-    stored = np.rint((hu.astype(np.float64) - spec.intercept) / spec.rescale_slope)
-    dtype = np.uint16 if spec.unsigned else np.int16
-    info = np.iinfo(dtype)
-    if stored.min() < info.min or stored.max() > info.max:
-        raise ValueError(f"{spec.patient_id}: HU range does not fit {dtype.__name__} with this rescale")
-    return stored.astype(dtype)
-
-
-def _file_meta(sop_uid: str):
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    return meta
-
-
-def _common_dataset(spec: PhantomSpec, identity: dict[str, str], image_type: list[str]):
-    from pydicom.dataset import Dataset
-
-    rng = np.random.default_rng([spec.seed, 7])
-    manufacturer, model, kernel = _MANUFACTURERS[int(rng.integers(len(_MANUFACTURERS)))]
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.ImageType = image_type
-    ds.SOPClassUID = CT_IMAGE_STORAGE
-    ds.Modality = "CT"
-    ds.Manufacturer = manufacturer
-    ds.ManufacturerModelName = model
-    ds.ConvolutionKernel = kernel
-    ds.KVP = "120"
-    ds.XRayTubeCurrent = str(int(rng.integers(80, 300)))
-    ds.BodyPartExamined = "CHEST"
-    # A row cosine of (-1, 0, 0) is what a feet-first supine acquisition gives.
-    ds.PatientPosition = "FFS" if spec.flip_x else "HFS"
-    ds.PositionReferenceIndicator = ""
-    ds.BurnedInAnnotation = "NO"
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    inject_identifiers(ds, identity)
-    return ds
-
-
-def _write_localizer(phantom: Phantom, spec: PhantomSpec, out_dir: Path, identity: dict[str, str],
-                     name: str) -> Path:
-    """One coronal LOCALIZER image: the mean attenuation through the patient, 128 x 128."""
-    ds = _common_dataset(spec, identity, ["ORIGINAL", "PRIMARY", "LOCALIZER"])
-    nz, ny, nx = phantom.hu.shape
-    sx, sy, sz = phantom.spacing
-    x0, y0, z0 = phantom.origin
-    projection = phantom.hu.astype(np.float32).mean(axis=1)  # (z, x)
-    n = LOCALIZER_SIZE
-    col_spacing = nx * sx / n
-    row_spacing = nz * sz / n
-    x_first = x0 - sx / 2 + col_spacing / 2
-    z_first = z0 + (nz - 0.5) * sz - row_spacing / 2  # row 0 is the most superior
-    cols = (x_first + col_spacing * np.arange(n) - x0) / sx
-    rows = (z_first - row_spacing * np.arange(n) - z0) / sz
-    rr, cc = np.meshgrid(rows, cols, indexing="ij")
-    image = ndimage.map_coordinates(projection, [rr, cc], order=1, mode="nearest")
-    pixels = np.clip((image - HU_AIR) * 3.0, 0, 4095).astype(np.uint16)
-    ds.SeriesDescription = "SCOUT AP"
-    ds.SeriesNumber = "1"
-    ds.InstanceNumber = "1"
-    ds.SOPInstanceUID = f"{localizer_series_uid(identity['SeriesInstanceUID'])}.1"
-    ds.ImageOrientationPatient = ["1", "0", "0", "0", "0", "-1"]
-    ds.ImagePositionPatient = [_ds(x_first), _ds(y0 + (ny - 1) / 2 * sy), _ds(z_first)]
-    ds.PixelSpacing = [_ds(row_spacing), _ds(col_spacing)]
-    ds.Rows = n
-    ds.Columns = n
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.RescaleIntercept = "0"
-    ds.RescaleSlope = "1"
-    ds.WindowCenter = "2000"
-    ds.WindowWidth = "4000"
-    ds.PixelData = pixels.tobytes()
-    ds.file_meta = _file_meta(ds.SOPInstanceUID)
-    path = out_dir / name
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
-def write_series(phantom: Phantom, spec: PhantomSpec, out_dir: Path, identity: dict[str, str]) -> list[Path]:
-    """Write the phantom as a CT series, one file per slice (plus the localizer, if asked).
-
-    File names are random (``IM<4 digits>.dcm``), never in position order. With
-    ``flip_x`` the row cosine is (-1, 0, 0) and each slice's pixels are mirrored, its
-    ImagePositionPatient being that of the patient's leftmost column.
-
-    Args:
-        phantom: From ``make_phantom(spec)``.
-        spec: The specification (acquisition variants).
-        out_dir: Folder to write into (created if needed).
-        identity: Fake identifiers, as from ``fake_identity``.
-
-    Returns:
-        The written files (axial slices first, in z order, then the localizer).
-
-    Raises:
-        ValueError: the padding value is also a real stored value in the field of view.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    nz, ny, nx = phantom.hu.shape
-    sx, sy, sz = phantom.spacing
-    x0, y0, z0 = phantom.origin
-    stored = _stored_values(phantom.hu, spec)
-    if spec.padding is not None:
-        fov = _fov_disc(spec)
-        if np.any(stored[:, fov] == spec.padding):
-            raise ValueError(f"{spec.patient_id}: padding value {spec.padding} occurs as a real pixel value")
-        stored[:, ~fov] = spec.padding
-    if spec.flip_x:
-        stored = stored[:, :, ::-1]
-    signed = not spec.unsigned
-    bits_stored = 12 if (spec.unsigned and int(stored.max()) < 4096) else 16
-
-    ds = _common_dataset(spec, identity, ["ORIGINAL", "PRIMARY", "AXIAL"])
-    ds.SeriesNumber = "2"
-    ds.AcquisitionNumber = "1"
-    ds.SliceThickness = _ds(sz)
-    ds.SpacingBetweenSlices = _ds(sz)
-    ds.ReconstructionDiameter = _ds(nx * sx)
-    ds.ImageOrientationPatient = ["-1" if spec.flip_x else "1", "0", "0", "0", "1", "0"]
-    ds.PixelSpacing = [_ds(sy), _ds(sx)]
-    ds.Rows = ny
-    ds.Columns = nx
-    ds.BitsStored = bits_stored
-    ds.HighBit = bits_stored - 1
-    ds.PixelRepresentation = 1 if signed else 0
-    ds.RescaleIntercept = _ds(spec.intercept)
-    ds.RescaleSlope = _ds(spec.rescale_slope)
-    ds.RescaleType = "HU"
-    ds.WindowCenter = "-600"
-    ds.WindowWidth = "1500"
-    if spec.padding is not None:
-        ds.add_new(0x00280120, "SS" if signed else "US", int(spec.padding))  # PixelPaddingValue
-    x_first = x0 + (nx - 1) * sx if spec.flip_x else x0
-
-    rng = np.random.default_rng([spec.seed, 6])
-    names = [f"IM{n:04d}.dcm" for n in rng.choice(np.arange(1000, 10000), size=nz + 1, replace=False)]
-    series_uid = identity["SeriesInstanceUID"]
-    paths = []
-    for k in range(nz):
-        instance = nz - k if spec.descending else k + 1
-        z = z0 + k * sz
-        ds.InstanceNumber = str(instance)
-        ds.SOPInstanceUID = f"{series_uid}.{instance}"
-        ds.ImagePositionPatient = [_ds(x_first), _ds(y0), _ds(z)]
-        ds.SliceLocation = _ds(z)
-        ds.PixelData = np.ascontiguousarray(stored[k]).astype("<i2" if signed else "<u2").tobytes()
-        ds.file_meta = _file_meta(ds.SOPInstanceUID)
-        path = out_dir / names[k]
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    if spec.localizer:
-        paths.append(_write_localizer(phantom, spec, out_dir, identity, names[nz]))
-    return paths
-
-
-def _label_image(array: np.ndarray, phantom: Phantom) -> SimpleITK.Image:
-    """A SimpleITK image of a canonical array: identity direction, the phantom's geometry."""
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing(tuple(float(v) for v in phantom.spacing))
-    image.SetOrigin(tuple(float(v) for v in phantom.origin))
-    image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
-    return image
-
-
-def write_patient(spec: PhantomSpec, dicom_dir: Path, truth_dir: Path) -> dict:
-    """Generate one patient: its DICOM folder (atomic) and its truth files.
-
-    Truth files: ``<pid>.json``, ``<pid>_lung.nii.gz`` (labels 1 right, 2 left) and
-    ``<pid>_lesion.nii.gz``, the masks in the same physical space as the DICOM series.
-
-    Args:
-        spec: The patient.
-        dicom_dir: The patient's DICOM folder (replaced if present).
-        truth_dir: Folder for the truth files.
-
-    Returns:
-        The truth dict written to ``<pid>.json``.
-    """
-    started = time.perf_counter()
-    phantom = make_phantom(spec)
-    identity = fake_identity(spec.seed)
-    with atomic_dir(dicom_dir) as tmp:
-        files = write_series(phantom, spec, tmp, identity)
-    truth_dir = Path(truth_dir)
-    pid = spec.patient_id
-    voxel_ml = float(np.prod(phantom.spacing)) / 1000.0
-    labels = phantom.lung_labels
-    kind = phantom.lesion_kind if phantom.lesion_kind is not None else phantom.lesion_mask
-    truth = {
-        "patient_id": pid,
-        "label": int(spec.covid),
-        "score": round(phantom.score, 6),
-        "target_score": spec.target_score,
-        "lung_volume_ml": round(float(np.count_nonzero(labels)) * voxel_ml, 3),
-        "right_lung_volume_ml": round(float(np.count_nonzero(labels == LABEL_RIGHT_LUNG)) * voxel_ml, 3),
-        "left_lung_volume_ml": round(float(np.count_nonzero(labels == LABEL_LEFT_LUNG)) * voxel_ml, 3),
-        "lesion_volume_ml": round(float(np.count_nonzero(phantom.lesion_mask)) * voxel_ml, 3),
-        "ggo_volume_ml": round(float(np.count_nonzero(kind == LESION_GGO)) * voxel_ml, 3),
-        "consolidation_volume_ml": round(float(np.count_nonzero(kind == LESION_CONSOLIDATION)) * voxel_ml, 3),
-        "n_slices": spec.n_slices,
-        "matrix": spec.matrix,
-        "spacing": list(phantom.spacing),
-        "origin": list(phantom.origin),
-        "flip_x": spec.flip_x,
-        "descending": spec.descending,
-        "unsigned": spec.unsigned,
-        "padding": spec.padding,
-        "localizer": spec.localizer,
-        "rescale_slope": spec.rescale_slope,
-        "rescale_intercept": spec.intercept,
-        "n_files": len(files),
-        "identity": identity,
-    }
-    write_volume(truth_dir / f"{pid}_lung.nii.gz", _label_image(labels, phantom))
-    write_volume(truth_dir / f"{pid}_lesion.nii.gz", _label_image(phantom.lesion_mask, phantom))
-    write_json(truth_dir / f"{pid}.json", truth)
-    log.info("patient %s: %d DICOM files and truth written in %.2f s", pid, len(files), time.perf_counter() - started)
-    return truth
-
-
-SHEET_COLUMNS = ("patient_id", "dicom_dir", "label", "score", "split")
-
-
-def sheet_rows(specs: Iterable[PhantomSpec], dicom_root: str,
-               scores: Mapping[str, float] | None = None, splits: Mapping[str, str] | None = None) -> list[dict]:
-    """Rows of the patient sheet for a synthetic cohort.
-
-    Args:
-        specs: The patients.
-        dicom_root: Folder holding one DICOM folder per patient (as it should appear in the sheet).
-        scores: True scores by patient id, if already known; otherwise computed with ``true_score``.
-        splits: Pinned splits by patient id; with it every row has a ``split`` ("" = hashed).
-
-    Returns:
-        Dicts with patient_id, dicom_dir (``f"{dicom_root}/{pid}"``), label ("1"/"0"),
-        score (true score with 2 decimals; "0" for negatives) and, with ``splits``, split.
-    """
-    rows = []
-    root = str(dicom_root).rstrip("/")
-    for spec in specs:
-        if spec.covid:
-            score = scores[spec.patient_id] if scores and spec.patient_id in scores else true_score(spec)
-            score_text = f"{score:.2f}"
-        else:
-            score_text = "0"
-        rows.append({"patient_id": spec.patient_id, "dicom_dir": f"{root}/{spec.patient_id}",
-                     "label": "1" if spec.covid else "0", "score": score_text})
-        if splits is not None:
-            rows[-1]["split"] = splits.get(spec.patient_id, "")
-    return rows
-
-
-def write_cohort(out_dir: Path, specs: Iterable[PhantomSpec] = DEMO_COHORT,
-                 sheet_dicom_root: str | None = None) -> Path:
-    """Generate a synthetic cohort: ``dicom/<pid>/``, ``truth/<pid>.*`` and ``patients.tsv``.
-
-    Args:
-        out_dir: Output folder.
-        specs: The patients (default: the built-in demo cohort).
-        sheet_dicom_root: How the DICOM root is written in the sheet (default ``out_dir/dicom``).
-
-    Returns:
-        The path of the patient sheet.
-
-    Raises:
-        ValueError: duplicate patient ids.
-    """
-    specs = tuple(specs)
-    ids = [s.patient_id for s in specs]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"duplicate patient ids in the cohort: {sorted({i for i in ids if ids.count(i) > 1})}")
-    out_dir = Path(out_dir)
-    started = time.perf_counter()
-    scores = {}
-    for spec in specs:
-        truth = write_patient(spec, out_dir / "dicom" / spec.patient_id, out_dir / "truth")
-        scores[spec.patient_id] = truth["score"]
-    rows = sheet_rows(specs, sheet_dicom_root if sheet_dicom_root is not None else str(out_dir / "dicom"), scores,
-                      splits=DEMO_SPLITS)
-    sheet = out_dir / "patients.tsv"
-    with atomic_path(sheet) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=SHEET_COLUMNS, delimiter="\t", lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-    log.info("cohort of %d patients written to %s in %.1f s", len(specs), out_dir, time.perf_counter() - started)
-    return sheet
-
-
-#: Phantoms for the default infection U-Net training set: never demo patients (other seeds),
-#: so the demo cohort's segmentation severity is measured on volumes the U-Net has not seen.
-INFECTION_TRAINING_SCORES: tuple[float, ...] = (5.0, 12.0, 20.0, 30.0, 40.0, 55.0, 70.0, 0.0)
-
-
-def infection_training_specs(n: int = len(INFECTION_TRAINING_SCORES), seed: int = 2100, matrix: int = 176,
-                             pixel_spacing_mm: float = 2.2) -> list[PhantomSpec]:
-    """``n`` synthetic training phantoms (48 slices of 5 mm) with lesion loads cycling through
-    INFECTION_TRAINING_SCORES."""
-    specs = []
-    for i in range(n):
-        score = INFECTION_TRAINING_SCORES[i % len(INFECTION_TRAINING_SCORES)]
-        specs.append(PhantomSpec(f"inftrain{i + 1:02d}", seed + i, score > 0, score, 48, 5.0, matrix,
-                                 pixel_spacing_mm, flip_x=bool(i % 2)))
-    return specs
-
-
-def write_infection_training(out_dir: str | Path, n: int = len(INFECTION_TRAINING_SCORES), seed: int = 2100,
-                             matrix: int = 176, pixel_spacing_mm: float = 2.2) -> list[Path]:
-    """Write ``volumes/<name>.nii.gz`` (HU) and ``masks/<name>.nii.gz`` (lesions) of synthetic phantoms:
-    the 3D-NIfTI training source used when ``infection.train`` names none."""
-    out_dir = Path(out_dir)
-    written = []
-    for spec in infection_training_specs(n, seed, matrix, pixel_spacing_mm):
-        phantom = make_phantom(spec)
-        write_volume(out_dir / "volumes" / f"{spec.patient_id}.nii.gz", _label_image(phantom.hu, phantom))
-        write_volume(out_dir / "masks" / f"{spec.patient_id}.nii.gz", _label_image(phantom.lesion_mask, phantom))
-        written.append(out_dir / "volumes" / f"{spec.patient_id}.nii.gz")
-    return written
