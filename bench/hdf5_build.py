@@ -1,7 +1,7 @@
-"""HDF5 build: MB/s and peak memory of `build_datasets` for N synthetic patients at 64x128x128.
+"""HDF5 build: MB/s and peak memory of `covidct.steps.build_hdf5` (the rule's step) for N synthetic patients at 64x128x128.
 
 Writes N random-but-lung-like float32 arrays as .npy (as export_npy does), then builds
-train.h5/val.h5 in a child process and reports its wall time, input MB/s and peak RSS.
+train.h5/val.h5/test.h5 in a child process and reports its wall time, input MB/s and peak RSS.
 Peak RSS for two N shows whether memory grows with the cohort.
 
     python bench/hdf5_build.py [--n 50 200] [--work /tmp/covidct-hdf5-bench]
@@ -20,10 +20,10 @@ import numpy as np
 
 CHILD = """
 import json, sys, time
-from covidct.steps import build_datasets
+from covidct.steps import build_hdf5
 args = json.loads(sys.argv[1])
 t0 = time.perf_counter()
-build_datasets(**args)
+build_hdf5(**args)
 print(time.perf_counter() - t0)
 """
 
@@ -50,9 +50,9 @@ def main() -> None:
     for n in a.n:
         patients = [{"patient_id": f"p{i:04d}", "label": str(i % 2), "score": str(float(i % 90)), "split": ""}
                     for i in range(n)]
-        args = {"npys": npys[:n], "patients": patients, "out_train": str(a.work / f"train{n}.h5"),
-                "out_val": str(a.work / f"val{n}.h5"), "out_split": str(a.work / f"split{n}.tsv"),
-                "shape": list(shape)}
+        args = {"npy": npys[:n], "patients": patients, "out_train": str(a.work / f"train{n}.h5"),
+                "out_val": str(a.work / f"val{n}.h5"), "out_test": str(a.work / f"test{n}.h5"),
+                "out_split": str(a.work / f"split{n}.tsv"), "shape": list(shape)}
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True,
                              check=True)

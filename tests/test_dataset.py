@@ -181,10 +181,10 @@ def test_regression_metrics_and_class_distance_table_by_hand():
     assert m["pearson_r"] == pytest.approx(np.corrcoef(true, pred)[0, 1])
 
 
-def test_build_datasets_writes_three_splits_by_subject(tmp_path):
+def test_build_hdf5_writes_three_splits_by_subject(tmp_path):
     import pandas as pd
 
-    from covidct.steps import build_datasets
+    from covidct.steps import build_hdf5
 
     shape = (4, 8, 8)
     rng = np.random.default_rng(8)
@@ -195,8 +195,8 @@ def test_build_datasets_writes_three_splits_by_subject(tmp_path):
         npys.append(str(path))
         patients.append({"patient_id": f"p{i}", "label": str(i % 2), "score": f"{i}.5" if i % 2 else "",
                          "split": "test" if i == 3 else "", "subject_id": f"s{i // 4}"})
-    counts = build_datasets(npys, patients, tmp_path / "train.h5", tmp_path / "val.h5", tmp_path / "test.h5",
-                            tmp_path / "split.tsv", val_fraction=0.3, test_fraction=0.3, shape=shape)
+    counts = build_hdf5(npys, tmp_path / "train.h5", tmp_path / "val.h5", tmp_path / "test.h5",
+                        tmp_path / "split.tsv", patients, val_fraction=0.3, test_fraction=0.3, shape=shape)
     table = pd.read_csv(tmp_path / "split.tsv", sep="\t", dtype=str, keep_default_na=False)
     assert list(table.columns) == ["patient_id", "subject_id", "split", "label", "score"]
     assert table.groupby("subject_id")["split"].nunique().max() == 1

@@ -237,7 +237,7 @@ def test_anonymize_step_refuses_raw_folder_with_exact_message(tmp_path, base_dir
     path, _ = case(raw)
     out = tmp_path / "results" / "anonymized"
     with pytest.raises(CovidctError) as err:
-        steps.anonymize(raw, out / PID, PID)
+        steps.anonymize_dicom(PID, out / PID, raw_dir=raw)
     where = f"<dicom_dir of {PID}>"
     if path != raw:
         files = sorted(p for p in raw.rglob("*") if p.is_file())
@@ -282,7 +282,7 @@ def test_non_dicom_file_is_skipped_by_both_steps(tmp_path, base_dir, monkeypatch
     if step == "hu":
         files = steps.dicom_to_hu(folder, out / f"{PID}.nii.gz", out / f"{PID}.json", PID)["files"]["input"]
     else:
-        files = steps.anonymize(folder, out / PID, PID)["files"]
+        files = steps.anonymize_dicom(PID, out / PID, raw_dir=folder)["files"]
     names = sorted(p.name for p in folder.iterdir())
     assert files["skipped"] == {"DICOM structured report (SR)": {"count": 1, "files": [names.index("sr.dcm") + 1]},
                                 "not DICOM: text": {"count": 1, "files": [names.index("notes.txt") + 1]}}

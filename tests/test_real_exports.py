@@ -303,9 +303,9 @@ def test_clutter_is_skipped_by_category_in_both_steps(clutter, tmp_path, caplog,
     monkeypatch.setenv("COVIDCT_ANON_KEY", KEY.decode())
     out = tmp_path / "results"
     with caplog.at_level(logging.INFO):
-        summary = steps.anonymize(clutter, out / "anonymized" / PID, PID,
-                                  summary_path=out / "anonymized" / f"{PID}.json")
-        steps.verify(clutter, out / "anonymized" / PID, out / "verify" / f"{PID}.json", PID)
+        summary = steps.anonymize_dicom(PID, out / "anonymized" / PID, out / "anonymized" / f"{PID}.json",
+                                        raw_dir=clutter)
+        steps.verify_anonymization(out / "anonymized" / PID, out / "verify" / f"{PID}.json", PID, raw_dir=clutter)
         info = steps.dicom_to_hu(out / "anonymized" / PID, out / "hu" / f"{PID}.nii.gz", out / "hu" / f"{PID}.json",
                                  PID, anonymize_summary=out / "anonymized" / f"{PID}.json")
     files = summary["files"]
@@ -349,7 +349,7 @@ def test_broken_ct_slice_in_the_clutter_is_still_refused(clutter, tmp_path, monk
     victim.write_bytes(victim.read_bytes()[:-1000])
     listing = sorted(p for p in raw.rglob("*") if p.is_file())
     with pytest.raises(AnonymizationError) as err:
-        steps.anonymize(raw, tmp_path / "out" / PID, PID)
+        steps.anonymize_dicom(PID, tmp_path / "out" / PID, raw_dir=raw)
     assert str(err.value) == (f"patient {PID}, file <dicom_dir of {PID}>, file {listing.index(victim) + 1} of "
                               f"{len(listing)} in sorted order: corrupt or truncated DICOM file: element (7FE0,0010) "
                               "is shorter than its declared length")
@@ -584,7 +584,7 @@ def test_tcia_tree_with_two_studies_a_localizer_and_two_kernels(tmp_path, monkey
     original = pydicom.dcmread(b70f[0], stop_before_pixels=True)
     out = tmp_path / "results"
     with caplog.at_level(logging.INFO, logger="covidct.dicom"):
-        steps.anonymize(patient, out / "anonymized" / PID, PID, summary_path=out / "anonymized" / f"{PID}.json")
+        steps.anonymize_dicom(PID, out / "anonymized" / PID, out / "anonymized" / f"{PID}.json", raw_dir=patient)
         info = steps.dicom_to_hu(out / "anonymized" / PID, out / "hu" / f"{PID}.nii.gz", out / "hu" / f"{PID}.json",
                                  PID, anonymize_summary=out / "anonymized" / f"{PID}.json")
     chosen = info["chosen_series"]

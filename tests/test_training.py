@@ -48,10 +48,13 @@ def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("h5")
     write_hdf5(d / "train.h5", _cohort(48, 0), SHAPE, (-1000, 400))
     write_hdf5(d / "val.h5", _cohort(16, 1000), SHAPE, (-1000, 400))
-    clf = train_classifier(d / "train.h5", d / "val.h5", d / "c.keras", d / "c.csv", d / "c_metrics.json",
-                                 d / "plots", epochs=10, patience=10, **SMALL)
-    reg = train_scorer(d / "train.h5", d / "val.h5", d / "s.keras", d / "s.csv", d / "s_metrics.json",
-                             d / "plots", epochs=25, patience=25, positives_only=False, **SMALL)
+    plots = d / "plots"
+    clf = train_classifier(d / "train.h5", d / "val.h5", d / "c.keras", d / "c.json", d / "c.csv", d / "c_metrics.json",
+                           plots / "classifier_training.png", plots / "classifier_roc.png", epochs=10, patience=10,
+                           **SMALL)
+    reg = train_scorer(d / "train.h5", d / "val.h5", d / "s.keras", d / "s.json", d / "s.csv", d / "s_metrics.json",
+                       plots / "scorer_training.png", plots / "scorer_scatter.png",
+                       plots / "scorer_severity_confusion.png", epochs=25, patience=25, positives_only=False, **SMALL)
     return d, clf, reg
 
 
@@ -88,7 +91,7 @@ def test_unseen_test_patients_get_figures_with_intervals_and_baselines(trained):
         arrays.append((f"t{i}", array))
         rows.append({"patient_id": f"t{i}", "subject_id": f"subj{i // 2}", "split": "test", "label": str(int(covid)),
                      "score": f"{score:.2f}"})
-    out = predict_arrays(arrays, d / "c.keras", d / "s.keras")
+    out = predict_arrays(arrays, d / "c.keras", d / "s.keras", json.loads((d / "c.json").read_text())["threshold"])
     assert [r["patient_id"] for r in out] == [f"t{i}" for i in range(30)]
     assert all(set(COLUMNS) - set(SEG_COLUMNS) <= set(r) for r in out)
     assert all(0 <= r["score"] <= 100 and r["ctsi"] == int(r["score"] // 4) for r in out)

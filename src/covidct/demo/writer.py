@@ -224,6 +224,13 @@ def _label_image(array: np.ndarray, phantom: Phantom) -> SimpleITK.Image:
     return image
 
 
+def truth_paths(truth_dir: str | Path, patient_id: str) -> dict[str, Path]:
+    """The truth files ``write_patient`` writes for a patient: ``json``, ``lung``, ``lesion``."""
+    truth_dir = Path(truth_dir)
+    return {"json": truth_dir / f"{patient_id}.json", "lung": truth_dir / f"{patient_id}_lung.nii.gz",
+            "lesion": truth_dir / f"{patient_id}_lesion.nii.gz"}
+
+
 def write_patient(spec: PhantomSpec, dicom_dir: Path, truth_dir: Path) -> dict:
     """Generate one patient: its DICOM folder (atomic) and its truth files.
 
@@ -273,8 +280,9 @@ def write_patient(spec: PhantomSpec, dicom_dir: Path, truth_dir: Path) -> dict:
         "n_files": len(files),
         "identity": identity,
     }
-    write_volume(truth_dir / f"{pid}_lung.nii.gz", _label_image(labels, phantom))
-    write_volume(truth_dir / f"{pid}_lesion.nii.gz", _label_image(phantom.lesion_mask, phantom))
-    write_json(truth_dir / f"{pid}.json", truth)
+    paths = truth_paths(truth_dir, pid)
+    write_volume(paths["lung"], _label_image(labels, phantom))
+    write_volume(paths["lesion"], _label_image(phantom.lesion_mask, phantom))
+    write_json(paths["json"], truth)
     log.info("patient %s: %d DICOM files and truth written in %.2f s", pid, len(files), time.perf_counter() - started)
     return truth

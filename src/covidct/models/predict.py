@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from covidct.io import atomic_path, read_json, sha256_file
+from covidct.io import atomic_path, sha256_file
 from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
 
 #: Columns taken as they are from the infection U-Net's per-patient JSON (``steps.segment_infection``).
@@ -18,20 +18,21 @@ COLUMNS = ["patient_id", "split", "covid_probability", "covid_label", "score", "
            "infection_unet_sha256"]
 
 
-def predict_arrays(items: Iterable[tuple[str, np.ndarray]], classifier: str | Path, scorer: str | Path) -> list[dict]:
-    """Run the classifier (with the threshold stored beside it) and the scorer on each array.
+def predict_arrays(items: Iterable[tuple[str, np.ndarray]], classifier: str | Path, scorer: str | Path,
+                   threshold: float) -> list[dict]:
+    """Run the classifier and the scorer on each array.
 
     Args:
         items: ``(patient_id, array (D, H, W))`` pairs.
-        classifier: ``classifier.keras`` (its ``classifier.json`` holds the val-chosen threshold).
+        classifier: ``classifier.keras``.
         scorer: ``scorer.keras``.
+        threshold: The classifier's decision threshold (chosen on val, in its sidecar JSON).
 
     Returns:
         One dict per patient with the COLUMNS but SEG_COLUMNS (split left empty).
     """
     from covidct.models.cnn3d import load_model
 
-    threshold = float(read_json(Path(classifier).with_suffix(".json"))["threshold"])
     clf, reg = load_model(classifier), load_model(scorer)
     shas = sha256_file(classifier), sha256_file(scorer)
     rows = []

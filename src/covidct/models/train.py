@@ -140,12 +140,12 @@ def _setup(seed: int) -> bool:
     return gpu
 
 
-def _write_outputs(model, out_model: str | Path, sidecar: dict, history: dict, out_history: str | Path,
-                   result: dict, out_metrics: str | Path) -> None:
+def _write_outputs(model, out_model: str | Path, sidecar: dict, out_sidecar: str | Path, history: dict,
+                   out_history: str | Path, result: dict, out_metrics: str | Path) -> None:
     """Model, its sidecar JSON (what predicting needs besides the weights), history CSV and metrics JSON."""
     with atomic_path(out_model, suffix=".keras") as tmp:
         model.save(tmp)
-    write_json(Path(out_model).with_suffix(".json"), sidecar)
+    write_json(out_sidecar, sidecar)
     _history_csv(history, out_history)
     write_json(out_metrics, result)
 
@@ -264,14 +264,15 @@ def _subset(table: dict, rows: np.ndarray) -> dict:
             "patient_ids": [table["patient_ids"][i] for i in rows]}
 
 
-def train_classifier(train_h5: str | Path, val_h5: str | Path, out_model: str | Path, out_history: str | Path,
-                     out_metrics: str | Path, plot_dir: str | Path, epochs: int = 30, batch_size: int = 2,
+def train_classifier(train_h5: str | Path, val_h5: str | Path, out_model: str | Path, out_sidecar: str | Path,
+                     out_history: str | Path, out_metrics: str | Path, out_training_plot: str | Path,
+                     out_roc_plot: str | Path, epochs: int = 30, batch_size: int = 2,
                      learning_rate: float = 1e-4, filters=(64, 64, 128, 256), dense: int = 512, patience: int = 10,
                      seed: int = 1337, augment: bool = True) -> dict:
     """Train the COVID-19 classifier; keep the epoch with the best val AUC.
 
     Writes the model, its sidecar JSON (decision threshold chosen on val by Youden's J),
-    the per-epoch history CSV, metrics JSON and plots (accuracy, loss, ROC). The metrics are
+    the per-epoch history CSV, metrics JSON and plots (accuracy and loss per epoch, ROC). The metrics are
     those of the validation split, which chose the epoch and the threshold: optimistic by
     construction (the honest figures are the test split's, ``covidct.evaluation``).
     """
@@ -293,10 +294,10 @@ def train_classifier(train_h5: str | Path, val_h5: str | Path, out_model: str | 
                    "n_train": len(train["labels"]), "n_val": len(y_val), "gpu": gpu, "shape": list(fit["shape"]),
                    "class_weight": fit["class_weight"]})
     _write_outputs(fit["model"], out_model, {"threshold": threshold, "shape": list(fit["shape"]),
-                                             "monitor": fit["monitor"]}, fit["history"], out_history, result,
-                   out_metrics)
-    training_curves(fit["history"], Path(plot_dir) / "classifier_training.png", ["accuracy", "loss"])
-    roc_curve(y_val, p_val, Path(plot_dir) / "classifier_roc.png", result.get("auc"), title="ROC (validation)")
+                                             "monitor": fit["monitor"]}, out_sidecar, fit["history"], out_history,
+                   result, out_metrics)
+    training_curves(fit["history"], out_training_plot, ["accuracy", "loss"])
+    roc_curve(y_val, p_val, out_roc_plot, result.get("auc"), title="ROC (validation)")
     log.info("classifier: val %s", {k: result[k] for k in ("accuracy", "auc", "sensitivity", "specificity")})
     return result
 
@@ -306,8 +307,9 @@ VAL_NOTE = ("validation split: it chose the checkpoint (and the classifier's thr
             "optimistic; the test split's are in evaluation.json")
 
 
-def train_scorer(train_h5: str | Path, val_h5: str | Path, out_model: str | Path, out_history: str | Path,
-                 out_metrics: str | Path, plot_dir: str | Path, epochs: int = 30, batch_size: int = 2,
+def train_scorer(train_h5: str | Path, val_h5: str | Path, out_model: str | Path, out_sidecar: str | Path,
+                 out_history: str | Path, out_metrics: str | Path, out_training_plot: str | Path,
+                 out_scatter_plot: str | Path, out_confusion_plot: str | Path, epochs: int = 30, batch_size: int = 2,
                  learning_rate: float = 1e-4, filters=(64, 64, 128, 256), dense: int = 512, patience: int = 10,
                  seed: int = 1337, augment: bool = True, positives_only: bool = True, loss: str = "huber") -> dict:
     """Train the severity scorer (percent of lung involved); keep the epoch with the best val MAE."""
@@ -335,11 +337,10 @@ def train_scorer(train_h5: str | Path, val_h5: str | Path, out_model: str | Path
     _write_outputs(fit["model"], out_model, {"shape": list(fit["shape"]), "patients": what,
                                              "positives_only": positives_only,
                                              "train_mean": float(np.mean(train["scores"]))},
-                   fit["history"], out_history, result, out_metrics)
-    training_curves(fit["history"], Path(plot_dir) / "scorer_training.png", ["mae", "loss"])
-    score_scatter(truth, pred, Path(plot_dir) / "scorer_scatter.png", title="Scorer (validation)")
-    severity_confusion(truth, pred, Path(plot_dir) / "scorer_severity_confusion.png",
-                             title="Severity class (validation)")
+                   out_sidecar, fit["history"], out_history, result, out_metrics)
+    training_curves(fit["history"], out_training_plot, ["mae", "loss"])
+    score_scatter(truth, pred, out_scatter_plot, title="Scorer (validation)")
+    severity_confusion(truth, pred, out_confusion_plot, title="Severity class (validation)")
     log.info("scorer: val MAE %.2f (train-mean baseline %.2f)", result["mae"], result["baseline_mae_train_mean"])
     return result
 
