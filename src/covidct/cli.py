@@ -78,8 +78,9 @@ class Verb:
 
 PATIENT = Arg("patient", "pseudonymous patient id used in messages and outputs", flag=True, required=True)
 KEY_FILE = Arg("key_file", "file holding the anonymization key (else $COVIDCT_ANON_KEY)", flag=True)
-SPACING = Arg("spacing_mm", "isotropic spacing of the resampled volume (mm)", flag=True, type=float,
-              config="resample.spacing_mm")
+SPACING = Arg(
+    "spacing_mm", "isotropic spacing of the resampled volume (mm)", flag=True, type=float, config="resample.spacing_mm"
+)
 BACKEND = Arg("backend", "lung mask backend", flag=True, config="lung_mask.backend")
 WEIGHTS = Arg("weights", "R231 weights file (default: the torch hub cache; never downloaded)", flag=True)
 
@@ -102,8 +103,9 @@ def _hu(dicom: Path, out_volume: Path, patient: str, out_info: Path | None = Non
 
 
 def _segment(volume: Path, out_mask: Path, patient: str, **kwargs: Any) -> str:
-    prov = steps.segment_lungs(volume, out_mask, _beside(out_mask, "_labels.nii.gz"), _beside(out_mask, ".json"),
-                               patient, **kwargs)
+    prov = steps.segment_lungs(
+        volume, out_mask, _beside(out_mask, "_labels.nii.gz"), _beside(out_mask, ".json"), patient, **kwargs
+    )
     flags = prov.get("qc", {}).get("flags", [])
     return f"{patient}: lungs {prov.get('lung_volume_ml', 0):.0f} mL; QC flags: {'; '.join(flags) or 'none'}"
 
@@ -114,8 +116,9 @@ def _lung_eval(labels: Path, reference: Path, out_json: Path, patient: str, **kw
     rows = [(name, row) for name, row in result["lungs"].items()]
     if "lungs_with_lesions" in result:
         rows.append(("with lesions", result["lungs_with_lesions"]))
-    return "\n".join(f"{name}\tdice={r['dice']}\thd95_mm={r['hd95_mm']}\tvolume_diff_ml={r['volume_diff_ml']}"
-                     for name, r in rows)
+    return "\n".join(
+        f"{name}\tdice={r['dice']}\thd95_mm={r['hd95_mm']}\tvolume_diff_ml={r['volume_diff_ml']}" for name, r in rows
+    )
 
 
 def _segment_eval(model: Path, images: Path, masks: Path, out: Path, threshold: float) -> str:
@@ -125,27 +128,40 @@ def _segment_eval(model: Path, images: Path, masks: Path, out: Path, threshold: 
     return " ".join(f"{k}={v:.4f}" for k, v in result["mean"].items()) + f" (n={result['n_images']})"
 
 
-def run_chain(raw_dir: Path, out_dir: Path, patient: str, key_file: str | None = None,
-              backend: str = "threshold", weights: str | None = None, spacing_mm: float = 1.5,
-              shape: list[int] | None = None) -> dict[str, Path]:
+def run_chain(
+    raw_dir: Path,
+    out_dir: Path,
+    patient: str,
+    key_file: str | None = None,
+    backend: str = "threshold",
+    weights: str | None = None,
+    spacing_mm: float = 1.5,
+    shape: list[int] | None = None,
+) -> dict[str, Path]:
     """The per-patient chain on one raw folder, as the workflow runs it, outputs under ``out_dir``.
 
     Returns:
         The paths of the main outputs.
     """
     out, pid = Path(out_dir), patient
-    p = {"dicom": out / "anonymized" / pid, "summary": out / "anonymized" / f"{pid}.json",
-         "report": out / "verify" / f"{pid}.json", "hu": out / "hu" / f"{pid}.nii.gz",
-         "info": out / "hu" / f"{pid}.json", "resampled": out / "resampled" / f"{pid}.nii.gz",
-         "mask": out / "lung_mask" / f"{pid}.nii.gz", "labels": out / "lung_mask" / f"{pid}_labels.nii.gz",
-         "provenance": out / "lung_mask" / f"{pid}.json", "npy": out / "npy" / f"{pid}.npy",
-         "qc": out / "qc" / f"{pid}.png"}
+    p = {
+        "dicom": out / "anonymized" / pid,
+        "summary": out / "anonymized" / f"{pid}.json",
+        "report": out / "verify" / f"{pid}.json",
+        "hu": out / "hu" / f"{pid}.nii.gz",
+        "info": out / "hu" / f"{pid}.json",
+        "resampled": out / "resampled" / f"{pid}.nii.gz",
+        "mask": out / "lung_mask" / f"{pid}.nii.gz",
+        "labels": out / "lung_mask" / f"{pid}_labels.nii.gz",
+        "provenance": out / "lung_mask" / f"{pid}.json",
+        "npy": out / "npy" / f"{pid}.npy",
+        "qc": out / "qc" / f"{pid}.png",
+    }
     steps.anonymize_dicom(pid, p["dicom"], p["summary"], raw_dir=raw_dir, key_file=key_file)
     steps.verify_anonymization(p["dicom"], p["report"], pid, raw_dir=raw_dir)
     steps.dicom_to_hu(p["dicom"], p["hu"], p["info"], pid, anonymize_summary=p["summary"])
     steps.resample_volume(p["hu"], p["resampled"], spacing_mm, pid)
-    steps.segment_lungs(p["resampled"], p["mask"], p["labels"], p["provenance"], pid, backend=backend,
-                        weights=weights)
+    steps.segment_lungs(p["resampled"], p["mask"], p["labels"], p["provenance"], pid, backend=backend, weights=weights)
     steps.export_npy(p["resampled"], p["mask"], p["npy"], pid, shape=shape or config.default("export.shape"))
     steps.qc_montage(p["resampled"], p["labels"], p["qc"], pid, provenance=p["provenance"])
     return p
@@ -172,14 +188,22 @@ def predict_one(raw_dir: Path, patient: str, models: Path, out_dir: Path | None 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(out_dir) if out_dir else Path(tmp)
         p = run_chain(raw_dir, out, patient, shape=sidecar["shape"], **kwargs)
-        row = predict_arrays([(patient, np.load(p["npy"]))], paths["classifier"], paths["scorer"],
-                             float(sidecar["threshold"]))[0]
+        row = predict_arrays(
+            [(patient, np.load(p["npy"]))], paths["classifier"], paths["scorer"], float(sidecar["threshold"])
+        )[0]
         unet = Path(models) / "infection_unet.keras"
         if unet.is_file():
-            seg = steps.segment_infection(p["resampled"], p["mask"], p["labels"], unet, unet.with_suffix(".json"),
-                                          out / "infection_mask" / f"{patient}.nii.gz",
-                                          out / "infection_mask" / f"{patient}.json",
-                                          out / "qc" / f"{patient}_infection.png", patient)
+            seg = steps.segment_infection(
+                p["resampled"],
+                p["mask"],
+                p["labels"],
+                unet,
+                unet.with_suffix(".json"),
+                out / "infection_mask" / f"{patient}.nii.gz",
+                out / "infection_mask" / f"{patient}.json",
+                out / "qc" / f"{patient}_infection.png",
+                patient,
+            )
             row.update({k: seg[k] for k in SEG_COLUMNS})
     row["split"] = "new"
     return row
@@ -198,88 +222,209 @@ def _verify(dicom: Path, out_report: Path, patient: str, raw_dir: Path) -> str:
 
 
 VERBS: tuple[Verb, ...] = (
-    Verb("synth", "write the synthetic demo cohort (DICOM + patient sheet + truth)", _synth, (
-        Arg("out_dir", "output folder", type=Path),
-        Arg("patients", "only these demo ids", flag=True, nargs="*"))),
-    Verb("anonymize", "anonymize one patient's DICOM folder (PS3.15 Basic Profile)", steps.anonymize_dicom, (
-        Arg("raw_dir", "the patient's raw DICOM folder (only read)", type=Path),
-        Arg("out_dicom", "the anonymized folder", type=Path),
-        PATIENT, KEY_FILE,
-        Arg("dates", "dates shifted by a keyed per-patient offset, or removed", flag=True, config="anonymize.dates"),
-        Arg("out_summary", "also write the summary JSON (counts, what was skipped) here", flag=True, type=Path))),
-    Verb("verify", "check an anonymized folder against the original", _verify, (
-        Arg("raw_dir", "the original folder", type=Path),
-        Arg("dicom", "the anonymized folder", type=Path),
-        Arg("out_report", "the report JSON", type=Path),
-        PATIENT)),
-    Verb("hu", "DICOM folder to a HU NIfTI volume", _hu, (
-        Arg("dicom", "the (anonymized) DICOM folder", type=Path),
-        Arg("out_volume", "the HU volume (.nii.gz)", type=Path),
-        PATIENT,
-        Arg("out_info", "series-choice JSON (default: beside the volume)", flag=True, type=Path),
-        Arg("series_uid", "use this series instead of choosing one", flag=True),
-        Arg("min_slices", "fewer slices are refused", flag=True, type=int, config="hu.min_slices"),
-        Arg("max_slices", "more slices are refused", flag=True, type=int, config="hu.max_slices"),
-        Arg("anonymize_summary", "the anonymizer's summary JSON, whose skip list goes into the info", flag=True,
-            type=Path))),
-    Verb("resample", "resample a volume to isotropic spacing", steps.resample_volume, (
-        Arg("volume", "input volume", type=Path),
-        Arg("out_volume", "output volume", type=Path),
-        SPACING)),
-    Verb("segment", "lung mask (threshold or lungmask R231); labels and provenance JSON beside it", _segment, (
-        Arg("volume", "the resampled HU volume", type=Path),
-        Arg("out_mask", "the binary lung mask (.nii.gz)", type=Path),
-        PATIENT, BACKEND, WEIGHTS,
-        Arg("force_cpu", "do not use CUDA", flag=True, action="store_true"),
-        Arg("batch_size", "slices per forward pass (lungmask)", flag=True, type=int, config="lung_mask.batch_size"))),
-    Verb("export", "model-ready .npy from a volume and its lung mask", steps.export_npy, (
-        Arg("volume", "the resampled HU volume", type=Path),
-        Arg("mask", "its lung mask", type=Path),
-        Arg("out_npy", "the array (.npy)", type=Path),
-        PATIENT,
-        Arg("shape", "depth, height, width", flag=True, type=int, nargs=3, metavar=("D", "H", "W"),
-            config="export.shape"),
-        Arg("margin_mm", "margin around the lungs (mm)", flag=True, type=float, config="export.margin_mm"),
-        Arg("hu_window", "HU window scaled to [0, 1]", flag=True, type=float, nargs=2, metavar=("LO", "HI"),
-            config="export.hu_window"))),
-    Verb("qc", "QC montage PNG of a lung mask", steps.qc_montage, (
-        Arg("volume", "the resampled HU volume", type=Path),
-        Arg("labels", "the lung label map", type=Path),
-        Arg("out_png", "the montage (.png)", type=Path),
-        PATIENT,
-        Arg("n_slices", "axial slices in the montage", flag=True, type=int, config="qc.n_slices"),
-        Arg("provenance", "the mask's provenance JSON (volume and QC flags in the title)", flag=True, type=Path))),
-    Verb("run", "the whole per-patient chain on one DICOM folder", _run, (
-        Arg("raw_dir", "the patient's raw DICOM folder", type=Path),
-        Arg("out_dir", "output folder", type=Path),
-        PATIENT, KEY_FILE, BACKEND, WEIGHTS, SPACING,
-        Arg("shape", "depth, height, width of the array", flag=True, type=int, nargs=3, metavar=("D", "H", "W"),
-            config="export.shape"))),
-    Verb("predict", "the whole per-patient chain plus both models on one new patient", _predict, (
-        Arg("raw_dir", "the patient's raw DICOM folder", type=Path),
-        Arg("patient", "pseudonymous patient id", flag=True, default="new01"),
-        Arg("models", "folder with classifier.keras, scorer.keras and optionally infection_unet.keras", flag=True,
-            type=Path, default=Path("results/models")),
-        Arg("out_dir", "keep the intermediate files here (default: a temporary folder)", flag=True, type=Path),
-        KEY_FILE, BACKEND, WEIGHTS, SPACING)),
-    Verb("lung-eval", "Dice/HD95/volume of a lung mask against a reference (RTSTRUCT or label map)", _lung_eval, (
-        Arg("labels", "the mask's label map (<patient>_labels.nii.gz; a binary mask works)", type=Path),
-        Arg("reference", "RTSTRUCT file (or a folder with one) or a NIfTI label map (1 right, 2 left lung)",
-            type=Path),
-        Arg("out_json", "the result JSON", type=Path),
-        PATIENT,
-        Arg("right_roi", "regular expression of the right lung ROI name (full match, any case)", flag=True),
-        Arg("left_roi", "regular expression of the left lung ROI name", flag=True),
-        Arg("lesion_roi", "regular expression of lesion ROIs added for the 'with lesions' figures ('' for none)",
-            flag=True, config="lung_eval.lesion_roi"),
-        Arg("contour_shift_mm", "added to every contour vertex (pixel-corner structure sets: minus half a pixel)",
-            flag=True, type=float, nargs=2, metavar=("DX", "DY"), config="lung_eval.contour_shift_mm"))),
-    Verb("segment-eval", "Dice/IoU/accuracy/sensitivity/specificity of an infection U-Net", _segment_eval, (
-        Arg("model", "the U-Net (.keras)", flag=True, type=Path, required=True),
-        Arg("images", "folder of slices (e.g. Imgs/)", flag=True, type=Path, required=True),
-        Arg("masks", "folder of masks with the same stems (e.g. GT/)", flag=True, type=Path, required=True),
-        Arg("out", "metrics JSON", flag=True, type=Path, required=True),
-        Arg("threshold", "probability threshold", flag=True, type=float, default=0.5))),
+    Verb(
+        "synth",
+        "write the synthetic demo cohort (DICOM + patient sheet + truth)",
+        _synth,
+        (Arg("out_dir", "output folder", type=Path), Arg("patients", "only these demo ids", flag=True, nargs="*")),
+    ),
+    Verb(
+        "anonymize",
+        "anonymize one patient's DICOM folder (PS3.15 Basic Profile)",
+        steps.anonymize_dicom,
+        (
+            Arg("raw_dir", "the patient's raw DICOM folder (only read)", type=Path),
+            Arg("out_dicom", "the anonymized folder", type=Path),
+            PATIENT,
+            KEY_FILE,
+            Arg(
+                "dates", "dates shifted by a keyed per-patient offset, or removed", flag=True, config="anonymize.dates"
+            ),
+            Arg("out_summary", "also write the summary JSON (counts, what was skipped) here", flag=True, type=Path),
+        ),
+    ),
+    Verb(
+        "verify",
+        "check an anonymized folder against the original",
+        _verify,
+        (
+            Arg("raw_dir", "the original folder", type=Path),
+            Arg("dicom", "the anonymized folder", type=Path),
+            Arg("out_report", "the report JSON", type=Path),
+            PATIENT,
+        ),
+    ),
+    Verb(
+        "hu",
+        "DICOM folder to a HU NIfTI volume",
+        _hu,
+        (
+            Arg("dicom", "the (anonymized) DICOM folder", type=Path),
+            Arg("out_volume", "the HU volume (.nii.gz)", type=Path),
+            PATIENT,
+            Arg("out_info", "series-choice JSON (default: beside the volume)", flag=True, type=Path),
+            Arg("series_uid", "use this series instead of choosing one", flag=True),
+            Arg("min_slices", "fewer slices are refused", flag=True, type=int, config="hu.min_slices"),
+            Arg("max_slices", "more slices are refused", flag=True, type=int, config="hu.max_slices"),
+            Arg(
+                "anonymize_summary",
+                "the anonymizer's summary JSON, whose skip list goes into the info",
+                flag=True,
+                type=Path,
+            ),
+        ),
+    ),
+    Verb(
+        "resample",
+        "resample a volume to isotropic spacing",
+        steps.resample_volume,
+        (Arg("volume", "input volume", type=Path), Arg("out_volume", "output volume", type=Path), SPACING),
+    ),
+    Verb(
+        "segment",
+        "lung mask (threshold or lungmask R231); labels and provenance JSON beside it",
+        _segment,
+        (
+            Arg("volume", "the resampled HU volume", type=Path),
+            Arg("out_mask", "the binary lung mask (.nii.gz)", type=Path),
+            PATIENT,
+            BACKEND,
+            WEIGHTS,
+            Arg("force_cpu", "do not use CUDA", flag=True, action="store_true"),
+            Arg("batch_size", "slices per forward pass (lungmask)", flag=True, type=int, config="lung_mask.batch_size"),
+        ),
+    ),
+    Verb(
+        "export",
+        "model-ready .npy from a volume and its lung mask",
+        steps.export_npy,
+        (
+            Arg("volume", "the resampled HU volume", type=Path),
+            Arg("mask", "its lung mask", type=Path),
+            Arg("out_npy", "the array (.npy)", type=Path),
+            PATIENT,
+            Arg(
+                "shape",
+                "depth, height, width",
+                flag=True,
+                type=int,
+                nargs=3,
+                metavar=("D", "H", "W"),
+                config="export.shape",
+            ),
+            Arg("margin_mm", "margin around the lungs (mm)", flag=True, type=float, config="export.margin_mm"),
+            Arg(
+                "hu_window",
+                "HU window scaled to [0, 1]",
+                flag=True,
+                type=float,
+                nargs=2,
+                metavar=("LO", "HI"),
+                config="export.hu_window",
+            ),
+        ),
+    ),
+    Verb(
+        "qc",
+        "QC montage PNG of a lung mask",
+        steps.qc_montage,
+        (
+            Arg("volume", "the resampled HU volume", type=Path),
+            Arg("labels", "the lung label map", type=Path),
+            Arg("out_png", "the montage (.png)", type=Path),
+            PATIENT,
+            Arg("n_slices", "axial slices in the montage", flag=True, type=int, config="qc.n_slices"),
+            Arg("provenance", "the mask's provenance JSON (volume and QC flags in the title)", flag=True, type=Path),
+        ),
+    ),
+    Verb(
+        "run",
+        "the whole per-patient chain on one DICOM folder",
+        _run,
+        (
+            Arg("raw_dir", "the patient's raw DICOM folder", type=Path),
+            Arg("out_dir", "output folder", type=Path),
+            PATIENT,
+            KEY_FILE,
+            BACKEND,
+            WEIGHTS,
+            SPACING,
+            Arg(
+                "shape",
+                "depth, height, width of the array",
+                flag=True,
+                type=int,
+                nargs=3,
+                metavar=("D", "H", "W"),
+                config="export.shape",
+            ),
+        ),
+    ),
+    Verb(
+        "predict",
+        "the whole per-patient chain plus both models on one new patient",
+        _predict,
+        (
+            Arg("raw_dir", "the patient's raw DICOM folder", type=Path),
+            Arg("patient", "pseudonymous patient id", flag=True, default="new01"),
+            Arg(
+                "models",
+                "folder with classifier.keras, scorer.keras and optionally infection_unet.keras",
+                flag=True,
+                type=Path,
+                default=Path("results/models"),
+            ),
+            Arg("out_dir", "keep the intermediate files here (default: a temporary folder)", flag=True, type=Path),
+            KEY_FILE,
+            BACKEND,
+            WEIGHTS,
+            SPACING,
+        ),
+    ),
+    Verb(
+        "lung-eval",
+        "Dice/HD95/volume of a lung mask against a reference (RTSTRUCT or label map)",
+        _lung_eval,
+        (
+            Arg("labels", "the mask's label map (<patient>_labels.nii.gz; a binary mask works)", type=Path),
+            Arg(
+                "reference",
+                "RTSTRUCT file (or a folder with one) or a NIfTI label map (1 right, 2 left lung)",
+                type=Path,
+            ),
+            Arg("out_json", "the result JSON", type=Path),
+            PATIENT,
+            Arg("right_roi", "regular expression of the right lung ROI name (full match, any case)", flag=True),
+            Arg("left_roi", "regular expression of the left lung ROI name", flag=True),
+            Arg(
+                "lesion_roi",
+                "regular expression of lesion ROIs added for the 'with lesions' figures ('' for none)",
+                flag=True,
+                config="lung_eval.lesion_roi",
+            ),
+            Arg(
+                "contour_shift_mm",
+                "added to every contour vertex (pixel-corner structure sets: minus half a pixel)",
+                flag=True,
+                type=float,
+                nargs=2,
+                metavar=("DX", "DY"),
+                config="lung_eval.contour_shift_mm",
+            ),
+        ),
+    ),
+    Verb(
+        "segment-eval",
+        "Dice/IoU/accuracy/sensitivity/specificity of an infection U-Net",
+        _segment_eval,
+        (
+            Arg("model", "the U-Net (.keras)", flag=True, type=Path, required=True),
+            Arg("images", "folder of slices (e.g. Imgs/)", flag=True, type=Path, required=True),
+            Arg("masks", "folder of masks with the same stems (e.g. GT/)", flag=True, type=Path, required=True),
+            Arg("out", "metrics JSON", flag=True, type=Path, required=True),
+            Arg("threshold", "probability threshold", flag=True, type=float, default=0.5),
+        ),
+    ),
 )
 
 

@@ -20,8 +20,10 @@ def schema() -> dict:
     import yaml
 
     if not SCHEMA.is_file():
-        raise CovidctError("the configuration schema is not found: covidct runs from its repository checkout "
-                           "(pip install -e .)", path=SCHEMA)
+        raise CovidctError(
+            "the configuration schema is not found: covidct runs from its repository checkout (pip install -e .)",
+            path=SCHEMA,
+        )
     return yaml.safe_load(SCHEMA.read_text())
 
 

@@ -52,8 +52,9 @@ def _value(value: Any) -> Any:
     return value
 
 
-def rule_arguments(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[str, Any],
-                   wildcards: dict[str, Any]) -> dict[str, Any]:
+def rule_arguments(
+    inputs: dict[str, Any], outputs: dict[str, Any], params: dict[str, Any], wildcards: dict[str, Any]
+) -> dict[str, Any]:
     """The step's keyword arguments from a rule's named inputs, outputs, params and wildcards.
 
     Raises:
@@ -85,11 +86,14 @@ def check_signature(rule: str, step: Callable[..., Any], names: Iterable[str], e
     params = inspect.signature(step).parameters
     names = set(names)
     unknown = sorted(names - set(params))
-    required = {n for n, p in params.items() if p.default is inspect.Parameter.empty
-                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    required = {
+        n
+        for n, p in params.items()
+        if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
     missing = sorted(required - names - set(extra))
     if unknown or missing:
-        parts = ([f"the rule gives {', '.join(unknown)} that covidct.steps.{rule} does not take"] if unknown else [])
+        parts = [f"the rule gives {', '.join(unknown)} that covidct.steps.{rule} does not take"] if unknown else []
         parts += [f"covidct.steps.{rule} needs {', '.join(missing)} that the rule does not give"] if missing else []
         raise ContractError(f"rule {rule}: " + "; ".join(parts))
 
@@ -115,8 +119,12 @@ def run_rule(snakemake: Any) -> Any:
     logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO, format=LOG_FORMAT, force=True)
     try:
         step = step_for(snakemake.rule)
-        kwargs = rule_arguments(_named(snakemake.input), _named(snakemake.output), dict(snakemake.params.items()),
-                                dict(snakemake.wildcards.items()))
+        kwargs = rule_arguments(
+            _named(snakemake.input),
+            _named(snakemake.output),
+            dict(snakemake.params.items()),
+            dict(snakemake.wildcards.items()),
+        )
         accepted = inspect.signature(step).parameters
         if SHEET_ARGUMENT in accepted:
             kwargs[SHEET_ARGUMENT] = snakemake.config["patients"]  # never a param: renaming the sheet re-runs nothing

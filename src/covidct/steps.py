@@ -66,8 +66,11 @@ def _raw_step(raw_dir: Path, patient: str, work):
     except CovidctError as exc:
         raise _redact(exc, raw_dir, patient) from None
     except OSError as exc:
-        raise _redact(AnonymizationError(f"cannot read the DICOM input ({type(exc).__name__})", patient,
-                                         exc.filename or raw_dir), raw_dir, patient) from None
+        raise _redact(
+            AnonymizationError(f"cannot read the DICOM input ({type(exc).__name__})", patient, exc.filename or raw_dir),
+            raw_dir,
+            patient,
+        ) from None
 
 
 def _raw_folder(raw_dir: str | Path | None, sheet: str | Path | None, patient: str) -> Path:
@@ -76,16 +79,18 @@ def _raw_folder(raw_dir: str | Path | None, sheet: str | Path | None, patient: s
     if not str(raw).strip() or str(raw) == ".":
         raise CovidctError("the sheet's dicom_dir is empty", patient)
     if not raw.is_dir():
-        raise CovidctError("the sheet's dicom_dir does not exist or is not a folder", patient,
-                           f"<dicom_dir of {patient}>")
+        raise CovidctError(
+            "the sheet's dicom_dir does not exist or is not a folder", patient, f"<dicom_dir of {patient}>"
+        )
     return raw
 
 
 # --------------------------------------------------------------------- the demo cohort
 
 
-def synth_patient(patient: str, out_dicom: str | Path, out_truth: str | Path, out_lung_truth: str | Path,
-                  out_lesion_truth: str | Path) -> dict:
+def synth_patient(
+    patient: str, out_dicom: str | Path, out_truth: str | Path, out_lung_truth: str | Path, out_lesion_truth: str | Path
+) -> dict:
     """Generate one patient of the built-in demo cohort: its DICOM folder and its truth files."""
     from covidct.demo.cohort import DEMO_COHORT
     from covidct.demo.writer import truth_paths, write_patient
@@ -118,10 +123,18 @@ def reject_sheet_row(out_marker: str | Path, message: str, row: str) -> None:
 # ------------------------------------------------------------------------ per patient
 
 
-def anonymize_dicom(patient: str, out_dicom: str | Path, out_summary: str | Path | None = None,
-                    raw_dir: str | Path | None = None, sheet: str | Path | None = None, key_file: str | None = None,
-                    allow_demo_key: bool = False, dates: str = "shift", raw_digest: str = "",
-                    demo: list[str] | str = ()) -> dict:
+def anonymize_dicom(
+    patient: str,
+    out_dicom: str | Path,
+    out_summary: str | Path | None = None,
+    raw_dir: str | Path | None = None,
+    sheet: str | Path | None = None,
+    key_file: str | None = None,
+    allow_demo_key: bool = False,
+    dates: str = "shift",
+    raw_digest: str = "",
+    demo: list[str] | str = (),
+) -> dict:
     """Anonymize a patient's raw DICOM folder into ``out_dicom`` (Basic Profile, keyed pseudonyms).
 
     Args:
@@ -151,8 +164,14 @@ def anonymize_dicom(patient: str, out_dicom: str | Path, out_summary: str | Path
     return summary
 
 
-def verify_anonymization(dicom: str | Path, out_report: str | Path, patient: str, raw_dir: str | Path | None = None,
-                         sheet: str | Path | None = None, raw_digest: str = "") -> dict:
+def verify_anonymization(
+    dicom: str | Path,
+    out_report: str | Path,
+    patient: str,
+    raw_dir: str | Path | None = None,
+    sheet: str | Path | None = None,
+    raw_digest: str = "",
+) -> dict:
     """Check the anonymized folder ``dicom`` against the original; write the report, or fail with the
     failed report in the log (it names keywords and places, never a value).
 
@@ -170,14 +189,25 @@ def verify_anonymization(dicom: str | Path, out_report: str | Path, patient: str
         raise AnonymizationError(
             f"anonymization verification failed: {len(report.get('leaks', []))} leak(s), "
             f"{report.get('pixel_mismatches', 0)} pixel and {report.get('geometry_mismatches', 0)} geometry "
-            f"mismatch(es); the report is in this job's log", patient, dicom)
+            f"mismatch(es); the report is in this job's log",
+            patient,
+            dicom,
+        )
     write_json(out_report, report)
     return report
 
 
-def dicom_to_hu(dicom: str | Path, out_volume: str | Path, out_info: str | Path, patient: str,
-                series_uid: str | None = None, min_slices: int = 3, max_slices: int | None = None,
-                anonymize_summary: str | Path | None = None, verified: str | Path | None = None) -> dict:
+def dicom_to_hu(
+    dicom: str | Path,
+    out_volume: str | Path,
+    out_info: str | Path,
+    patient: str,
+    series_uid: str | None = None,
+    min_slices: int = 3,
+    max_slices: int | None = None,
+    anonymize_summary: str | Path | None = None,
+    verified: str | Path | None = None,
+) -> dict:
     """Choose the CT axial series, convert to HU, write an int16 NIfTI with true geometry.
 
     ``max_slices`` (default ``covidct.dicom.series.MAX_SLICES``) refuses a series too large to hold.
@@ -191,13 +221,23 @@ def dicom_to_hu(dicom: str | Path, out_volume: str | Path, out_info: str | Path,
     from covidct.dicom.hu import load_series
     from covidct.dicom.series import MAX_SLICES
 
-    image, info = load_series(dicom, patient, series_uid=series_uid or None, min_slices=min_slices,
-                              max_slices=MAX_SLICES if max_slices is None else max_slices)
+    image, info = load_series(
+        dicom,
+        patient,
+        series_uid=series_uid or None,
+        min_slices=min_slices,
+        max_slices=MAX_SLICES if max_slices is None else max_slices,
+    )
     files = {"input": info.pop("files"), "dicom_dir": None}
     if anonymize_summary is not None:
         files["dicom_dir"] = read_json(anonymize_summary)["files"]
-        log.info("patient %s: the anonymizer skipped %d of %d files of the raw folder: %s", patient,
-                 files["dicom_dir"]["n_skipped"], files["dicom_dir"]["n_files"], describe_skips(files["dicom_dir"]))
+        log.info(
+            "patient %s: the anonymizer skipped %d of %d files of the raw folder: %s",
+            patient,
+            files["dicom_dir"]["n_skipped"],
+            files["dicom_dir"]["n_files"],
+            describe_skips(files["dicom_dir"]),
+        )
     info["files"] = files
     write_volume(out_volume, image)
     info["patient"] = patient
@@ -214,9 +254,18 @@ def resample_volume(volume: str | Path, out_volume: str | Path, spacing_mm: floa
     log.info("patient %s: resampled to %g mm", patient, spacing_mm)
 
 
-def segment_lungs(volume: str | Path, out_mask: str | Path, out_labels: str | Path, out_provenance: str | Path,
-                  patient: str, backend: str = "threshold", weights: str | None = None, force_cpu: bool = False,
-                  batch_size: int = 20, threshold: dict | None = None) -> dict:
+def segment_lungs(
+    volume: str | Path,
+    out_mask: str | Path,
+    out_labels: str | Path,
+    out_provenance: str | Path,
+    patient: str,
+    backend: str = "threshold",
+    weights: str | None = None,
+    force_cpu: bool = False,
+    batch_size: int = 20,
+    threshold: dict | None = None,
+) -> dict:
     """Segment the lungs; write a binary mask, left/right labels and provenance JSON."""
     import SimpleITK as sitk
 
@@ -241,8 +290,7 @@ def segment_lungs(volume: str | Path, out_mask: str | Path, out_labels: str | Pa
         path = resolve_weights(weights or None, patient)
         prov["weights_file"] = path.name
         prov["weights_sha256"] = sha256_file(path)
-        labels, stats = lungmask_lungs(image, path, force_cpu=force_cpu, batch_size=batch_size,
-                                             patient=patient)
+        labels, stats = lungmask_lungs(image, path, force_cpu=force_cpu, batch_size=batch_size, patient=patient)
         stats.update(volume_stats(labels, spacing))
         stats["left_right_known"] = True
     else:
@@ -255,13 +303,25 @@ def segment_lungs(volume: str | Path, out_mask: str | Path, out_labels: str | Pa
         out.CopyInformation(image)
         write_volume(path, out)
     write_json(out_provenance, prov)
-    log.info("patient %s: lungs %.0f mL (%s backend), QC flags: %s", patient, prov.get("lung_volume_ml", 0), backend,
-             "; ".join(prov["qc"]["flags"]) or "none")
+    log.info(
+        "patient %s: lungs %.0f mL (%s backend), QC flags: %s",
+        patient,
+        prov.get("lung_volume_ml", 0),
+        backend,
+        "; ".join(prov["qc"]["flags"]) or "none",
+    )
     return prov
 
 
-def export_npy(volume: str | Path, mask: str | Path, out_npy: str | Path, patient: str,
-               shape=(64, 128, 128), margin_mm: float = 5.0, hu_window=(-1000.0, 400.0)) -> np.ndarray:
+def export_npy(
+    volume: str | Path,
+    mask: str | Path,
+    out_npy: str | Path,
+    patient: str,
+    shape=(64, 128, 128),
+    margin_mm: float = 5.0,
+    hu_window=(-1000.0, 400.0),
+) -> np.ndarray:
     """Write the model-ready ``.npy`` (depth, height, width) float32 in [0, 1]."""
     import SimpleITK as sitk
 
@@ -271,8 +331,9 @@ def export_npy(volume: str | Path, mask: str | Path, out_npy: str | Path, patien
     lung = sitk.GetArrayFromImage(read_volume(mask))
     if not lung.any():
         raise CovidctError("lung mask is empty: nothing to export", patient, mask)
-    array = model_array(sitk.GetArrayViewFromImage(image), lung, image.GetSpacing(), tuple(shape), margin_mm,
-                        tuple(hu_window))
+    array = model_array(
+        sitk.GetArrayViewFromImage(image), lung, image.GetSpacing(), tuple(shape), margin_mm, tuple(hu_window)
+    )
     write_npy(out_npy, array)
     return array
 
@@ -290,10 +351,18 @@ def lung_reference_path(sheet: str | Path, patient: str) -> Path | None:
     return Path(value) if value else None
 
 
-def evaluate_lung_mask(labels: str | Path, out_json: str | Path, patient: str, reference: str | Path | None = None,
-                       sheet: str | Path | None = None, right_roi: str | None = None, left_roi: str | None = None,
-                       lesion_roi: str | None = None, contour_shift_mm: tuple[float, float] = (0.0, 0.0),
-                       reference_digest: str = "") -> dict:
+def evaluate_lung_mask(
+    labels: str | Path,
+    out_json: str | Path,
+    patient: str,
+    reference: str | Path | None = None,
+    sheet: str | Path | None = None,
+    right_roi: str | None = None,
+    left_roi: str | None = None,
+    lesion_roi: str | None = None,
+    contour_shift_mm: tuple[float, float] = (0.0, 0.0),
+    reference_digest: str = "",
+) -> dict:
     """Compare a patient's lung mask (label map ``labels``) with a reference (RTSTRUCT or NIfTI label
     map): Dice, HD95 and volume difference per lung and both, written to ``out_json``
     (``covidct.lungs.evaluation``).
@@ -315,19 +384,24 @@ def evaluate_lung_mask(labels: str | Path, out_json: str | Path, patient: str, r
                 return type(exc)(exc.message, patient, f"<lung_reference of {patient}>")
             return exc
     else:
+
         def redact(exc: CovidctError) -> CovidctError:
             return exc
-    kwargs = {"right_pattern": right_roi or RIGHT_LUNG_PATTERN,
-              "left_pattern": left_roi or LEFT_LUNG_PATTERN,
-              "lesion_pattern": LESION_PATTERN if lesion_roi is None else lesion_roi,
-              "shift_mm": tuple(float(v) for v in contour_shift_mm)}
+
+    kwargs = {
+        "right_pattern": right_roi or RIGHT_LUNG_PATTERN,
+        "left_pattern": left_roi or LEFT_LUNG_PATTERN,
+        "lesion_pattern": LESION_PATTERN if lesion_roi is None else lesion_roi,
+        "shift_mm": tuple(float(v) for v in contour_shift_mm),
+    }
     try:
         return evaluate(labels, reference, out_json, patient, **kwargs)
     except CovidctError as exc:
         raise redact(exc) from None
     except OSError as exc:
-        raise redact(CovidctError(f"cannot read the lung reference ({type(exc).__name__})", patient,
-                                  exc.filename or reference)) from None
+        raise redact(
+            CovidctError(f"cannot read the lung reference ({type(exc).__name__})", patient, exc.filename or reference)
+        ) from None
 
 
 def lung_eval_table(results: list[str | Path], out_csv: str | Path) -> None:
@@ -344,8 +418,14 @@ def lung_eval_table(results: list[str | Path], out_csv: str | Path) -> None:
             writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
 
 
-def qc_montage(volume: str | Path, labels: str | Path, out_png: str | Path, patient: str, n_slices: int = 12,
-               provenance: str | Path | None = None) -> None:
+def qc_montage(
+    volume: str | Path,
+    labels: str | Path,
+    out_png: str | Path,
+    patient: str,
+    n_slices: int = 12,
+    provenance: str | Path | None = None,
+) -> None:
     """Write the QC montage PNG of a patient's lung mask (title: volume, backend, QC flags)."""
     import SimpleITK as sitk
 
@@ -363,19 +443,38 @@ def qc_montage(volume: str | Path, labels: str | Path, out_png: str | Path, pati
     write_png(out_png, montage(hu, label_map, n_slices=n_slices), title=title)
 
 
-def train_infection_unet(sources_dirs: list[str], out_model: str | Path, out_sidecar: str | Path,
-                         out_metrics: str | Path, sources: list[dict], infection: dict) -> dict:
+def train_infection_unet(
+    sources_dirs: list[str],
+    out_model: str | Path,
+    out_sidecar: str | Path,
+    out_metrics: str | Path,
+    sources: list[dict],
+    infection: dict,
+) -> dict:
     """Train the infection U-Net variants on the configured ``sources`` (``sources_dirs``: their
     folders, what the job waits for) with the ``infection`` config block; keep the best by val Dice."""
     from covidct import infection as unet
 
-    keys = ("size", "base_filters", "variants", "epochs", "batch_size", "learning_rate", "patience", "val_fraction",
-            "seed", "augment", "hu_window", "max_slices_per_volume")
+    keys = (
+        "size",
+        "base_filters",
+        "variants",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "patience",
+        "val_fraction",
+        "seed",
+        "augment",
+        "hu_window",
+        "max_slices_per_volume",
+    )
     return unet.train(sources, out_model, out_metrics, out_sidecar=out_sidecar, **{k: infection[k] for k in keys})
 
 
-def evaluate_infection_unet(model: str | Path, sidecar: str | Path, out_metrics: str | Path, images: str,
-                            masks: str) -> dict:
+def evaluate_infection_unet(
+    model: str | Path, sidecar: str | Path, out_metrics: str | Path, images: str, masks: str
+) -> dict:
     """Dice/IoU/accuracy/sensitivity/specificity of the U-Net on a test set of images and masks, at
     the threshold of its ``sidecar``."""
     from covidct.segmentation import evaluate_folder
@@ -383,9 +482,18 @@ def evaluate_infection_unet(model: str | Path, sidecar: str | Path, out_metrics:
     return evaluate_folder(model, images, masks, out_metrics, float(read_json(sidecar)["threshold"]))
 
 
-def segment_infection(volume: str | Path, mask: str | Path, labels: str | Path, model: str | Path,
-                      sidecar: str | Path, out_mask: str | Path, out_json: str | Path, out_png: str | Path,
-                      patient: str, n_slices: int = 8) -> dict:
+def segment_infection(
+    volume: str | Path,
+    mask: str | Path,
+    labels: str | Path,
+    model: str | Path,
+    sidecar: str | Path,
+    out_mask: str | Path,
+    out_json: str | Path,
+    out_png: str | Path,
+    patient: str,
+    n_slices: int = 8,
+) -> dict:
     """Infection mask of one patient inside its lung mask, its severity, and a QC overlay PNG."""
     import SimpleITK as sitk
 
@@ -406,27 +514,50 @@ def segment_infection(volume: str | Path, mask: str | Path, labels: str | Path, 
     write_volume(out_mask, out)
     score = infection.severity(infected, lung)
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
-    result = {"patient_id": patient, "seg_score": round(score, 2),
-              "seg_severity_class": SEVERITY_CLASSES[severity_class(score)], "seg_ctsi": ctsi(score),
-              "infection_volume_ml": round(int(infected.sum()) * voxel_ml, 1),
-              "lung_volume_ml": round(int(lung.sum()) * voxel_ml, 1),
-              "infection_unet_sha256": sha256_file(model), "variant": settings.get("variant")}
+    result = {
+        "patient_id": patient,
+        "seg_score": round(score, 2),
+        "seg_severity_class": SEVERITY_CLASSES[severity_class(score)],
+        "seg_ctsi": ctsi(score),
+        "infection_volume_ml": round(int(infected.sum()) * voxel_ml, 1),
+        "lung_volume_ml": round(int(lung.sum()) * voxel_ml, 1),
+        "infection_unet_sha256": sha256_file(model),
+        "variant": settings.get("variant"),
+    }
     write_json(out_json, result)
     label_map = sitk.GetArrayFromImage(read_volume(labels))
-    write_png(out_png, montage(hu, label_map, n_slices=n_slices, overlay=infected),
-              title=f"{patient}  infection {score:.1f}% of lung ({result['seg_severity_class']})")
-    log.info("patient %s: infection %.1f%% of lung (%.0f of %.0f mL)", patient, score,
-             result["infection_volume_ml"], result["lung_volume_ml"])
+    write_png(
+        out_png,
+        montage(hu, label_map, n_slices=n_slices, overlay=infected),
+        title=f"{patient}  infection {score:.1f}% of lung ({result['seg_severity_class']})",
+    )
+    log.info(
+        "patient %s: infection %.1f%% of lung (%.0f of %.0f mL)",
+        patient,
+        score,
+        result["infection_volume_ml"],
+        result["lung_volume_ml"],
+    )
     return result
 
 
 # ------------------------------------------------------------------------- the cohort
 
 
-def build_hdf5(npy: list[str], out_train: str | Path, out_val: str | Path, out_test: str | Path,
-               out_split: str | Path, patients: list[dict], val_fraction: float = 0.15, test_fraction: float = 0.15,
-               salt: str = "covidct-split", shape=(64, 128, 128), hu_window=(-1000.0, 400.0),
-               dtype: str = "float16") -> dict:
+def build_hdf5(
+    npy: list[str],
+    out_train: str | Path,
+    out_val: str | Path,
+    out_test: str | Path,
+    out_split: str | Path,
+    patients: list[dict],
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    salt: str = "covidct-split",
+    shape=(64, 128, 128),
+    hu_window=(-1000.0, 400.0),
+    dtype: str = "float16",
+) -> dict:
     """Split labeled patients by subject into train/val/test and stream their arrays into three HDF5 files.
 
     Args:
@@ -443,8 +574,9 @@ def build_hdf5(npy: list[str], out_train: str | Path, out_val: str | Path, out_t
         raise CovidctError(f"{len(npy)} arrays for {len(patients)} patients")
     ids = [p["patient_id"] for p in patients]
     subjects = {p["patient_id"]: subject_key(p["patient_id"], p.get("subject_id", "")) for p in patients}
-    splits = assign_split(ids, val_fraction, test_fraction, salt,
-                          {p["patient_id"]: p.get("split", "") for p in patients}, subjects)
+    splits = assign_split(
+        ids, val_fraction, test_fraction, salt, {p["patient_id"]: p.get("split", "") for p in patients}, subjects
+    )
 
     def samples(which):
         for path, p in zip(npy, patients):
@@ -456,9 +588,15 @@ def build_hdf5(npy: list[str], out_train: str | Path, out_val: str | Path, out_t
 
     outputs = dict(zip(SPLITS, (out_train, out_val, out_test)))
     counts = {which: write_hdf5(path, samples(which), shape, hu_window, dtype) for which, path in outputs.items()}
-    table = pd.DataFrame({"patient_id": ids, "subject_id": [subjects[i] for i in ids],
-                          "split": [splits[i] for i in ids], "label": [p["label"] for p in patients],
-                          "score": [p.get("score", "") for p in patients]})
+    table = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "subject_id": [subjects[i] for i in ids],
+            "split": [splits[i] for i in ids],
+            "label": [p["label"] for p in patients],
+            "score": [p.get("score", "") for p in patients],
+        }
+    )
     with atomic_path(out_split, suffix=".tsv") as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     n_subjects = {which: table[table["split"] == which]["subject_id"].nunique() for which in SPLITS}
@@ -466,9 +604,17 @@ def build_hdf5(npy: list[str], out_train: str | Path, out_val: str | Path, out_t
     return counts
 
 
-def train_classifier(train_set: str | Path, val_set: str | Path, out_model: str | Path, out_sidecar: str | Path,
-                     out_history: str | Path, out_metrics: str | Path, out_training: str | Path, out_roc: str | Path,
-                     train: dict) -> dict:
+def train_classifier(
+    train_set: str | Path,
+    val_set: str | Path,
+    out_model: str | Path,
+    out_sidecar: str | Path,
+    out_history: str | Path,
+    out_metrics: str | Path,
+    out_training: str | Path,
+    out_roc: str | Path,
+    train: dict,
+) -> dict:
     """Train the COVID-19 classifier with the ``train`` config block (``covidct.models.train``)."""
     from covidct.models.train import train_classifier as fit
 
@@ -476,22 +622,50 @@ def train_classifier(train_set: str | Path, val_set: str | Path, out_model: str 
     return fit(train_set, val_set, out_model, out_sidecar, out_history, out_metrics, out_training, out_roc, **settings)
 
 
-def train_scorer(train_set: str | Path, val_set: str | Path, out_model: str | Path, out_sidecar: str | Path,
-                 out_history: str | Path, out_metrics: str | Path, out_training: str | Path, out_scatter: str | Path,
-                 out_confusion: str | Path, train: dict) -> dict:
+def train_scorer(
+    train_set: str | Path,
+    val_set: str | Path,
+    out_model: str | Path,
+    out_sidecar: str | Path,
+    out_history: str | Path,
+    out_metrics: str | Path,
+    out_training: str | Path,
+    out_scatter: str | Path,
+    out_confusion: str | Path,
+    train: dict,
+) -> dict:
     """Train the severity scorer with the ``train`` config block and its ``scorer`` settings."""
     from covidct.models.train import train_scorer as fit
 
     settings = {k: v for k, v in train.items() if k != "scorer"}
     scorer = train.get("scorer", {})
-    return fit(train_set, val_set, out_model, out_sidecar, out_history, out_metrics, out_training, out_scatter,
-               out_confusion, positives_only=scorer.get("positives_only", True), loss=scorer.get("loss", "huber"),
-               **settings)
+    return fit(
+        train_set,
+        val_set,
+        out_model,
+        out_sidecar,
+        out_history,
+        out_metrics,
+        out_training,
+        out_scatter,
+        out_confusion,
+        positives_only=scorer.get("positives_only", True),
+        loss=scorer.get("loss", "huber"),
+        **settings,
+    )
 
 
-def predict(npy: list[str], split: str | Path, classifier: str | Path, classifier_sidecar: str | Path,
-            scorer: str | Path, out_csv: str | Path, patient_ids: list[str], infection: list[str] | None = None,
-            labeled: list[str] = ()) -> None:
+def predict(
+    npy: list[str],
+    split: str | Path,
+    classifier: str | Path,
+    classifier_sidecar: str | Path,
+    scorer: str | Path,
+    out_csv: str | Path,
+    patient_ids: list[str],
+    infection: list[str] | None = None,
+    labeled: list[str] = (),
+) -> None:
     """Predictions for every patient (labeled or not): probability, label, score, class, CTSI, and
     the segmentation severity (``seg_*``) from each patient's infection JSON when given.
 
@@ -515,13 +689,25 @@ def predict(npy: list[str], split: str | Path, classifier: str | Path, classifie
 
 
 #: What the demo's metrics page says first.
-DEMO_WARNING = ("Demo cohort: these numbers only show that the pipeline runs. The synthetic patients are few and "
-                "the networks tiny; nothing here measures how well the models work.")
+DEMO_WARNING = (
+    "Demo cohort: these numbers only show that the pipeline runs. The synthetic patients are few and "
+    "the networks tiny; nothing here measures how well the models work."
+)
 
 
-def evaluate(predictions: str | Path, split: str | Path, classifier_sidecar: str | Path, scorer_sidecar: str | Path,
-             out_evaluation: str | Path, out_roc: str | Path, out_calibration: str | Path, out_scatter: str | Path,
-             out_confusion: str | Path, evaluation: dict | None = None, demo: bool = False) -> dict:
+def evaluate(
+    predictions: str | Path,
+    split: str | Path,
+    classifier_sidecar: str | Path,
+    scorer_sidecar: str | Path,
+    out_evaluation: str | Path,
+    out_roc: str | Path,
+    out_calibration: str | Path,
+    out_scatter: str | Path,
+    out_confusion: str | Path,
+    evaluation: dict | None = None,
+    demo: bool = False,
+) -> dict:
     """Test-split figures of both models (the headline), val figures apart, with bootstrap intervals by
     subject, calibration, baselines, and "not interpretable" below ``evaluation["min_subjects"]``;
     test plots. ``evaluation`` is the config block (bootstrap, seed, min_subjects, confidence,
@@ -531,20 +717,38 @@ def evaluate(predictions: str | Path, split: str | Path, classifier_sidecar: str
     from covidct.evaluation.reports import evaluate_predictions
     from covidct.report.plots import calibration, roc_curve, score_scatter, severity_confusion
 
-    e = {"bootstrap": 2000, "seed": 0, "min_subjects": 10, "confidence": 0.95, "calibration_bins": 5,
-         **(evaluation or {})}
+    e = {
+        "bootstrap": 2000,
+        "seed": 0,
+        "min_subjects": 10,
+        "confidence": 0.95,
+        "calibration_bins": 5,
+        **(evaluation or {}),
+    }
     preds = pd.read_csv(predictions, dtype={"patient_id": str})
     table = pd.read_csv(split, sep="\t", dtype=str, keep_default_na=False)
     clf, reg = read_json(classifier_sidecar), read_json(scorer_sidecar)
     positives_only = bool(reg.get("positives_only", True))
-    result = evaluate_predictions(preds, table, float(clf["threshold"]), positives_only, float(reg["train_mean"]),
-                                  e["bootstrap"], e["seed"], e["min_subjects"], e["confidence"], e["calibration_bins"])
+    result = evaluate_predictions(
+        preds,
+        table,
+        float(clf["threshold"]),
+        positives_only,
+        float(reg["train_mean"]),
+        e["bootstrap"],
+        e["seed"],
+        e["min_subjects"],
+        e["confidence"],
+        e["calibration_bins"],
+    )
     result["demo"] = demo
     if demo:
         result["warning"] = DEMO_WARNING
     write_json(out_evaluation, result)
-    test = table[table["split"] == "test"].merge(preds[["patient_id", "covid_probability", "score", "seg_score"]]
-                                                 .rename(columns={"score": "predicted"}), on="patient_id")
+    test = table[table["split"] == "test"].merge(
+        preds[["patient_id", "covid_probability", "score", "seg_score"]].rename(columns={"score": "predicted"}),
+        on="patient_id",
+    )
     c = result["classifier"]["test"]
     suffix = "" if c["interpretable"] else f": {c['reason']}"
     auc = c["metrics"]["auc"]["value"] if c["interpretable"] else None
@@ -553,32 +757,60 @@ def evaluate(predictions: str | Path, split: str | Path, classifier_sidecar: str
     scored = test[(test["score"] != "") & ((test["label"] == "1") | (not positives_only))]
     r = result["scorer"]["test"]
     rsuffix = "" if r["interpretable"] else f": {r['reason']}"
-    score_scatter(scored["score"].astype(float), scored["predicted"], out_scatter, title=f"Severity score (test){rsuffix}",
-                  baseline=pd.to_numeric(scored["seg_score"], errors="coerce"),
-                  baseline_label="segmentation (seg_score)")
-    severity_confusion(scored["score"].astype(float), scored["predicted"], out_confusion,
-                       title=f"Severity class (test){rsuffix}")
-    log.info("evaluation: test classifier %s; scorer %s", c["reason"] or "interpretable",
-             r["reason"] or "interpretable")
+    score_scatter(
+        scored["score"].astype(float),
+        scored["predicted"],
+        out_scatter,
+        title=f"Severity score (test){rsuffix}",
+        baseline=pd.to_numeric(scored["seg_score"], errors="coerce"),
+        baseline_label="segmentation (seg_score)",
+    )
+    severity_confusion(
+        scored["score"].astype(float), scored["predicted"], out_confusion, title=f"Severity class (test){rsuffix}"
+    )
+    log.info(
+        "evaluation: test classifier %s; scorer %s", c["reason"] or "interpretable", r["reason"] or "interpretable"
+    )
     return result
 
 
-def cross_validate(train_set: str | Path, val_set: str | Path, split: str | Path, out_cv: str | Path, folds: int,
-                   salt: str, train: dict, evaluation: dict | None = None) -> dict:
+def cross_validate(
+    train_set: str | Path,
+    val_set: str | Path,
+    split: str | Path,
+    out_cv: str | Path,
+    folds: int,
+    salt: str,
+    train: dict,
+    evaluation: dict | None = None,
+) -> dict:
     """k-fold cross-validation of both models over train + val by subject (``covidct.models.train.cross_validate``)."""
     from covidct.models.train import cross_validate as run
 
     e = {"bootstrap": 2000, "min_subjects": 10, **(evaluation or {})}
     common = {k: v for k, v in train.items() if k != "scorer"}
-    scorer = {**common, "loss": train.get("scorer", {}).get("loss", "huber"),
-              "positives_only": train.get("scorer", {}).get("positives_only", True)}
+    scorer = {
+        **common,
+        "loss": train.get("scorer", {}).get("loss", "huber"),
+        "positives_only": train.get("scorer", {}).get("positives_only", True),
+    }
     return run(train_set, val_set, split, out_cv, folds, salt, e["bootstrap"], e["min_subjects"], common, scorer)
 
 
-def summarize(evaluation: str | Path, classifier: str | Path, scorer: str | Path, infection: str | Path,
-              split: str | Path, out_metrics: str | Path, out_cohort: str | Path, out_label: str | Path,
-              out_severity: str | Path, out_ctsi: str | Path, n_unlabeled: int = 0,
-              cross_validation: str | Path | list | None = None) -> None:
+def summarize(
+    evaluation: str | Path,
+    classifier: str | Path,
+    scorer: str | Path,
+    infection: str | Path,
+    split: str | Path,
+    out_metrics: str | Path,
+    out_cohort: str | Path,
+    out_label: str | Path,
+    out_severity: str | Path,
+    out_ctsi: str | Path,
+    n_unlabeled: int = 0,
+    cross_validation: str | Path | list | None = None,
+) -> None:
     """The metrics page of the report (``covidct.report.metrics_page``), plus the cohort summary
     (``covidct.report.cohort``).
 
@@ -592,7 +824,12 @@ def summarize(evaluation: str | Path, classifier: str | Path, scorer: str | Path
     from covidct.report.metrics_page import metrics_page
 
     cohort_summary(split, n_unlabeled, out_cohort, out_label, out_severity, out_ctsi)
-    page = metrics_page(read_json(evaluation), read_json(classifier), read_json(scorer), read_json(infection),
-                        read_json(cross_validation) if cross_validation else None)  # [] when not run
+    page = metrics_page(
+        read_json(evaluation),
+        read_json(classifier),
+        read_json(scorer),
+        read_json(infection),
+        read_json(cross_validation) if cross_validation else None,
+    )  # [] when not run
     with atomic_path(out_metrics, suffix=".html") as tmp:
         tmp.write_text(page)

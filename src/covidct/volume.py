@@ -53,8 +53,15 @@ def resample(image, spacing_mm: float = 1.5, interpolator: str = "linear", defau
     size, origin = canonical_grid(image, spacing_mm)
     interp = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}[interpolator]
     out = sitk.Resample(
-        image, size, sitk.Transform(), interp, origin, (spacing_mm,) * 3, (1, 0, 0, 0, 1, 0, 0, 0, 1),
-        float(default_value), image.GetPixelID(),
+        image,
+        size,
+        sitk.Transform(),
+        interp,
+        origin,
+        (spacing_mm,) * 3,
+        (1, 0, 0, 0, 1, 0, 0, 0, 1),
+        float(default_value),
+        image.GetPixelID(),
     )
     return out
 

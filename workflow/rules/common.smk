@@ -212,3 +212,8 @@ def get_runtime(base_min, per_input_mb=0.0):
         return int((base_min + per_input_mb * input.size_mb) * 2 ** (attempt - 1))
 
     return runtime
+
+
+def get_cpus(wildcards, threads):
+    """CPUs per task on a cluster: the rule's threads (the SLURM executor asks for cpus_per_task)."""
+    return threads

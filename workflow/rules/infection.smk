@@ -31,6 +31,7 @@ rule train_infection_unet:
     threads: 2
     resources:
         gpu=1,
+        cpus_per_task=get_cpus,
         mem_mb=12000,
         runtime=360,
     conda:

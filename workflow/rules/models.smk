@@ -52,6 +52,7 @@ if RETRAIN:
         threads: 2
         resources:
             gpu=1,
+            cpus_per_task=get_cpus,
             mem_mb=16000,
             runtime=720,
         conda:
@@ -83,6 +84,7 @@ if RETRAIN:
         threads: 2
         resources:
             gpu=1,
+            cpus_per_task=get_cpus,
             mem_mb=16000,
             runtime=720,
         conda:
@@ -165,6 +167,7 @@ if RETRAIN and config["evaluation"]["folds"]:
         threads: 2
         resources:
             gpu=1,
+            cpus_per_task=get_cpus,
             mem_mb=16000,
             runtime=720 * config["evaluation"]["folds"],
         conda:

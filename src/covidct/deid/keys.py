@@ -16,7 +16,6 @@ from covidct.errors import AnonymizationError
 log = logging.getLogger(__name__)
 
 
-
 #: Environment variable holding the anonymization key.
 KEY_ENV = "COVIDCT_ANON_KEY"
 
@@ -100,8 +99,7 @@ def _read_key_file(path: Path) -> bytes:
         )
     if not path.is_file():
         raise AnonymizationError(
-            f"key file not found: create it (a secret of at least {MIN_KEY_BYTES} characters) "
-            f"or set {KEY_ENV} instead",
+            f"key file not found: create it (a secret of at least {MIN_KEY_BYTES} characters) or set {KEY_ENV} instead",
             path=path,
         )
     key = path.read_bytes().strip()

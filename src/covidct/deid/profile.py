@@ -33,7 +33,7 @@ that scrape. Every keyword below resolves with ``pydicom.datadict.tag_for_keywor
 to the tag in its comment (checked by the tests).
 
 Options of PS3.15 E.3, as :mod:`covidct.deid` applies this table (checked by
-``tests/test_deid_conformance.py``):
+``tests/unit/deid/test_deid_conformance.py``):
 
 - Retain Longitudinal Temporal Information with Modified Dates Option (113107):
   supported, ``dates="shift"`` (the default). Every DA value and the date part of every

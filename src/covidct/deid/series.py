@@ -4,18 +4,12 @@ image anonymized into a flat output folder written atomically."""
 
 from __future__ import annotations
 
-import io
 import logging
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
-import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
-from pydicom.tag import BaseTag
-from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from covidct.deid.dataset import _check_dates_mode, anonymize_dataset
 from covidct.deid.keys import date_offset_days
@@ -24,12 +18,11 @@ from covidct.deid.profile import (
     CODE_RETAIN_MODIFIED_DATES,
     PROFILE_NAME,
 )
-from covidct.dicom.files import scan_folder
+from covidct.dicom.files import read_dicom, scan_folder
 from covidct.errors import AnonymizationError
 from covidct.io import atomic_dir
 
 log = logging.getLogger(__name__)
-
 
 
 # Verification: which original strings count as identifying, and how they are searched.
@@ -38,100 +31,6 @@ MIN_IDENTIFYING_CHARS = 3
 
 
 _NAME_SPLIT = re.compile(r"[\^=\s]+")
-
-
-#: Uncompressed YBR_FULL_422 stores two luminance values per pair of chroma values
-#: (PS3.3 C.7.6.3.1.2): 2 samples per pixel on average, not SamplesPerPixel (3).
-YBR_FULL_422 = "YBR_FULL_422"
-
-
-YBR_FULL_422_SAMPLES = 2
-
-
-#: pydicom warnings that mean the file ended early.
-_TRUNCATION_WARNINGS = ("end of file", "unexpected end", "delimiter")
-
-
-def read_dicom(path: Path, patient: str | None = None) -> Dataset:
-    """Read a whole DICOM file, read-only, and refuse it if it is not DICOM or is truncated.
-
-    pydicom reads truncated files without complaint (a short pixel data value, a
-    sequence without its delimiter); this checks for that.
-
-    Args:
-        path: The file.
-        patient: Pseudonymous patient id, for error messages.
-
-    Returns:
-        The dataset, pixel data not decoded.
-
-    Raises:
-        AnonymizationError: Not a DICOM file, or a corrupt / truncated one.
-    """
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            ds = pydicom.dcmread(io.BytesIO(raw))
-        except InvalidDicomError:
-            ds = _read_without_preamble(raw)
-            if ds is None:
-                raise AnonymizationError("not a DICOM file", patient, path) from None
-        except Exception as exc:  # pydicom raises many types on broken input
-            raise AnonymizationError(
-                f"corrupt or truncated DICOM file ({type(exc).__name__} while reading)", patient, path
-            ) from None
-    ds.filename = str(path)
-    problem = _truncation_problem(ds, caught)
-    if problem:
-        raise AnonymizationError(f"corrupt or truncated DICOM file: {problem}", patient, path)
-    return ds
-
-
-def _read_without_preamble(raw: bytes) -> Dataset | None:
-    """Accept a bare dataset (no preamble / "DICM") only if it is clearly DICOM: a SOP Class, or
-    an image (pixel data and rows)."""
-    try:
-        ds = pydicom.dcmread(io.BytesIO(raw), force=True)
-        ok = bool(ds.get("SOPClassUID")) or ("PixelData" in ds and "Rows" in ds)
-    except Exception:
-        return None
-    return ds if ok else None
-
-
-def _truncation_problem(ds: Dataset, caught: list[warnings.WarningMessage]) -> str | None:
-    if any(any(w in str(c.message).lower() for w in _TRUNCATION_WARNINGS) for c in caught):
-        return "the file ends before a sequence or the pixel data is complete"
-    for tag in list(ds.keys()):
-        raw = ds.get_item(tag)
-        length, value = getattr(raw, "length", None), getattr(raw, "value", None)
-        if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
-            return f"element {BaseTag(tag)} is shorter than its declared length"
-    sop_class = str(ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
-    if "PixelData" not in ds:
-        if "Image Storage" in UID(sop_class).name:
-            return "an image instance without pixel data"
-        return None
-    transfer_syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian)))
-    if not transfer_syntax.is_compressed:
-        expected = _native_pixel_bytes(ds)
-        if expected and len(ds.PixelData) < expected:
-            return "pixel data shorter than Rows x Columns x frames"
-    return None
-
-
-def _native_pixel_bytes(ds: Dataset) -> int:
-    try:
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-        if str(ds.get("PhotometricInterpretation", "")).strip() == YBR_FULL_422:
-            samples = YBR_FULL_422_SAMPLES
-        n = int(ds.Rows) * int(ds.Columns) * samples
-        n *= int(ds.get("NumberOfFrames", 1) or 1)
-        bits = int(ds.BitsAllocated)
-    except (AttributeError, TypeError, ValueError):
-        return 0
-    return (n * bits + 7) // 8
 
 
 def _name_components(value: Any) -> set[str]:
@@ -164,8 +63,9 @@ IMAGE_KINDS = ("ct", "all")
 CACHE_BYTES = 512 * 1024 * 1024
 
 
-def anonymize_series_dir(in_dir: Path, out_dir: Path, key: bytes, patient: str, dates: str = "shift",
-                         images: str = "ct") -> dict:
+def anonymize_series_dir(
+    in_dir: Path, out_dir: Path, key: bytes, patient: str, dates: str = "shift", images: str = "ct"
+) -> dict:
     """De-identify every CT image under ``in_dir`` into a flat ``out_dir``.
 
     ``in_dir`` is only read. What is not a CT image is skipped and counted by

@@ -20,12 +20,11 @@ from covidct.deid.dataset import DICOM_ROOT_UID, DUMMY_TEXT
 from covidct.deid.profile import (
     action_for_tag,
 )
-from covidct.deid.series import _NAME_SPLIT, MIN_IDENTIFYING_CHARS, read_dicom
-from covidct.dicom.files import is_hidden, list_files, scan_folder, transfer_syntax_of
+from covidct.deid.series import _NAME_SPLIT, MIN_IDENTIFYING_CHARS
+from covidct.dicom.files import is_hidden, list_files, read_dicom, scan_folder, transfer_syntax_of
 from covidct.io import write_json
 
 log = logging.getLogger(__name__)
-
 
 
 PIXEL_DATA_TAG = 0x7FE00010
@@ -65,8 +64,13 @@ GEOMETRY_KEYWORDS = (
 
 
 #: Functional group sequences of a multi-frame image whose content verification compares.
-FRAME_GEOMETRY_SEQUENCES = ("PlanePositionSequence", "PlaneOrientationSequence", "PixelMeasuresSequence",
-                            "PixelValueTransformationSequence", "CTImageFrameTypeSequence")
+FRAME_GEOMETRY_SEQUENCES = (
+    "PlanePositionSequence",
+    "PlaneOrientationSequence",
+    "PixelMeasuresSequence",
+    "PixelValueTransformationSequence",
+    "CTImageFrameTypeSequence",
+)
 
 
 #: Deflated Explicit VR Little Endian, and how far into a file its UID is searched (the file meta).
@@ -293,9 +297,7 @@ def _match(
     return pairs, unmatched
 
 
-def verify_anonymization(
-    orig_dir: Path, anon_dir: Path, patient: str, report_path: str | Path | None = None
-) -> dict:
+def verify_anonymization(orig_dir: Path, anon_dir: Path, patient: str, report_path: str | Path | None = None) -> dict:
     """Check an anonymized folder against its originals; no key needed.
 
     Identifying original values are: every value of an attribute whose Basic Profile

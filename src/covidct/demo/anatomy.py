@@ -20,8 +20,6 @@ from covidct.hounsfield import HU_AIR, HU_MAX, HU_MIN
 log = logging.getLogger(__name__)
 
 
-
-
 HU_FAT = -100
 
 
@@ -200,8 +198,15 @@ VESSEL_LENGTH_RATIO = (0.68, 0.82)
 
 
 #: Segmental trunks leaving each hilum (right lung; mirrored in x for the left).
-VESSEL_TRUNKS = ((-0.3, 0.05, 0.95), (-0.6, -0.6, 0.5), (-0.9, 0.0, 0.1), (-0.6, -0.7, -0.3),
-                 (-0.4, 0.8, 0.2), (-0.5, 0.5, -0.7), (-0.6, -0.2, -0.75))
+VESSEL_TRUNKS = (
+    (-0.3, 0.05, 0.95),
+    (-0.6, -0.6, 0.5),
+    (-0.9, 0.0, 0.1),
+    (-0.6, -0.7, -0.3),
+    (-0.4, 0.8, 0.2),
+    (-0.5, 0.5, -0.7),
+    (-0.6, -0.2, -0.75),
+)
 
 
 #: Neck: above the lung apex by NECK_START_MM the body narrows to the neck (semi-axes, centre y),
@@ -421,8 +426,17 @@ def _layout(spec: PhantomSpec) -> _Layout:
     heart_c = np.array([20.0 + anat.heart_dx, -22.0 + anat.heart_dy, z_base + 0.2 * height])
     heart_r = np.array([62.0, 50.0, 0.22 * height])
     z_carina = z_base + CARINA_HEIGHT * height
-    return _Layout(grid, anat, (right, left), z_carina, heart_c, heart_r,
-                   aorta_asc=(8.0, -15.0), aorta_desc=(24.0, 52.0), z_arch=z_carina + 20.0)
+    return _Layout(
+        grid,
+        anat,
+        (right, left),
+        z_carina,
+        heart_c,
+        heart_r,
+        aorta_asc=(8.0, -15.0),
+        aorta_desc=(24.0, 52.0),
+        z_arch=z_carina + 20.0,
+    )
 
 
 def _segment_distance(
@@ -459,9 +473,11 @@ def _ellipsoid(
     if box is None:
         return None
     sz, sy, sx = box
-    q = (((grid.xs[sx] - centre[0]) / semi[0]) ** 2)[None, None, :] \
-        + (((grid.ys[sy] - centre[1]) / semi[1]) ** 2)[None, :, None] \
+    q = (
+        (((grid.xs[sx] - centre[0]) / semi[0]) ** 2)[None, None, :]
+        + (((grid.ys[sy] - centre[1]) / semi[1]) ** 2)[None, :, None]
         + (((grid.zs[sz] - centre[2]) / semi[2]) ** 2)[:, None, None]
+    )
     return box, q <= 1.0
 
 
@@ -489,7 +505,7 @@ def _keepout(lay: _Layout) -> np.ndarray:
     """Where lung may not be: mediastinal column, heart, aorta, spine (with margins)."""
     g = lay.grid
     nz, ny, nx = g.shape
-    xs, ys, zs = g.xs, g.ys, g.zs
+    xs, ys = g.xs, g.ys
     m = KEEPOUT_MARGIN_MM
     out = np.zeros(g.shape, bool)
     column = np.abs(xs - MEDIASTINUM_X_MM) < MEDIASTINUM_HALF_WIDTH_MM
@@ -501,8 +517,7 @@ def _keepout(lay: _Layout) -> np.ndarray:
     for (ax, ay), z_lo, z_hi in _aorta_tubes(lay):
         _paint(out, _capsule_mask(g, (ax, ay, z_lo), (ax, ay, z_hi), AORTA_RADIUS_MM + m, AORTA_RADIUS_MM + m), True)
     a0, a1 = lay.aorta_asc, lay.aorta_desc
-    _paint(out, _capsule_mask(g, (*a0, lay.z_arch), (*a1, lay.z_arch), AORTA_RADIUS_MM + m, AORTA_RADIUS_MM + m),
-           True)
+    _paint(out, _capsule_mask(g, (*a0, lay.z_arch), (*a1, lay.z_arch), AORTA_RADIUS_MM + m, AORTA_RADIUS_MM + m), True)
     return out
 
 
@@ -566,7 +581,7 @@ def _body_and_bones(lay: _Layout, hu: np.ndarray) -> np.ndarray:
     a_c, b_c = a - CHEST_WALL_MM[0], b - CHEST_WALL_MM[1]
 
     # Table: a curved plate under the body, concave toward the patient, never touching it.
-    y_top = b + TABLE_GAP_MM - TABLE_CURVATURE_PER_MM * X ** 2
+    y_top = b + TABLE_GAP_MM - TABLE_CURVATURE_PER_MM * X**2
     table = (Y >= y_top) & (Y < y_top + TABLE_THICKNESS_MM) & (np.abs(X) <= TABLE_HALF_WIDTH_MM)
     body = (X / a) ** 2 + (Y / b) ** 2 <= 1.0
     muscle = (X / (a - FAT_THICKNESS_MM)) ** 2 + (Y / (b - FAT_THICKNESS_MM)) ** 2 <= 1.0
@@ -591,26 +606,29 @@ def _body_and_bones(lay: _Layout, hu: np.ndarray) -> np.ndarray:
     _paint(hu, _ellipsoid(g, lay.heart_c, lay.heart_r), HU_BLOOD, above)
     for (ax, ay), z_lo, z_hi in _aorta_tubes(lay):
         _paint(hu, _capsule_mask(g, (ax, ay, z_lo), (ax, ay, z_hi), AORTA_RADIUS_MM, AORTA_RADIUS_MM), HU_AORTA)
-    _paint(hu, _capsule_mask(g, (*lay.aorta_asc, lay.z_arch), (*lay.aorta_desc, lay.z_arch),
-                             AORTA_RADIUS_MM, AORTA_RADIUS_MM), HU_AORTA)
-    esophagus = (X - ESOPHAGUS_XY_MM[0]) ** 2 + (Y - ESOPHAGUS_XY_MM[1]) ** 2 <= ESOPHAGUS_RADIUS_MM ** 2
+    _paint(
+        hu,
+        _capsule_mask(g, (*lay.aorta_asc, lay.z_arch), (*lay.aorta_desc, lay.z_arch), AORTA_RADIUS_MM, AORTA_RADIUS_MM),
+        HU_AORTA,
+    )
+    esophagus = (X - ESOPHAGUS_XY_MM[0]) ** 2 + (Y - ESOPHAGUS_XY_MM[1]) ** 2 <= ESOPHAGUS_RADIUS_MM**2
     hu[:, esophagus] = np.where(above[:, esophagus], HU_MUSCLE, hu[:, esophagus])
 
     # Spine: vertebral body (cortex, cancellous core, discs), canal, arch, spinous process.
     spine_y = b_c - 33.0
-    r2 = X ** 2 + (Y - spine_y) ** 2
-    vb = r2 <= SPINE_RADIUS_MM ** 2
+    r2 = X**2 + (Y - spine_y) ** 2
+    vb = r2 <= SPINE_RADIUS_MM**2
     core = r2 <= (SPINE_RADIUS_MM - SPINE_CORTEX_MM) ** 2
     disc = np.mod(zs - anat.vertebra_phase, VERTEBRA_PERIOD_MM) < DISC_MM
     hu[:, vb] = HU_CORTICAL_BONE
     hu[:, core] = HU_CANCELLOUS_BONE
     hu[disc[:, None, None] & vb[None]] = HU_DISC
     canal_y = spine_y + SPINE_RADIUS_MM + SPINAL_CANAL_RADIUS_MM + 1.0
-    rc2 = X ** 2 + (Y - canal_y) ** 2
+    rc2 = X**2 + (Y - canal_y) ** 2
     arch = (rc2 <= (SPINAL_CANAL_RADIUS_MM + 6.0) ** 2) & (Y >= canal_y - 6.0)
     spinous = (X / 4.0) ** 2 + ((Y - canal_y - 18.0) / 6.0) ** 2 <= 1.0
     hu[:, arch | spinous] = HU_RIB
-    hu[:, rc2 <= SPINAL_CANAL_RADIUS_MM ** 2] = HU_CSF
+    hu[:, rc2 <= SPINAL_CANAL_RADIUS_MM**2] = HU_CSF
     _bowel_gas(lay, hu, below & cavity_inner[None])
 
     # Sternum: anterior midline, in the upper two thirds of the chest.
@@ -626,7 +644,7 @@ def _body_and_bones(lay: _Layout, hu: np.ndarray) -> np.ndarray:
     ra, rb = a_c + 8.0, b_c + 8.0
     Xf, Yf = np.broadcast_arrays(X, Y)
     rho = np.sqrt((Xf / ra) ** 2 + (Yf / rb) ** 2)
-    dist = np.sqrt(Xf ** 2 + Yf ** 2)
+    dist = np.sqrt(Xf**2 + Yf**2)
     radial = dist * (1.0 - 1.0 / np.maximum(rho, 1e-6))
     ring = np.abs(radial) < RIB_HALF_THICKNESS_MM + 1.0
     iy, ix = np.nonzero(ring)
@@ -677,8 +695,8 @@ def _neck(lay: _Layout, hu: np.ndarray, objects: np.ndarray, table: np.ndarray) 
     neck = (X / na) ** 2 + ((Y - NECK_CENTRE_Y_MM) / nb) ** 2 <= 1.0
     inner = (X / (na - NECK_FAT_MM)) ** 2 + ((Y - NECK_CENTRE_Y_MM) / (nb - NECK_FAT_MM)) ** 2 <= 1.0
     sx_, sy_ = CERVICAL_SPINE_XY_MM
-    vert = (X - sx_) ** 2 + (Y - sy_) ** 2 <= CERVICAL_SPINE_RADIUS_MM ** 2
-    canal = (X - sx_) ** 2 + (Y - sy_ - CERVICAL_SPINE_RADIUS_MM - 6.0) ** 2 <= 5.0 ** 2
+    vert = (X - sx_) ** 2 + (Y - sy_) ** 2 <= CERVICAL_SPINE_RADIUS_MM**2
+    canal = (X - sx_) ** 2 + (Y - sy_ - CERVICAL_SPINE_RADIUS_MM - 6.0) ** 2 <= 5.0**2
     plane = np.full(neck.shape, HU_AIR, np.float32)
     plane[table] = HU_TABLE
     plane[neck] = HU_FAT
@@ -702,21 +720,24 @@ def _upper_airway(lay: _Layout, hu: np.ndarray) -> None:
     pa, pb = PHARYNX_SEMI_AXES_MM
     air = (((X - tx) / la) ** 2 + ((Y - ty) / lb) ** 2 <= 1.0) | (((X - px) / pa) ** 2 + ((Y - py) / pb) ** 2 <= 1.0)
     hu[np.ix_(upper, np.ones(g.shape[1], bool), np.ones(g.shape[2], bool))] = np.where(
-        air[None], np.float32(HU_AIR), hu[upper])
+        air[None], np.float32(HU_AIR), hu[upper]
+    )
 
 
-def _smooth_noise_at(rng: np.random.Generator, points: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                     step: float, sigma: float) -> np.ndarray:
+def _smooth_noise_at(
+    rng: np.random.Generator, points: np.ndarray, lo: np.ndarray, hi: np.ndarray, step: float, sigma: float
+) -> np.ndarray:
     """Smooth unit-variance noise defined on a physical lattice, sampled at ``points`` (n, 3) xyz."""
-    shape = tuple(int(np.ceil((h - l) / step)) + 2 for l, h in zip(lo[::-1], hi[::-1]))  # z, y, x
+    shape = tuple(int(np.ceil((high - low) / step)) + 2 for low, high in zip(lo[::-1], hi[::-1]))  # z, y, x
     lattice = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma, mode="wrap")
     lattice /= max(float(lattice.std()), 1e-6)
     coords = ((points - lo) / step)[:, ::-1].T
     return ndimage.map_coordinates(lattice, coords, order=1, mode="nearest")
 
 
-def _lesions(spec: PhantomSpec, lay: _Layout, labels: np.ndarray, lung_idx: tuple[np.ndarray, ...]
-             ) -> tuple[np.ndarray, np.ndarray]:
+def _lesions(
+    spec: PhantomSpec, lay: _Layout, labels: np.ndarray, lung_idx: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     """Choose exactly round(target% of the lung) lesion voxels and give them HU.
 
     Lesions are the lung voxels of highest priority, a smooth noise field plus a bias
@@ -762,9 +783,11 @@ def _lesions(spec: PhantomSpec, lay: _Layout, labels: np.ndarray, lung_idx: tupl
     ggo = np.clip(depth / d_c, 0.0, 1.0) ** 0.8
     cons = np.clip((depth - d_c) / (d_max - d_c), 0.0, 1.0) ** 0.5
     kind[chosen] = np.where(is_cons, LESION_CONSOLIDATION, LESION_GGO)
-    les_hu[chosen] = np.where(is_cons,
-                              HU_CONSOLIDATION[0] + (HU_CONSOLIDATION[1] - HU_CONSOLIDATION[0]) * cons,
-                              HU_GGO[0] + (HU_GGO[1] - HU_GGO[0]) * ggo)
+    les_hu[chosen] = np.where(
+        is_cons,
+        HU_CONSOLIDATION[0] + (HU_CONSOLIDATION[1] - HU_CONSOLIDATION[0]) * cons,
+        HU_GGO[0] + (HU_GGO[1] - HU_GGO[0]) * ggo,
+    )
     return kind, les_hu
 
 
@@ -776,8 +799,10 @@ def _random_unit_perpendicular(rng: np.random.Generator, d: np.ndarray) -> np.nd
 
 def _hila(lay: _Layout) -> dict[int, np.ndarray]:
     """Where each lung's vessel tree starts (beside the main bronchus' end)."""
-    return {LABEL_RIGHT_LUNG: np.array([-24.0, 2.0, lay.z_carina - 26.0]),
-            LABEL_LEFT_LUNG: np.array([34.0, 4.0, lay.z_carina - 36.0])}
+    return {
+        LABEL_RIGHT_LUNG: np.array([-24.0, 2.0, lay.z_carina - 26.0]),
+        LABEL_LEFT_LUNG: np.array([34.0, 4.0, lay.z_carina - 36.0]),
+    }
 
 
 def _vessel_tree(
@@ -888,10 +913,24 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     lesion_mask = (lesion_kind > 0).astype(np.uint8)
     n_lung = int(lung.sum())
     score = 100.0 * float(lesion_mask.sum()) / n_lung if n_lung else 0.0
-    log.info("phantom %s: %s voxels, lung %d voxels, score %.3f (target %.1f) in %.2f s", spec.patient_id,
-             "x".join(map(str, g.shape)), n_lung, score, spec.target_score, time.perf_counter() - started)
-    return Phantom(hu=hu_i, lung_labels=labels, lesion_mask=lesion_mask, spacing=g.spacing, origin=g.origin,
-                   score=score, lesion_kind=lesion_kind)
+    log.info(
+        "phantom %s: %s voxels, lung %d voxels, score %.3f (target %.1f) in %.2f s",
+        spec.patient_id,
+        "x".join(map(str, g.shape)),
+        n_lung,
+        score,
+        spec.target_score,
+        time.perf_counter() - started,
+    )
+    return Phantom(
+        hu=hu_i,
+        lung_labels=labels,
+        lesion_mask=lesion_mask,
+        spacing=g.spacing,
+        origin=g.origin,
+        score=score,
+        lesion_kind=lesion_kind,
+    )
 
 
 def _fov_disc(spec: PhantomSpec) -> np.ndarray:

@@ -17,11 +17,9 @@ from covidct.io import atomic_path, write_volume
 log = logging.getLogger(__name__)
 
 
-
 DEMO_COHORT: tuple[PhantomSpec, ...] = (
     PhantomSpec("demo01", 1101, True, 8.0, 60, 5.0, 176, 2.2),
-    PhantomSpec("demo02", 1102, True, 27.0, 52, 6.0, 192, 2.0, flip_x=True, padding=-2048,
-                rescale_intercept=-1024),
+    PhantomSpec("demo02", 1102, True, 27.0, 52, 6.0, 192, 2.0, flip_x=True, padding=-2048, rescale_intercept=-1024),
     PhantomSpec("demo03", 1103, False, 0.0, 70, 4.5, 168, 2.3, descending=True, unsigned=True),
     PhantomSpec("demo04", 1104, True, 44.0, 64, 5.0, 184, 2.1, localizer=True),
     PhantomSpec("demo05", 1105, False, 0.0, 48, 6.0, 180, 2.15, flip_x=True, descending=True),
@@ -35,15 +33,24 @@ DEMO_COHORT: tuple[PhantomSpec, ...] = (
 
 #: The demo sheet pins its splits: with 10 patients a hashed 70/15/15 split could leave val or
 #: test empty or one-class; pinned, each holds one COVID-19 and one negative patient.
-DEMO_SPLITS = {**{f"demo{i:02d}": "train" for i in (1, 2, 3, 6, 7, 10)},
-               "demo04": "test", "demo05": "test", "demo08": "val", "demo09": "val"}
+DEMO_SPLITS = {
+    **{f"demo{i:02d}": "train" for i in (1, 2, 3, 6, 7, 10)},
+    "demo04": "test",
+    "demo05": "test",
+    "demo08": "val",
+    "demo09": "val",
+}
 
 
 SHEET_COLUMNS = ("patient_id", "dicom_dir", "label", "score", "split")
 
 
-def sheet_rows(specs: Iterable[PhantomSpec], dicom_root: str,
-               scores: Mapping[str, float] | None = None, splits: Mapping[str, str] | None = None) -> list[dict]:
+def sheet_rows(
+    specs: Iterable[PhantomSpec],
+    dicom_root: str,
+    scores: Mapping[str, float] | None = None,
+    splits: Mapping[str, str] | None = None,
+) -> list[dict]:
     """Rows of the patient sheet for a synthetic cohort.
 
     Args:
@@ -64,15 +71,22 @@ def sheet_rows(specs: Iterable[PhantomSpec], dicom_root: str,
             score_text = f"{score:.2f}"
         else:
             score_text = "0"
-        rows.append({"patient_id": spec.patient_id, "dicom_dir": f"{root}/{spec.patient_id}",
-                     "label": "1" if spec.covid else "0", "score": score_text})
+        rows.append(
+            {
+                "patient_id": spec.patient_id,
+                "dicom_dir": f"{root}/{spec.patient_id}",
+                "label": "1" if spec.covid else "0",
+                "score": score_text,
+            }
+        )
         if splits is not None:
             rows[-1]["split"] = splits.get(spec.patient_id, "")
     return rows
 
 
-def write_cohort(out_dir: Path, specs: Iterable[PhantomSpec] = DEMO_COHORT,
-                 sheet_dicom_root: str | None = None) -> Path:
+def write_cohort(
+    out_dir: Path, specs: Iterable[PhantomSpec] = DEMO_COHORT, sheet_dicom_root: str | None = None
+) -> Path:
     """Generate a synthetic cohort: ``dicom/<pid>/``, ``truth/<pid>.*`` and ``patients.tsv``.
 
     Args:
@@ -96,8 +110,9 @@ def write_cohort(out_dir: Path, specs: Iterable[PhantomSpec] = DEMO_COHORT,
     for spec in specs:
         truth = write_patient(spec, out_dir / "dicom" / spec.patient_id, out_dir / "truth")
         scores[spec.patient_id] = truth["score"]
-    rows = sheet_rows(specs, sheet_dicom_root if sheet_dicom_root is not None else str(out_dir / "dicom"), scores,
-                      splits=DEMO_SPLITS)
+    rows = sheet_rows(
+        specs, sheet_dicom_root if sheet_dicom_root is not None else str(out_dir / "dicom"), scores, splits=DEMO_SPLITS
+    )
     sheet = out_dir / "patients.tsv"
     with atomic_path(sheet) as tmp:
         with open(tmp, "w", newline="") as fh:
@@ -113,20 +128,37 @@ def write_cohort(out_dir: Path, specs: Iterable[PhantomSpec] = DEMO_COHORT,
 INFECTION_TRAINING_SCORES: tuple[float, ...] = (5.0, 12.0, 20.0, 30.0, 40.0, 55.0, 70.0, 0.0)
 
 
-def infection_training_specs(n: int = len(INFECTION_TRAINING_SCORES), seed: int = 2100, matrix: int = 176,
-                             pixel_spacing_mm: float = 2.2) -> list[PhantomSpec]:
+def infection_training_specs(
+    n: int = len(INFECTION_TRAINING_SCORES), seed: int = 2100, matrix: int = 176, pixel_spacing_mm: float = 2.2
+) -> list[PhantomSpec]:
     """``n`` synthetic training phantoms (48 slices of 5 mm) with lesion loads cycling through
     INFECTION_TRAINING_SCORES."""
     specs = []
     for i in range(n):
         score = INFECTION_TRAINING_SCORES[i % len(INFECTION_TRAINING_SCORES)]
-        specs.append(PhantomSpec(f"inftrain{i + 1:02d}", seed + i, score > 0, score, 48, 5.0, matrix,
-                                 pixel_spacing_mm, flip_x=bool(i % 2)))
+        specs.append(
+            PhantomSpec(
+                f"inftrain{i + 1:02d}",
+                seed + i,
+                score > 0,
+                score,
+                48,
+                5.0,
+                matrix,
+                pixel_spacing_mm,
+                flip_x=bool(i % 2),
+            )
+        )
     return specs
 
 
-def write_infection_training(out_dir: str | Path, n: int = len(INFECTION_TRAINING_SCORES), seed: int = 2100,
-                             matrix: int = 176, pixel_spacing_mm: float = 2.2) -> list[Path]:
+def write_infection_training(
+    out_dir: str | Path,
+    n: int = len(INFECTION_TRAINING_SCORES),
+    seed: int = 2100,
+    matrix: int = 176,
+    pixel_spacing_mm: float = 2.2,
+) -> list[Path]:
     """Write ``volumes/<name>.nii.gz`` (HU) and ``masks/<name>.nii.gz`` (lesions) of synthetic phantoms:
     the 3D-NIfTI training source used when ``infection.train`` names none."""
     out_dir = Path(out_dir)

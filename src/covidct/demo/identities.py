@@ -20,18 +20,76 @@ PRIVATE_GROUP = 0x0009
 PRIVATE_CREATOR = "ACME_CT 1.0"
 
 
-_SURNAMES = ("Okafor", "Lindqvist", "Moreau", "Tanaka", "Kowalczyk", "Haddad", "Fitzgerald", "Nakamura",
-             "Oyelaran", "Petrovic", "Delacroix", "Brennan", "Castellanos", "Eriksen", "Van Dijk", "Achterberg",
-             "Mensah", "Rossi", "Sokolova", "Quintero", "Abernathy", "Yilmaz", "Whitcombe", "Dubois",
-             "Kaczmarek", "Ferreira", "Nguyen", "Holloway", "Marchetti", "Adeyemi")
+_SURNAMES = (
+    "Okafor",
+    "Lindqvist",
+    "Moreau",
+    "Tanaka",
+    "Kowalczyk",
+    "Haddad",
+    "Fitzgerald",
+    "Nakamura",
+    "Oyelaran",
+    "Petrovic",
+    "Delacroix",
+    "Brennan",
+    "Castellanos",
+    "Eriksen",
+    "Van Dijk",
+    "Achterberg",
+    "Mensah",
+    "Rossi",
+    "Sokolova",
+    "Quintero",
+    "Abernathy",
+    "Yilmaz",
+    "Whitcombe",
+    "Dubois",
+    "Kaczmarek",
+    "Ferreira",
+    "Nguyen",
+    "Holloway",
+    "Marchetti",
+    "Adeyemi",
+)
 
 
-_GIVEN_F = ("Amara", "Ingrid", "Sofia", "Yuki", "Agnieszka", "Leila", "Maeve", "Camila", "Freya", "Nadia",
-            "Chiara", "Ebele", "Margot", "Hana", "Rosalind")
+_GIVEN_F = (
+    "Amara",
+    "Ingrid",
+    "Sofia",
+    "Yuki",
+    "Agnieszka",
+    "Leila",
+    "Maeve",
+    "Camila",
+    "Freya",
+    "Nadia",
+    "Chiara",
+    "Ebele",
+    "Margot",
+    "Hana",
+    "Rosalind",
+)
 
 
-_GIVEN_M = ("Tobias", "Kwame", "Henrik", "Mateo", "Rashid", "Dmitri", "Liam", "Kenji", "Oskar", "Emeka",
-            "Julien", "Tomasz", "Arjun", "Bram", "Callum")
+_GIVEN_M = (
+    "Tobias",
+    "Kwame",
+    "Henrik",
+    "Mateo",
+    "Rashid",
+    "Dmitri",
+    "Liam",
+    "Kenji",
+    "Oskar",
+    "Emeka",
+    "Julien",
+    "Tomasz",
+    "Arjun",
+    "Bram",
+    "Callum",
+)
 
 
 _INSTITUTIONS = (
@@ -48,18 +106,41 @@ _STUDY_DESCRIPTIONS = ("CT CHEST WITHOUT CONTRAST", "CT THORAX LOW DOSE", "CT CH
 _SERIES_DESCRIPTIONS = ("AXIAL LUNG 5MM", "Thorax 5.0 Br60 lung", "CHEST AXIAL STANDARD")
 
 
-_MANUFACTURERS = (("SIEMENS", "SOMATOM Definition AS", "B60f"), ("GE MEDICAL SYSTEMS", "LightSpeed VCT", "LUNG"),
-                  ("TOSHIBA", "Aquilion ONE", "FC52"), ("Philips", "Ingenuity CT", "YB"))
+_MANUFACTURERS = (
+    ("SIEMENS", "SOMATOM Definition AS", "B60f"),
+    ("GE MEDICAL SYSTEMS", "LightSpeed VCT", "LUNG"),
+    ("TOSHIBA", "Aquilion ONE", "FC52"),
+    ("Philips", "Ingenuity CT", "YB"),
+)
 
 
 #: Identity keys that are top-level DICOM keywords of the same name.
 IDENTITY_KEYWORDS = (
-    "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex", "PatientAge",
-    "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate",
-    "StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime",
-    "AccessionNumber", "InstitutionName", "InstitutionAddress", "ReferringPhysicianName",
-    "PerformingPhysicianName", "OperatorsName", "StationName", "StudyID", "StudyDescription",
-    "SeriesDescription", "DeviceSerialNumber",
+    "PatientName",
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "StudyDate",
+    "SeriesDate",
+    "AcquisitionDate",
+    "ContentDate",
+    "StudyTime",
+    "SeriesTime",
+    "AcquisitionTime",
+    "ContentTime",
+    "AccessionNumber",
+    "InstitutionName",
+    "InstitutionAddress",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "OperatorsName",
+    "StationName",
+    "StudyID",
+    "StudyDescription",
+    "SeriesDescription",
+    "DeviceSerialNumber",
 )
 
 

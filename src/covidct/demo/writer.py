@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 
@@ -94,8 +93,7 @@ def _common_dataset(spec: PhantomSpec, identity: dict[str, str], image_type: lis
     return ds
 
 
-def _write_localizer(phantom: Phantom, spec: PhantomSpec, out_dir: Path, identity: dict[str, str],
-                     name: str) -> Path:
+def _write_localizer(phantom: Phantom, spec: PhantomSpec, out_dir: Path, identity: dict[str, str], name: str) -> Path:
     """One coronal LOCALIZER image: the mean attenuation through the patient, 128 x 128."""
     ds = _common_dataset(spec, identity, ["ORIGINAL", "PRIMARY", "LOCALIZER"])
     nz, ny, nx = phantom.hu.shape
@@ -227,8 +225,11 @@ def _label_image(array: np.ndarray, phantom: Phantom) -> SimpleITK.Image:
 def truth_paths(truth_dir: str | Path, patient_id: str) -> dict[str, Path]:
     """The truth files ``write_patient`` writes for a patient: ``json``, ``lung``, ``lesion``."""
     truth_dir = Path(truth_dir)
-    return {"json": truth_dir / f"{patient_id}.json", "lung": truth_dir / f"{patient_id}_lung.nii.gz",
-            "lesion": truth_dir / f"{patient_id}_lesion.nii.gz"}
+    return {
+        "json": truth_dir / f"{patient_id}.json",
+        "lung": truth_dir / f"{patient_id}_lung.nii.gz",
+        "lesion": truth_dir / f"{patient_id}_lesion.nii.gz",
+    }
 
 
 def write_patient(spec: PhantomSpec, dicom_dir: Path, truth_dir: Path) -> dict:

@@ -107,16 +107,21 @@ def lossy_evidence(ds) -> str | None:
         near = jpeg_ls_near(first_frame(ds))
         if near == 0:
             return None
-        return (f"JPEG-LS near-lossless, NEAR={near}" if near is not None
-                else f"transfer syntax {syntax.name} ({syntax}), NEAR not found")
+        return (
+            f"JPEG-LS near-lossless, NEAR={near}"
+            if near is not None
+            else f"transfer syntax {syntax.name} ({syntax}), NEAR not found"
+        )
     if syntax == uid.JPEG2000:
         irreversible = j2k_irreversible(first_frame(ds))
         if irreversible:
             return "JPEG 2000 with the irreversible 9-7 wavelet"
         if flag == "00":
             return None
-        return (f"transfer syntax {syntax.name} ({syntax}) allows lossy coding and LossyImageCompression does not say "
-                "00 (reversible wavelet; rate truncation cannot be ruled out)")
+        return (
+            f"transfer syntax {syntax.name} ({syntax}) allows lossy coding and LossyImageCompression does not say "
+            "00 (reversible wavelet; rate truncation cannot be ruled out)"
+        )
     return None
 
 
@@ -136,8 +141,11 @@ def _quiet_stderr():
             os.dup2(fd, 2)
             os.close(fd)
             sink.seek(0)
-            other = [line for line in sink.read().decode("utf-8", "replace").splitlines()
-                     if line.strip() and GDCM_RETRY_NOISE not in line]
+            other = [
+                line
+                for line in sink.read().decode("utf-8", "replace").splitlines()
+                if line.strip() and GDCM_RETRY_NOISE not in line
+            ]
             for line in other:
                 log.warning("GDCM: %s", line)
 
@@ -173,8 +181,9 @@ def _decode_frame(src: bytes, runner) -> bytes:
     img.SetPhotometricInterpretation(gdcm.PhotometricInterpretation(pi))
     img.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGExtendedProcess2_4))
     bits_stored = runner.bits_stored
-    img.SetPixelFormat(gdcm.PixelFormat(1, runner.bits_allocated, bits_stored, bits_stored - 1,
-                                        runner.pixel_representation))
+    img.SetPixelFormat(
+        gdcm.PixelFormat(1, runner.bits_allocated, bits_stored, bits_stored - 1, runner.pixel_representation)
+    )
     with _quiet_stderr():
         frame = img.GetBuffer().encode("utf-8", "surrogateescape")
     expected = runner.rows * runner.columns * (runner.bits_allocated // 8)

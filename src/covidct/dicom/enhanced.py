@@ -101,8 +101,11 @@ def frames(ds, path: Path, patient: str | None = None) -> list[Frame]:
         raise DicomInputError("multi-frame CT image without a valid NumberOfFrames", patient, path)
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame is not None and len(per_frame) not in (0, n):
-        raise DicomInputError(f"multi-frame CT image has {len(per_frame)} PerFrameFunctionalGroupsSequence items "
-                              f"for {n} frames", patient, path)
+        raise DicomInputError(
+            f"multi-frame CT image has {len(per_frame)} PerFrameFunctionalGroupsSequence items for {n} frames",
+            patient,
+            path,
+        )
     shared = _item(ds, "SharedFunctionalGroupsSequence")
     file_type = _upper(ds.get("ImageType"))
     out = []
@@ -115,8 +118,12 @@ def frames(ds, path: Path, patient: str | None = None) -> list[Frame]:
                 raise DicomInputError(
                     f"multi-frame CT frame {i + 1} of {n} lacks {what}: no {sequence} > {attribute} in its "
                     "per-frame or the shared functional groups; cannot "
-                    + ("convert it to HU" if sequence == "PixelValueTransformationSequence"
-                       else "place it in a volume"), patient, path)
+                    + (
+                        "convert it to HU" if sequence == "PixelValueTransformationSequence" else "place it in a volume"
+                    ),
+                    patient,
+                    path,
+                )
             values[sequence] = value
         slope = _lookup(own, shared, "PixelValueTransformationSequence", "RescaleSlope")
         thickness = _lookup(own, shared, "PixelMeasuresSequence", "SliceThickness")
@@ -129,19 +136,22 @@ def frames(ds, path: Path, patient: str | None = None) -> list[Frame]:
             orientation = np.array([float(v) for v in values["PlaneOrientationSequence"]])
             if position.shape != (3,) or orientation.shape != (6,):
                 raise ValueError(f"{position.size} position and {orientation.size} orientation values")
-            out.append(Frame(
-                index=i,
-                position=position,
-                orientation=orientation,
-                pixel_spacing=(float(spacing[0]), float(spacing[1])),
-                thickness=float(thickness) if thickness not in (None, "") else None,
-                slope=float(slope) if slope not in (None, "") else 1.0,
-                intercept=float(values["PixelValueTransformationSequence"]),
-                frame_type=frame_type,
-                stack_id=str(content.get("StackID", "") or "") if content is not None else "",
-                in_stack_position=int(in_stack) if in_stack not in (None, "") else None,
-            ))
+            out.append(
+                Frame(
+                    index=i,
+                    position=position,
+                    orientation=orientation,
+                    pixel_spacing=(float(spacing[0]), float(spacing[1])),
+                    thickness=float(thickness) if thickness not in (None, "") else None,
+                    slope=float(slope) if slope not in (None, "") else 1.0,
+                    intercept=float(values["PixelValueTransformationSequence"]),
+                    frame_type=frame_type,
+                    stack_id=str(content.get("StackID", "") or "") if content is not None else "",
+                    in_stack_position=int(in_stack) if in_stack not in (None, "") else None,
+                )
+            )
         except (ValueError, TypeError, IndexError) as exc:
-            raise DicomInputError(f"multi-frame CT frame {i + 1} of {n}: malformed functional group values ({exc})",
-                                  patient, path) from None
+            raise DicomInputError(
+                f"multi-frame CT frame {i + 1} of {n}: malformed functional group values ({exc})", patient, path
+            ) from None
     return out

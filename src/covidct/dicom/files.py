@@ -22,14 +22,27 @@ verification and the HU step (on the anonymized folder) share:
    image class (a report without SOP Class) or an image of another modality.
 
 Every skip is recorded by category with its rank (``FolderScan.summary``) and logged.
+
+``read_dicom`` reads a candidate whole and strictly (a file that claims to be DICOM but is not, or is
+truncated, is a ``DicomInputError``): the anonymizer and its verification read with it.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
+from pydicom.uid import UID, ExplicitVRLittleEndian
+
+from covidct.errors import DicomInputError
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +152,12 @@ def _printable_share(head: bytes) -> float:
 
 
 def _nifti(head: bytes) -> bool:
-    if len(head) >= NIFTI1_HEADER_BYTES and head[NIFTI1_MAGIC_OFFSET:NIFTI1_MAGIC_OFFSET + 4] in (b"n+1\x00",
-                                                                                                 b"ni1\x00"):
+    if len(head) >= NIFTI1_HEADER_BYTES and head[NIFTI1_MAGIC_OFFSET : NIFTI1_MAGIC_OFFSET + 4] in (
+        b"n+1\x00",
+        b"ni1\x00",
+    ):
         return True
-    return head[NIFTI2_MAGIC_OFFSET:NIFTI2_MAGIC_OFFSET + 4] in (b"n+2\x00", b"ni2\x00")
+    return head[NIFTI2_MAGIC_OFFSET : NIFTI2_MAGIC_OFFSET + 4] in (b"n+2\x00", b"ni2\x00")
 
 
 def _bare_dicom(head: bytes) -> bool:
@@ -292,8 +307,9 @@ class FolderScan:
             "n_files": len(self.files),
             "n_images": self.n_images,
             "n_skipped": self.n_skipped,
-            "skipped": {cat: {"count": len(ranks), "files": sorted(ranks)}
-                        for cat, ranks in sorted(self.skipped.items())},
+            "skipped": {
+                cat: {"count": len(ranks), "files": sorted(ranks)} for cat, ranks in sorted(self.skipped.items())
+            },
         }
 
     def describe_skips(self) -> str:
@@ -303,8 +319,13 @@ class FolderScan:
     def log_skips(self, patient: str | None) -> None:
         """Log what was skipped (one line), or that nothing was."""
         if self.skipped:
-            log.info("patient %s: skipped %d of %d files: %s", patient, self.n_skipped, len(self.files),
-                     self.describe_skips())
+            log.info(
+                "patient %s: skipped %d of %d files: %s",
+                patient,
+                self.n_skipped,
+                len(self.files),
+                self.describe_skips(),
+            )
 
 
 def _ranges(ranks: list[int]) -> str:
@@ -329,8 +350,10 @@ def _ranges(ranks: list[int]) -> str:
 
 def describe_skips(summary: dict) -> str:
     """One line from a ``FolderScan.summary()``: categories with counts and file ranks."""
-    parts = [f"{cat} x{entry['count']} (file{'s' if entry['count'] > 1 else ''} {_ranges(entry['files'])})"
-             for cat, entry in summary["skipped"].items()]
+    parts = [
+        f"{cat} x{entry['count']} (file{'s' if entry['count'] > 1 else ''} {_ranges(entry['files'])})"
+        for cat, entry in summary["skipped"].items()
+    ]
     return "; ".join(parts) if parts else "nothing"
 
 
@@ -393,7 +416,7 @@ def scan_folder(folder: str | Path, ct_only: bool = True) -> FolderScan:
             continue
         with open(path, "rb") as fh:
             head = fh.read(max(SNIFF_BYTES, DICM_OFFSET + len(DICM_MAGIC)))
-        part10 = head[DICM_OFFSET:DICM_OFFSET + len(DICM_MAGIC)] == DICM_MAGIC
+        part10 = head[DICM_OFFSET : DICM_OFFSET + len(DICM_MAGIC)] == DICM_MAGIC
         if not part10:
             kind = sniff(head[:SNIFF_BYTES])
             if kind is not None:
@@ -411,3 +434,99 @@ def scan_folder(folder: str | Path, ct_only: bool = True) -> FolderScan:
         else:
             scan.candidates.append(path)
     return scan
+
+
+# ------------------------------------------------------------------ reading a whole file
+
+#: Uncompressed YBR_FULL_422 stores two luminance values per pair of chroma values
+#: (PS3.3 C.7.6.3.1.2): 2 samples per pixel on average, not SamplesPerPixel (3).
+YBR_FULL_422 = "YBR_FULL_422"
+
+
+YBR_FULL_422_SAMPLES = 2
+
+
+#: pydicom warnings that mean the file ended early.
+_TRUNCATION_WARNINGS = ("end of file", "unexpected end", "delimiter")
+
+
+def read_dicom(path: Path, patient: str | None = None) -> Dataset:
+    """Read a whole DICOM file, read-only, and refuse it if it is not DICOM or is truncated.
+
+    pydicom reads truncated files without complaint (a short pixel data value, a
+    sequence without its delimiter); this checks for that.
+
+    Args:
+        path: The file.
+        patient: Pseudonymous patient id, for error messages.
+
+    Returns:
+        The dataset, pixel data not decoded.
+
+    Raises:
+        DicomInputError: Not a DICOM file, or a corrupt / truncated one.
+    """
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(io.BytesIO(raw))
+        except InvalidDicomError:
+            ds = _read_without_preamble(raw)
+            if ds is None:
+                raise DicomInputError("not a DICOM file", patient, path) from None
+        except Exception as exc:  # pydicom raises many types on broken input
+            raise DicomInputError(
+                f"corrupt or truncated DICOM file ({type(exc).__name__} while reading)", patient, path
+            ) from None
+    ds.filename = str(path)
+    problem = _truncation_problem(ds, caught)
+    if problem:
+        raise DicomInputError(f"corrupt or truncated DICOM file: {problem}", patient, path)
+    return ds
+
+
+def _read_without_preamble(raw: bytes) -> Dataset | None:
+    """Accept a bare dataset (no preamble / "DICM") only if it is clearly DICOM: a SOP Class, or
+    an image (pixel data and rows)."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(raw), force=True)
+        ok = bool(ds.get("SOPClassUID")) or ("PixelData" in ds and "Rows" in ds)
+    except Exception:
+        return None
+    return ds if ok else None
+
+
+def _truncation_problem(ds: Dataset, caught: list[warnings.WarningMessage]) -> str | None:
+    if any(any(w in str(c.message).lower() for w in _TRUNCATION_WARNINGS) for c in caught):
+        return "the file ends before a sequence or the pixel data is complete"
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        length, value = getattr(raw, "length", None), getattr(raw, "value", None)
+        if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
+            return f"element {BaseTag(tag)} is shorter than its declared length"
+    sop_class = str(ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
+    if "PixelData" not in ds:
+        if "Image Storage" in UID(sop_class).name:
+            return "an image instance without pixel data"
+        return None
+    transfer_syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian)))
+    if not transfer_syntax.is_compressed:
+        expected = _native_pixel_bytes(ds)
+        if expected and len(ds.PixelData) < expected:
+            return "pixel data shorter than Rows x Columns x frames"
+    return None
+
+
+def _native_pixel_bytes(ds: Dataset) -> int:
+    try:
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        if str(ds.get("PhotometricInterpretation", "")).strip() == YBR_FULL_422:
+            samples = YBR_FULL_422_SAMPLES
+        n = int(ds.Rows) * int(ds.Columns) * samples
+        n *= int(ds.get("NumberOfFrames", 1) or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+    return (n * bits + 7) // 8

@@ -24,7 +24,6 @@ from covidct.hounsfield import HU_AIR, HU_MAX, HU_MIN
 log = logging.getLogger(__name__)
 
 
-
 #: Stored HU below this after rescaling are padding / outside the reconstruction circle.
 HU_PADDING_BELOW = -1500
 
@@ -72,8 +71,9 @@ def _refuse_undecodable(ds, info: SliceInfo, patient: str | None) -> None:
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     if syntax is not None and not syntax.is_transfer_syntax:  # newer than the installed pydicom (JPEG XL, ...)
-        raise DicomInputError(f"transfer syntax {syntax} is unknown to the installed pydicom: no decoder reads it",
-                              patient, info.path)
+        raise DicomInputError(
+            f"transfer syntax {syntax} is unknown to the installed pydicom: no decoder reads it", patient, info.path
+        )
     if syntax is not None and syntax.is_compressed:
         try:
             decoder = get_decoder(syntax)
@@ -81,15 +81,21 @@ def _refuse_undecodable(ds, info: SliceInfo, patient: str | None) -> None:
             decoder = None
         if decoder is None or not decoder.is_available:
             options = "; ".join(decoder.missing_dependencies) if decoder is not None else "none known to pydicom"
-            raise DicomInputError(f"transfer syntax {syntax.name} ({syntax}) cannot be decoded: no decoder is "
-                                  f"installed (options: {options})", patient, info.path)
+            raise DicomInputError(
+                f"transfer syntax {syntax.name} ({syntax}) cannot be decoded: no decoder is "
+                f"installed (options: {options})",
+                patient,
+                info.path,
+            )
     elif "PixelData" in ds:
         frames = int(ds.get("NumberOfFrames") or 1) if info.frame is not None else 1
-        expected = (info.rows * info.columns * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.BitsAllocated) // 8
-                    * frames)
+        expected = (
+            info.rows * info.columns * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.BitsAllocated) // 8 * frames
+        )
         if len(ds.PixelData) < expected:
-            raise DicomInputError(f"pixel data has {len(ds.PixelData)} of {expected} bytes: the file is truncated",
-                                  patient, info.path)
+            raise DicomInputError(
+                f"pixel data has {len(ds.PixelData)} of {expected} bytes: the file is truncated", patient, info.path
+            )
 
 
 def _decode(ds, info: SliceInfo, patient: str | None, cache: dict | None) -> np.ndarray:
@@ -144,8 +150,9 @@ def read_pixels(info: SliceInfo, patient: str | None = None, cache: dict | None 
         problem = " ".join(str(exc).split())  # pydicom's messages span lines; a log line must not
         raise DicomInputError(f"cannot decode pixel data{syntax}: {problem}", patient, info.path) from None
     if pixels.shape != (info.rows, info.columns):
-        raise DicomInputError(f"pixel data has shape {pixels.shape}, expected one {info.rows}x{info.columns} frame",
-                              patient, info.path)
+        raise DicomInputError(
+            f"pixel data has shape {pixels.shape}, expected one {info.rows}x{info.columns} frame", patient, info.path
+        )
     padding = ds.get("PixelPaddingValue")
     if info.rescale is not None:
         slope, intercept = info.rescale
@@ -195,7 +202,10 @@ def _study(ds) -> dict:
 
 
 def load_series(
-    folder: str | Path, patient: str | None = None, series_uid: str | None = None, min_slices: int = 3,
+    folder: str | Path,
+    patient: str | None = None,
+    series_uid: str | None = None,
+    min_slices: int = 3,
     max_slices: int = MAX_SLICES,
 ):
     """Read a patient's folder into a HU ``SimpleITK.Image`` with true geometry.
@@ -234,8 +244,11 @@ def load_series(
     image.SetDirection(tuple(float(v) for v in np.column_stack([row, col, ref.normal]).ravel()))
     compression = _compression(slices)
     if compression["lossy"]:
-        log.warning("patient %s: the chosen series was compressed with loss: %s", patient,
-                    "; ".join(compression["lossy_evidence"]))
+        log.warning(
+            "patient %s: the chosen series was compressed with loss: %s",
+            patient,
+            "; ".join(compression["lossy_evidence"]),
+        )
     info = {
         "chosen_series": chosen.summary(),
         "series": [s.summary() for s in series],

@@ -72,8 +72,7 @@ def read_rtstruct(path: str | Path, patient: str | None = None) -> dict[str, Roi
             if ds.get("Modality") == "RTSTRUCT" or ds.get("SOPClassUID") == RTSTRUCT_SOP_CLASS:
                 found.append(f)
         if len(found) != 1:
-            raise CovidctError(f"expected one RTSTRUCT file in the reference folder, found {len(found)}",
-                               patient, path)
+            raise CovidctError(f"expected one RTSTRUCT file in the reference folder, found {len(found)}", patient, path)
         path = found[0]
     try:
         ds = pydicom.dcmread(path)
@@ -95,8 +94,12 @@ def read_rtstruct(path: str | Path, patient: str | None = None) -> dict[str, Roi
             if len(points) < 3:
                 continue
             if np.ptp(points[:, 2]) > MAX_PLANE_SPREAD_MM:
-                raise CovidctError(f"ROI {roi.name!r} has a contour that is not in an axial plane "
-                                   f"(z spreads {np.ptp(points[:, 2]):.1f} mm)", patient, path)
+                raise CovidctError(
+                    f"ROI {roi.name!r} has a contour that is not in an axial plane "
+                    f"(z spreads {np.ptp(points[:, 2]):.1f} mm)",
+                    patient,
+                    path,
+                )
             z = float(np.mean(points[:, 2]))
             key = next((k for k in roi.planes if abs(k - z) <= PLANE_TOLERANCE_MM), z)
             roi.planes.setdefault(key, []).append(points[:, :2])
@@ -113,8 +116,11 @@ def _axial_geometry(image, patient: str | None) -> tuple[np.ndarray, np.ndarray,
     """Physical (x, y) of every pixel centre of a slice, (y, x) shape, and the z (mm) of each slice."""
     direction = np.array(image.GetDirection()).reshape(3, 3)
     if abs(direction[2, 0]) > 1e-3 or abs(direction[2, 1]) > 1e-3:
-        raise CovidctError("the mask grid is not axial: its rows and columns must lie in the patient's "
-                           "axial plane to compare with RTSTRUCT contours", patient)
+        raise CovidctError(
+            "the mask grid is not axial: its rows and columns must lie in the patient's "
+            "axial plane to compare with RTSTRUCT contours",
+            patient,
+        )
     spacing = np.array(image.GetSpacing())
     origin = np.array(image.GetOrigin())
     nx, ny, nz = image.GetSize()
@@ -148,18 +154,19 @@ def _edge_distance(polygons: list[np.ndarray], x: np.ndarray, y: np.ndarray, chu
     p0 = np.concatenate(polygons)
     p1 = np.concatenate([np.roll(p, -1, axis=0) for p in polygons])
     d = p1 - p0
-    dd = np.maximum((d ** 2).sum(axis=1), 1e-12)
+    dd = np.maximum((d**2).sum(axis=1), 1e-12)
     out = np.empty(x.size)
     px, py = x.ravel(), y.ravel()
     for s in range(0, px.size, chunk):
-        qx, qy = px[s:s + chunk, None] - p0[None, :, 0], py[s:s + chunk, None] - p0[None, :, 1]
+        qx, qy = px[s : s + chunk, None] - p0[None, :, 0], py[s : s + chunk, None] - p0[None, :, 1]
         t = np.clip((qx * d[None, :, 0] + qy * d[None, :, 1]) / dd[None], 0.0, 1.0)
-        out[s:s + chunk] = np.sqrt((qx - t * d[None, :, 0]) ** 2 + (qy - t * d[None, :, 1]) ** 2).min(axis=1)
+        out[s : s + chunk] = np.sqrt((qx - t * d[None, :, 0]) ** 2 + (qy - t * d[None, :, 1]) ** 2).min(axis=1)
     return out.reshape(x.shape)
 
 
-def rasterize(rois: list[Roi], image, patient: str | None = None,
-              shift_mm: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+def rasterize(
+    rois: list[Roi], image, patient: str | None = None, shift_mm: tuple[float, float] = (0.0, 0.0)
+) -> np.ndarray:
     """Paint the union of some ROIs onto the grid of ``image``.
 
     A pixel of a slice that lies on a contour plane is inside when its centre is inside the
@@ -192,7 +199,7 @@ def rasterize(rois: list[Roi], image, patient: str | None = None,
         step = float(np.median(gaps)) if gaps.size else abs(image.GetSpacing()[2])
         cache: dict[float, np.ndarray] = {}
 
-        def plane_mask(p: float) -> np.ndarray:
+        def plane_mask(p: float, cache: dict = cache, roi=roi) -> np.ndarray:
             if p not in cache:
                 cache[p] = _inside(roi.planes[p], px, py)
             return cache[p]

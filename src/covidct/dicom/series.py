@@ -16,7 +16,6 @@ from covidct.errors import DicomInputError
 log = logging.getLogger(__name__)
 
 
-
 #: A series is axial when its slice normal is within this cosine of the patient z axis.
 AXIAL_MIN_COSINE = 0.9
 
@@ -107,8 +106,13 @@ class SeriesInfo:
     def label(self) -> str:
         """How log lines name the series: description (else kernel, if any), UID, slices, thickness."""
         first = self.first
-        desc = (f"'{first.description}' " if first.description
-                else f"kernel {first.convolution_kernel} " if first.convolution_kernel else "")
+        desc = (
+            f"'{first.description}' "
+            if first.description
+            else f"kernel {first.convolution_kernel} "
+            if first.convolution_kernel
+            else ""
+        )
         thickness = "thickness unknown" if self.thickness is None else f"{self.thickness:g} mm"
         return f"{desc}{self.uid} ({len(self.slices)} slices, {thickness})"
 
@@ -174,20 +178,23 @@ def _slice_infos_of(ds, path: Path, patient: str | None, keep_datasets: bool) ->
     missing = [k for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing") if k not in ds]
     if missing:
         raise DicomInputError(f"image lacks {', '.join(missing)}: cannot place it in a volume", patient, path)
-    return [SliceInfo(
-        series_uid=series_uid,
-        image_type=_image_type(ds.get("ImageType")),
-        position=np.array([float(v) for v in ds.ImagePositionPatient]),
-        orientation=np.array([float(v) for v in ds.ImageOrientationPatient]),
-        pixel_spacing=(float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1])),
-        instance_number=int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None,
-        thickness=float(ds.SliceThickness) if ds.get("SliceThickness") not in (None, "") else None,
-        **common,
-    )]
+    return [
+        SliceInfo(
+            series_uid=series_uid,
+            image_type=_image_type(ds.get("ImageType")),
+            position=np.array([float(v) for v in ds.ImagePositionPatient]),
+            orientation=np.array([float(v) for v in ds.ImageOrientationPatient]),
+            pixel_spacing=(float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1])),
+            instance_number=int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None,
+            thickness=float(ds.SliceThickness) if ds.get("SliceThickness") not in (None, "") else None,
+            **common,
+        )
+    ]
 
 
-def scan_slice_infos(folder: str | Path, patient: str | None = None,
-                     keep_datasets: bool = False) -> tuple[list[SliceInfo], FolderScan]:
+def scan_slice_infos(
+    folder: str | Path, patient: str | None = None, keep_datasets: bool = False
+) -> tuple[list[SliceInfo], FolderScan]:
     """Read the headers of every CT image in ``folder`` (recursively); skip and count the rest.
 
     Files are sorted into CT images and skips by ``covidct.dicom.files.scan_folder`` (the one
@@ -288,18 +295,25 @@ def choose_series(
         log.info("patient %s: series %s (%d images) skipped: %s", patient, s.uid, len(s.slices), reason)
     if not candidates:
         found = "; ".join(f"{len(s.slices)} images, {s.plane}, {s.first.modality or 'no modality'}" for s in series)
-        raise DicomInputError(f"no axial CT series found (series present: {found}); non-axial series are refused",
-                              patient, folder)
+        raise DicomInputError(
+            f"no axial CT series found (series present: {found}); non-axial series are refused", patient, folder
+        )
     candidates.sort(key=lambda s: (-len(s.slices), np.inf if s.thickness is None else s.thickness, s.uid))
     chosen = candidates[0]
     if len(candidates) > 1:
-        log.info("patient %s: %d axial CT series; chose %s by the rule most slices, then thinnest; not chosen: %s",
-                 patient, len(candidates), chosen.label(), "; ".join(s.label() for s in candidates[1:]))
+        log.info(
+            "patient %s: %d axial CT series; chose %s by the rule most slices, then thinnest; not chosen: %s",
+            patient,
+            len(candidates),
+            chosen.label(),
+            "; ".join(s.label() for s in candidates[1:]),
+        )
     return chosen
 
 
-def sort_slices(series: SeriesInfo, patient: str | None = None, min_slices: int = 3,
-                max_slices: int = MAX_SLICES) -> tuple[list[SliceInfo], float]:
+def sort_slices(
+    series: SeriesInfo, patient: str | None = None, min_slices: int = 3, max_slices: int = MAX_SLICES
+) -> tuple[list[SliceInfo], float]:
     """Sort slices by position along the slice normal and check the spacing.
 
     Args:
@@ -318,14 +332,18 @@ def sort_slices(series: SeriesInfo, patient: str | None = None, min_slices: int 
     slices = series.slices
     folder = slices[0].path.parent
     if len(slices) < min_slices:
-        raise DicomInputError(f"series has {len(slices)} slice(s); at least {min_slices} are needed for a volume",
-                              patient, folder)
+        raise DicomInputError(
+            f"series has {len(slices)} slice(s); at least {min_slices} are needed for a volume", patient, folder
+        )
     ref = slices[0]
     if len(slices) > max_slices:
         gib = len(slices) * ref.rows * ref.columns * 2 / 2**30
         raise DicomInputError(
             f"series has {len(slices)} slices of {ref.rows}x{ref.columns} ({gib:.2f} GiB as int16), more than "
-            f"max_slices ({max_slices}): refused; raise max_slices if the series is real", patient, folder)
+            f"max_slices ({max_slices}): refused; raise max_slices if the series is real",
+            patient,
+            folder,
+        )
     for s in slices[1:]:
         if not np.allclose(s.orientation, ref.orientation, atol=1e-3):
             raise DicomInputError("inconsistent ImageOrientationPatient between slices of one series", patient, s.path)
@@ -339,15 +357,21 @@ def sort_slices(series: SeriesInfo, patient: str | None = None, min_slices: int 
     gaps = np.diff(dist)
     if np.any(gaps < 1e-3):
         i = int(np.argmin(gaps))
-        raise DicomInputError(f"duplicate slice position {dist[i]:.2f} mm along the slice normal (same position "
-                              f"as {slices[i].name})", patient, slices[i + 1].path)
+        raise DicomInputError(
+            f"duplicate slice position {dist[i]:.2f} mm along the slice normal (same position as {slices[i].name})",
+            patient,
+            slices[i + 1].path,
+        )
     spacing = float(np.median(gaps))
     bad = np.abs(gaps - spacing) > SPACING_TOLERANCE * spacing
     if np.any(bad):
         i = int(np.argmax(bad))
         raise DicomInputError(
             f"non-uniform slice spacing: gap of {gaps[i]:.2f} mm between positions {dist[i]:.2f} and "
-            f"{dist[i + 1]:.2f} mm (median {spacing:.2f} mm); a slice is missing", patient, slices[i + 1].path)
+            f"{dist[i + 1]:.2f} mm (median {spacing:.2f} mm); a slice is missing",
+            patient,
+            slices[i + 1].path,
+        )
     # In-plane position of the slices must follow the normal (no gantry tilt / shear).
     offsets = np.array([s.position - s.position.dot(normal) * normal for s in slices])
     if np.max(np.abs(offsets - offsets[0])) > 0.5 * min(ref.pixel_spacing):
@@ -355,5 +379,8 @@ def sort_slices(series: SeriesInfo, patient: str | None = None, min_slices: int 
         extent = float(dist[-1] - dist[0])
         raise DicomInputError(
             f"slice positions do not lie along the slice normal: in-plane shift of {shift:.2f} mm over {extent:.2f} mm "
-            f"({np.degrees(np.arctan2(shift, extent)):.1f} degrees; gantry tilt or sheared series)", patient, folder)
+            f"({np.degrees(np.arctan2(shift, extent)):.1f} degrees; gantry tilt or sheared series)",
+            patient,
+            folder,
+        )
     return slices, spacing

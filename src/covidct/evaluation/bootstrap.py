@@ -122,8 +122,11 @@ def w_quadratic_kappa(t: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray
     weights = (idx[:, None] - idx[None, :]) ** 2 / (N_CLASSES - 1) ** 2
     disagree_expected = (weights * expected).sum((1, 2))
     disagree_observed = (weights * observed).sum((1, 2))
-    return np.where(disagree_expected > 1e-12, 1 - disagree_observed / np.where(disagree_expected > 1e-12,
-                                                                                disagree_expected, 1), np.nan)
+    return np.where(
+        disagree_expected > 1e-12,
+        1 - disagree_observed / np.where(disagree_expected > 1e-12, disagree_expected, 1),
+        np.nan,
+    )
 
 
 def subject_codes(subjects: Sequence[str]) -> tuple[np.ndarray, int]:
@@ -143,8 +146,9 @@ def bootstrap_weights(subjects: Sequence[str], n_boot: int = N_BOOTSTRAP, seed: 
     return draws[:, codes].astype(float)
 
 
-def estimate(metric: Callable[..., np.ndarray], a: np.ndarray, b: np.ndarray, boot: np.ndarray,
-             confidence: float = CONFIDENCE) -> dict:
+def estimate(
+    metric: Callable[..., np.ndarray], a: np.ndarray, b: np.ndarray, boot: np.ndarray, confidence: float = CONFIDENCE
+) -> dict:
     """Point estimate (every scan weighted 1) and percentile bootstrap interval of ``metric(a, b, w)``.
 
     Returns:
@@ -156,12 +160,18 @@ def estimate(metric: Callable[..., np.ndarray], a: np.ndarray, b: np.ndarray, bo
     reps = metric(a, b, boot) if len(a) else np.array([])
     reps = reps[np.isfinite(reps)]
     alpha = (1 - confidence) / 2
-    low, high = (np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan))
+    low, high = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan)
     return {"value": _num(value), "ci_low": _num(low), "ci_high": _num(high), "n_boot": int(len(reps))}
 
 
-def paired_difference(metric: Callable[..., np.ndarray], truth: np.ndarray, model: np.ndarray,
-                      baseline: np.ndarray, boot: np.ndarray, confidence: float = CONFIDENCE) -> dict:
+def paired_difference(
+    metric: Callable[..., np.ndarray],
+    truth: np.ndarray,
+    model: np.ndarray,
+    baseline: np.ndarray,
+    boot: np.ndarray,
+    confidence: float = CONFIDENCE,
+) -> dict:
     """``metric(truth, model) - metric(truth, baseline)`` on the same subjects of each replicate.
 
     Returns:
@@ -172,7 +182,7 @@ def paired_difference(metric: Callable[..., np.ndarray], truth: np.ndarray, mode
     reps = metric(truth, model, boot) - metric(truth, baseline, boot)
     reps = reps[np.isfinite(reps)]
     alpha = (1 - confidence) / 2
-    low, high = (np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan))
+    low, high = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan)
     return {"value": _num(value), "ci_low": _num(low), "ci_high": _num(high), "n_boot": int(len(reps))}
 
 

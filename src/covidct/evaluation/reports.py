@@ -68,8 +68,11 @@ def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS
     """Reliability table: per equal-width bin of predicted probability, the scans in it, their mean
     predicted probability and the observed share of positives (empty bins left out).
 
-    >>> calibration_curve(np.array([0, 1, 1, 1]), np.array([0.1, 0.9, 0.8, 0.3]), bins=2)
-    [{'bin': '0.0-0.5', 'n': 2, 'mean_predicted': 0.2, 'observed': 0.5}, {'bin': '0.5-1.0', 'n': 2, 'mean_predicted': 0.85, 'observed': 1.0}]
+    >>> table = calibration_curve(np.array([0, 1, 1, 1]), np.array([0.1, 0.9, 0.8, 0.3]), bins=2)
+    >>> table[0]
+    {'bin': '0.0-0.5', 'n': 2, 'mean_predicted': 0.2, 'observed': 0.5}
+    >>> table[1]
+    {'bin': '0.5-1.0', 'n': 2, 'mean_predicted': 0.85, 'observed': 1.0}
     """
     y, p = np.asarray(y, float), np.clip(np.asarray(p, float), 0, 1)
     edges = np.linspace(0, 1, bins + 1)
@@ -78,15 +81,29 @@ def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS
     for b in range(bins):
         sel = which == b
         if sel.any():
-            out.append({"bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}", "n": int(sel.sum()),
-                        "mean_predicted": round(float(p[sel].mean()), 4), "observed": round(float(y[sel].mean()), 4)})
+            out.append(
+                {
+                    "bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}",
+                    "n": int(sel.sum()),
+                    "mean_predicted": round(float(p[sel].mean()), 4),
+                    "observed": round(float(y[sel].mean()), 4),
+                }
+            )
     return out
 
 
-def classifier_report(y: np.ndarray, p: np.ndarray, threshold: float, subjects: Sequence[str],
-                      train_prevalence: float, n_boot: int = N_BOOTSTRAP, seed: int = 0,
-                      min_subjects: int = MIN_SUBJECTS, confidence: float = CONFIDENCE,
-                      bins: int = CALIBRATION_BINS) -> dict:
+def classifier_report(
+    y: np.ndarray,
+    p: np.ndarray,
+    threshold: float,
+    subjects: Sequence[str],
+    train_prevalence: float,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+    min_subjects: int = MIN_SUBJECTS,
+    confidence: float = CONFIDENCE,
+    bins: int = CALIBRATION_BINS,
+) -> dict:
     """Classifier metrics on one split with bootstrap intervals by subject, calibration and baselines.
 
     Args:
@@ -108,35 +125,53 @@ def classifier_report(y: np.ndarray, p: np.ndarray, threshold: float, subjects: 
     verdict = interpretability(n_subjects, min_subjects, [bool((y == 1).any()), bool((y == 0).any())])
     majority = int(train_prevalence >= 0.5)
     prevalence = np.full(len(y), float(train_prevalence))
-    metrics = {name: estimate(fn, y, b, boot, confidence) for name, fn, b in (
-        ("accuracy", w_accuracy, pred), ("sensitivity", w_sensitivity, pred), ("specificity", w_specificity, pred),
-        ("auc", w_auc, p), ("brier", w_brier, p))}
+    metrics = {
+        name: estimate(fn, y, b, boot, confidence)
+        for name, fn, b in (
+            ("accuracy", w_accuracy, pred),
+            ("sensitivity", w_sensitivity, pred),
+            ("specificity", w_specificity, pred),
+            ("auc", w_auc, p),
+            ("brier", w_brier, p),
+        )
+    }
     tn = int(((y == 0) & (pred == 0)).sum())
     fp = int(((y == 0) & (pred == 1)).sum())
     fn = int(((y == 1) & (pred == 0)).sum())
     tp = int(((y == 1) & (pred == 1)).sum())
-    return withhold({
-        **verdict,
-        "n_scans": int(len(y)),
-        "n_positive": int(y.sum()),
-        "threshold": float(threshold),
-        "metrics": metrics,
-        "confusion_matrix": {"labels": ["negative", "positive"], "rows_true_cols_pred": [[tn, fp], [fn, tp]]},
-        "calibration": calibration_curve(y, p, bins),
-        "baselines": {
-            "train_prevalence": round(float(train_prevalence), 4),
-            "prevalence_accuracy": estimate(w_accuracy, y, np.full(len(y), majority), boot, confidence),
-            "prevalence_brier": estimate(w_brier, y, prevalence, boot, confidence),
-            "prevalence_auc": 0.5,
-            "brier_minus_prevalence": (paired_difference(w_brier, y, p, prevalence, boot, confidence)
-                                       if len(y) else None),
-        },
-    })
+    return withhold(
+        {
+            **verdict,
+            "n_scans": int(len(y)),
+            "n_positive": int(y.sum()),
+            "threshold": float(threshold),
+            "metrics": metrics,
+            "confusion_matrix": {"labels": ["negative", "positive"], "rows_true_cols_pred": [[tn, fp], [fn, tp]]},
+            "calibration": calibration_curve(y, p, bins),
+            "baselines": {
+                "train_prevalence": round(float(train_prevalence), 4),
+                "prevalence_accuracy": estimate(w_accuracy, y, np.full(len(y), majority), boot, confidence),
+                "prevalence_brier": estimate(w_brier, y, prevalence, boot, confidence),
+                "prevalence_auc": 0.5,
+                "brier_minus_prevalence": (
+                    paired_difference(w_brier, y, p, prevalence, boot, confidence) if len(y) else None
+                ),
+            },
+        }
+    )
 
 
-def scorer_report(t: np.ndarray, p: np.ndarray, subjects: Sequence[str], train_mean: float | np.ndarray,
-                  segmentation: np.ndarray | None = None, n_boot: int = N_BOOTSTRAP, seed: int = 0,
-                  min_subjects: int = MIN_SUBJECTS, confidence: float = CONFIDENCE) -> dict:
+def scorer_report(
+    t: np.ndarray,
+    p: np.ndarray,
+    subjects: Sequence[str],
+    train_mean: float | np.ndarray,
+    segmentation: np.ndarray | None = None,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+    min_subjects: int = MIN_SUBJECTS,
+    confidence: float = CONFIDENCE,
+) -> dict:
     """Scorer metrics on one split with bootstrap intervals by subject and baselines.
 
     Args:
@@ -155,9 +190,17 @@ def scorer_report(t: np.ndarray, p: np.ndarray, subjects: Sequence[str], train_m
     boot = bootstrap_weights(subjects, n_boot, seed)
     _, n_subjects = subject_codes(subjects)
     verdict = interpretability(n_subjects, min_subjects)
-    metrics = {name: estimate(fn, t, p, boot, confidence) for name, fn in (
-        ("mae", w_mae), ("rmse", w_rmse), ("pearson_r", w_pearson), ("class_exact_accuracy", w_class_exact),
-        ("class_within_one_accuracy", w_class_within_one), ("quadratic_weighted_kappa", w_quadratic_kappa))}
+    metrics = {
+        name: estimate(fn, t, p, boot, confidence)
+        for name, fn in (
+            ("mae", w_mae),
+            ("rmse", w_rmse),
+            ("pearson_r", w_pearson),
+            ("class_exact_accuracy", w_class_exact),
+            ("class_within_one_accuracy", w_class_within_one),
+            ("quadratic_weighted_kappa", w_quadratic_kappa),
+        )
+    }
     distance = np.abs(severity_classes(t) - severity_classes(p))
     mean = np.broadcast_to(np.asarray(train_mean, dtype=float), t.shape)
     baselines: dict = {
@@ -173,13 +216,15 @@ def scorer_report(t: np.ndarray, p: np.ndarray, subjects: Sequence[str], train_m
             baselines["segmentation_mae"] = estimate(w_mae, t, seg, boot, confidence)
             baselines["segmentation_pearson_r"] = estimate(w_pearson, t, seg, boot, confidence)
             baselines["mae_minus_segmentation"] = paired_difference(w_mae, t, p, seg, boot, confidence)
-    return withhold({
-        **verdict,
-        "n_scans": int(len(t)),
-        "metrics": metrics,
-        "class_distance_counts": {str(k): int((distance == k).sum()) for k in range(N_CLASSES)},
-        "baselines": baselines,
-    })
+    return withhold(
+        {
+            **verdict,
+            "n_scans": int(len(t)),
+            "metrics": metrics,
+            "class_distance_counts": {str(k): int((distance == k).sum()) for k in range(N_CLASSES)},
+            "baselines": baselines,
+        }
+    )
 
 
 def withhold(report: dict) -> dict:
@@ -210,10 +255,18 @@ REPORTED_SPLITS = ("test", "val")
 VAL_CAVEAT = "chose the checkpoints and the classifier's threshold: optimistic, shown apart"
 
 
-def evaluate_predictions(predictions, split_table, threshold: float, scorer_positives_only: bool,
-                         scorer_train_mean: float, n_boot: int = N_BOOTSTRAP, seed: int = 0,
-                         min_subjects: int = MIN_SUBJECTS, confidence: float = CONFIDENCE,
-                         bins: int = CALIBRATION_BINS) -> dict:
+def evaluate_predictions(
+    predictions,
+    split_table,
+    threshold: float,
+    scorer_positives_only: bool,
+    scorer_train_mean: float,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+    min_subjects: int = MIN_SUBJECTS,
+    confidence: float = CONFIDENCE,
+    bins: int = CALIBRATION_BINS,
+) -> dict:
     """Test (headline) and val figures of both models from the predictions table.
 
     Args:
@@ -240,19 +293,44 @@ def evaluate_predictions(predictions, split_table, threshold: float, scorer_posi
     subject = table["subject_id"].where(table["subject_id"] != "", table["patient_id"])
     train = table[table["split"] == "train"]
     prevalence = float((train["label"] == "1").mean()) if len(train) else float("nan")
-    out: dict = {"headline_split": "test", "confidence": confidence, "n_boot": n_boot, "min_subjects": min_subjects,
-                 "threshold": threshold, "splits": {}, "classifier": {}, "scorer": {}}
+    out: dict = {
+        "headline_split": "test",
+        "confidence": confidence,
+        "n_boot": n_boot,
+        "min_subjects": min_subjects,
+        "threshold": threshold,
+        "splits": {},
+        "classifier": {},
+        "scorer": {},
+    }
     for split in REPORTED_SPLITS:
         part = table[table["split"] == split]
         out["splits"][split] = {"scans": int(len(part)), "subjects": int(subject[part.index].nunique())}
-        clf = classifier_report(part["label"].astype(int).to_numpy(), part["covid_probability"].astype(float).to_numpy(),
-                                threshold, subject[part.index].tolist(), prevalence, n_boot, seed, min_subjects,
-                                confidence, bins)
+        clf = classifier_report(
+            part["label"].astype(int).to_numpy(),
+            part["covid_probability"].astype(float).to_numpy(),
+            threshold,
+            subject[part.index].tolist(),
+            prevalence,
+            n_boot,
+            seed,
+            min_subjects,
+            confidence,
+            bins,
+        )
         scored = part[(part["score"] != "") & ((part["label"] == "1") | (not scorer_positives_only))]
-        seg = (pd.to_numeric(scored["seg_score"], errors="coerce").to_numpy() if "seg_score" in scored else None)
-        reg = scorer_report(scored["score"].astype(float).to_numpy(), scored["predicted_score"].astype(float).to_numpy(),
-                            subject[scored.index].tolist(), scorer_train_mean, seg, n_boot, seed, min_subjects,
-                            confidence)
+        seg = pd.to_numeric(scored["seg_score"], errors="coerce").to_numpy() if "seg_score" in scored else None
+        reg = scorer_report(
+            scored["score"].astype(float).to_numpy(),
+            scored["predicted_score"].astype(float).to_numpy(),
+            subject[scored.index].tolist(),
+            scorer_train_mean,
+            seg,
+            n_boot,
+            seed,
+            min_subjects,
+            confidence,
+        )
         if split == "val":
             clf["note"] = reg["note"] = VAL_CAVEAT
         out["classifier"][split], out["scorer"][split] = clf, reg

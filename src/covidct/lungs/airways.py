@@ -82,8 +82,13 @@ def body_midline_x(body: np.ndarray) -> float:
     return float((counts.sum(axis=0) * np.arange(body.shape[2])).sum() / max(total, 1))
 
 
-def find_airways(hu: np.ndarray, inside: np.ndarray, spacing: tuple[float, float, float],
-                 airway_max_hu: float, midline_x: float | None = None) -> Airways:
+def find_airways(
+    hu: np.ndarray,
+    inside: np.ndarray,
+    spacing: tuple[float, float, float],
+    airway_max_hu: float,
+    midline_x: float | None = None,
+) -> Airways:
     """Trachea, main bronchi and the upper airway above them.
 
     Args:
@@ -180,7 +185,7 @@ def _carina(tube: np.ndarray, tz: np.ndarray, pixel_mm2: float, sz: float) -> in
         if k == 1:
             run += 1
             continue
-        if k >= 2 and run >= single_needed and i + persist <= len(counts) and min(counts[i:i + persist]) >= 2:
+        if k >= 2 and run >= single_needed and i + persist <= len(counts) and min(counts[i : i + persist]) >= 2:
             return int(tz[::-1][i - 1])
         run = 0 if k >= 2 else run
     return None

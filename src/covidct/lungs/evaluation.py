@@ -46,8 +46,9 @@ def _surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, border_value=0)
 
 
-def hausdorff(a: np.ndarray, b: np.ndarray, spacing_zyx: tuple[float, float, float],
-              percentile: float = HD_PERCENTILE) -> float | None:
+def hausdorff(
+    a: np.ndarray, b: np.ndarray, spacing_zyx: tuple[float, float, float], percentile: float = HD_PERCENTILE
+) -> float | None:
     """Percentile Hausdorff distance (mm) between the surfaces of two binary masks.
 
     The larger of the two directed ``percentile`` distances (surface of ``a`` to surface of
@@ -103,17 +104,25 @@ def compare(mask_labels: np.ndarray, ref_labels: np.ndarray, spacing_zyx: tuple[
             entry.update(dice=None, hd95_mm=None, volume_diff_ml=None, volume_diff_percent=None)
         else:
             hd = hausdorff(m, r, spacing_zyx)
-            entry.update(dice=round(dice(m, r), 4), hd95_mm=None if hd is None else round(hd, 2),
-                         volume_diff_ml=round(vol - ref, 1),
-                         volume_diff_percent=round(100.0 * (vol - ref) / ref, 2) if ref > 0 else None)
+            entry.update(
+                dice=round(dice(m, r), 4),
+                hd95_mm=None if hd is None else round(hd, 2),
+                volume_diff_ml=round(vol - ref, 1),
+                volume_diff_percent=round(100.0 * (vol - ref) / ref, 2) if ref > 0 else None,
+            )
         out[name] = entry
     return out
 
 
-def reference_labels(reference: str | Path, image, patient: str | None = None,
-                     right_pattern: str = RIGHT_LUNG_PATTERN, left_pattern: str = LEFT_LUNG_PATTERN,
-                     lesion_pattern: str | None = LESION_PATTERN, shift_mm: tuple[float, float] = (0.0, 0.0)
-                     ) -> tuple[np.ndarray, np.ndarray | None, dict]:
+def reference_labels(
+    reference: str | Path,
+    image,
+    patient: str | None = None,
+    right_pattern: str = RIGHT_LUNG_PATTERN,
+    left_pattern: str = LEFT_LUNG_PATTERN,
+    lesion_pattern: str | None = LESION_PATTERN,
+    shift_mm: tuple[float, float] = (0.0, 0.0),
+) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """Reference lung labels on the grid of ``image`` from an RTSTRUCT or a NIfTI label map.
 
     Args:
@@ -145,38 +154,50 @@ def reference_labels(reference: str | Path, image, patient: str | None = None,
         try:
             ref = sitk.ReadImage(str(path))
         except RuntimeError as exc:
-            raise CovidctError(f"cannot read the reference label map ({exc.__class__.__name__})", patient,
-                               path) from None
+            raise CovidctError(
+                f"cannot read the reference label map ({exc.__class__.__name__})", patient, path
+            ) from None
         if ref.GetDimension() != 3:
             raise CovidctError(f"reference label map has {ref.GetDimension()} dimensions, not 3", patient, path)
         ref = sitk.Resample(ref, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0, ref.GetPixelID())
         arr = sitk.GetArrayFromImage(ref)
         if not (arr > 0).any():
-            raise CovidctError("reference label map is empty on the mask grid (different patient or space?)",
-                               patient, path)
+            raise CovidctError(
+                "reference label map is empty on the mask grid (different patient or space?)", patient, path
+            )
         labels = np.where(arr == RIGHT, RIGHT, np.where(arr == LEFT, LEFT, np.where(arr > 0, 3, 0))).astype(np.uint8)
         return labels, None, {"kind": "label_map"}
     rois = read_rtstruct(path, patient)
     right, left = match_rois(rois, right_pattern), match_rois(rois, left_pattern)
     if not right or not left:
         missing = " and ".join(s for s, found in (("right", right), ("left", left)) if not found)
-        raise CovidctError(f"no {missing} lung ROI in the RTSTRUCT (ROIs: {', '.join(sorted(rois))}); set the "
-                           f"lung ROI name patterns (lung_eval.right_roi / left_roi, or --right-roi/--left-roi)",
-                           patient, path)
+        raise CovidctError(
+            f"no {missing} lung ROI in the RTSTRUCT (ROIs: {', '.join(sorted(rois))}); set the "
+            f"lung ROI name patterns (lung_eval.right_roi / left_roi, or --right-roi/--left-roi)",
+            patient,
+            path,
+        )
     overlap = {r.name for r in right} & {r.name for r in left}
     if overlap:
-        raise CovidctError(f"ROI(s) {', '.join(sorted(overlap))} match both the right and the left lung pattern",
-                           patient, path)
+        raise CovidctError(
+            f"ROI(s) {', '.join(sorted(overlap))} match both the right and the left lung pattern", patient, path
+        )
     labels = np.zeros(image.GetSize()[::-1], np.uint8)
     labels[rasterize(right, image, patient, shift_mm)] = RIGHT
     labels[rasterize(left, image, patient, shift_mm) & (labels == 0)] = LEFT
     if not labels.any():
-        raise CovidctError("the lung ROIs do not overlap the mask grid (different patient or frame of reference?)",
-                           patient, path)
+        raise CovidctError(
+            "the lung ROIs do not overlap the mask grid (different patient or frame of reference?)", patient, path
+        )
     lesion_rois = match_rois(rois, lesion_pattern) if lesion_pattern else []
     lesions = rasterize(lesion_rois, image, patient, shift_mm) if lesion_rois else None
-    info = {"kind": "rtstruct", "right_rois": [r.name for r in right], "left_rois": [r.name for r in left],
-            "lesion_rois": [r.name for r in lesion_rois], "contour_shift_mm": [float(v) for v in shift_mm]}
+    info = {
+        "kind": "rtstruct",
+        "right_rois": [r.name for r in right],
+        "left_rois": [r.name for r in left],
+        "lesion_rois": [r.name for r in lesion_rois],
+        "contour_shift_mm": [float(v) for v in shift_mm],
+    }
     return labels, lesions, info
 
 
@@ -193,9 +214,16 @@ def lesions_in_thorax(lesions: np.ndarray, ref_labels: np.ndarray) -> np.ndarray
     return lesions & hull
 
 
-def evaluate(in_mask_labels: str | Path, reference: str | Path, out_json: str | Path, patient: str,
-             right_pattern: str = RIGHT_LUNG_PATTERN, left_pattern: str = LEFT_LUNG_PATTERN,
-             lesion_pattern: str | None = LESION_PATTERN, shift_mm: tuple[float, float] = (0.0, 0.0)) -> dict:
+def evaluate(
+    in_mask_labels: str | Path,
+    reference: str | Path,
+    out_json: str | Path,
+    patient: str,
+    right_pattern: str = RIGHT_LUNG_PATTERN,
+    left_pattern: str = LEFT_LUNG_PATTERN,
+    lesion_pattern: str | None = LESION_PATTERN,
+    shift_mm: tuple[float, float] = (0.0, 0.0),
+) -> dict:
     """Compare a mask (its label map) with a reference and write the metrics JSON.
 
     Args:
@@ -219,8 +247,9 @@ def evaluate(in_mask_labels: str | Path, reference: str | Path, out_json: str | 
 
     image = read_volume(in_mask_labels)
     mask = sitk.GetArrayFromImage(image)
-    ref, lesions, info = reference_labels(reference, image, patient, right_pattern, left_pattern, lesion_pattern,
-                                          shift_mm)
+    ref, lesions, info = reference_labels(
+        reference, image, patient, right_pattern, left_pattern, lesion_pattern, shift_mm
+    )
     spacing_zyx = tuple(float(s) for s in image.GetSpacing()[::-1])
     result = {"patient": patient, "reference": info, "lungs": compare(mask, ref, spacing_zyx)}
     if lesions is not None:
@@ -232,13 +261,30 @@ def evaluate(in_mask_labels: str | Path, reference: str | Path, out_json: str | 
         result["lungs_with_lesions"] = both
     write_json(out_json, result)
     s = result["lungs"]
-    log.info("patient %s: lung mask vs reference Dice %.4f (right %s, left %s), HD95 %s mm", patient,
-             s["both"]["dice"], s["right"]["dice"], s["left"]["dice"], s["both"]["hd95_mm"])
+    log.info(
+        "patient %s: lung mask vs reference Dice %.4f (right %s, left %s), HD95 %s mm",
+        patient,
+        s["both"]["dice"],
+        s["right"]["dice"],
+        s["left"]["dice"],
+        s["both"]["hd95_mm"],
+    )
     return result
 
 
-TABLE_COLUMNS = ("patient_id", "dice", "dice_right", "dice_left", "hd95_mm", "hd95_right_mm", "hd95_left_mm",
-                 "volume_ml", "reference_ml", "volume_diff_ml", "dice_with_lesions")
+TABLE_COLUMNS = (
+    "patient_id",
+    "dice",
+    "dice_right",
+    "dice_left",
+    "hd95_mm",
+    "hd95_right_mm",
+    "hd95_left_mm",
+    "volume_ml",
+    "reference_ml",
+    "volume_diff_ml",
+    "dice_with_lesions",
+)
 
 
 def table_rows(results: list[dict]) -> list[dict]:
@@ -246,12 +292,19 @@ def table_rows(results: list[dict]) -> list[dict]:
     rows = []
     for r in results:
         lungs = r["lungs"]
-        rows.append({
-            "patient_id": r["patient"], "dice": lungs["both"]["dice"], "dice_right": lungs["right"]["dice"],
-            "dice_left": lungs["left"]["dice"], "hd95_mm": lungs["both"]["hd95_mm"],
-            "hd95_right_mm": lungs["right"]["hd95_mm"], "hd95_left_mm": lungs["left"]["hd95_mm"],
-            "volume_ml": lungs["both"]["volume_ml"], "reference_ml": lungs["both"]["reference_ml"],
-            "volume_diff_ml": lungs["both"]["volume_diff_ml"],
-            "dice_with_lesions": r.get("lungs_with_lesions", {}).get("dice"),
-        })
+        rows.append(
+            {
+                "patient_id": r["patient"],
+                "dice": lungs["both"]["dice"],
+                "dice_right": lungs["right"]["dice"],
+                "dice_left": lungs["left"]["dice"],
+                "hd95_mm": lungs["both"]["hd95_mm"],
+                "hd95_right_mm": lungs["right"]["hd95_mm"],
+                "hd95_left_mm": lungs["left"]["hd95_mm"],
+                "volume_ml": lungs["both"]["volume_ml"],
+                "reference_ml": lungs["both"]["reference_ml"],
+                "volume_diff_ml": lungs["both"]["volume_diff_ml"],
+                "dice_with_lesions": r.get("lungs_with_lesions", {}).get("dice"),
+            }
+        )
     return rows

@@ -41,8 +41,9 @@ def _split_left_right(lung: np.ndarray, spacing) -> tuple[np.ndarray, bool]:
         seeds = np.zeros(sub.shape, np.int32)
         seeds[comps == order[0]] = 1
         seeds[comps == order[1]] = 2
-        xc = np.bincount(comps.ravel(), weights=np.broadcast_to(np.arange(sub.shape[2]), sub.shape).ravel(),
-                         minlength=n + 1)[1:] / np.maximum(sizes, 1)
+        xc = np.bincount(
+            comps.ravel(), weights=np.broadcast_to(np.arange(sub.shape[2]), sub.shape).ravel(), minlength=n + 1
+        )[1:] / np.maximum(sizes, 1)
         for k in order[2:]:  # smaller pieces join the lung whose centroid is nearer
             seeds[comps == k] = 1 if abs(xc[k - 1] - xc[order[0] - 1]) <= abs(xc[k - 1] - xc[order[1] - 1]) else 2
         parts = [sub & (seeds == 1), sub & (seeds == 2)]

@@ -19,7 +19,8 @@ R231_URL = "https://github.com/JoHof/lungmask/releases/download/v0.0/unet_r231-d
 def hub_weights_path() -> Path:
     """Where ``torch.hub`` keeps the R231 weights (``$TORCH_HOME/hub/checkpoints``)."""
     torch_home = os.environ.get("TORCH_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch")
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch"
+    )
     return Path(torch_home) / "hub" / "checkpoints" / R231_FILE
 
 
@@ -32,8 +33,7 @@ def resolve_weights(weights: str | Path | None, patient: str | None = None) -> P
     if weights:
         path = Path(weights)
         if not path.is_file():
-            raise MissingWeightsError(
-                "lung_mask.weights names a file that does not exist", patient, path)
+            raise MissingWeightsError("lung_mask.weights names a file that does not exist", patient, path)
         return path
     cached = hub_weights_path()
     if cached.is_file():
@@ -41,11 +41,14 @@ def resolve_weights(weights: str | Path | None, patient: str | None = None) -> P
     raise MissingWeightsError(
         f"lungmask R231 weights not found and no download is attempted. Either set config "
         f"lung_mask.weights to a local copy of {R231_FILE} (from {R231_URL}), or put that file at {cached} "
-        f"(the torch hub cache), or use lung_mask.backend: threshold", patient)
+        f"(the torch hub cache), or use lung_mask.backend: threshold",
+        patient,
+    )
 
 
-def lungmask_lungs(image, weights: Path, force_cpu: bool = False, batch_size: int = 20,
-                   patient: str | None = None) -> tuple[np.ndarray, dict]:
+def lungmask_lungs(
+    image, weights: Path, force_cpu: bool = False, batch_size: int = 20, patient: str | None = None
+) -> tuple[np.ndarray, dict]:
     """Run lungmask R231 on a SimpleITK HU image.
 
     Args:
@@ -62,8 +65,9 @@ def lungmask_lungs(image, weights: Path, force_cpu: bool = False, batch_size: in
     from lungmask import LMInferer
 
     try:
-        inferer = LMInferer(modelname="R231", modelpath=str(weights), force_cpu=force_cpu,
-                            batch_size=batch_size, tqdm_disable=True)
+        inferer = LMInferer(
+            modelname="R231", modelpath=str(weights), force_cpu=force_cpu, batch_size=batch_size, tqdm_disable=True
+        )
     except Exception as exc:
         raise CovidctError(f"cannot load R231 weights ({type(exc).__name__}: {exc})", patient, weights) from None
     labels = inferer.apply(image).astype(np.uint8)

@@ -16,7 +16,8 @@ lung threshold) are taken into a lung:
 
 Both only where aerated lung of the same side lies above and below within ``SANDWICH_MM`` in the
 same column (a gap region is taken whole when most of it passes, so the rim of a lesion at the lung's
-widest level, which has no lung right above or below it, comes with it): a lesion against the wall has lung above and below it, while the abdomen under the
+widest level, which has no lung right above or below it, comes with it): a lesion against the wall
+has lung above and below it, while the abdomen under the
 dome of the diaphragm (which can sit between a lung and the wall on a slice), the heart and the
 soft tissue above the apex do not. A consolidation resting on the diaphragm or filling the apex is
 therefore not taken in: real scans showed that the dome cannot be told from it on one slice.
@@ -70,8 +71,9 @@ def _first_event(events: np.ndarray, axis: int, reverse: bool) -> tuple[np.ndarr
     return dist, code
 
 
-def gap_pixels(lung2d: np.ndarray, blocked2d: np.ndarray, wall2d: np.ndarray, max_px: float,
-               min_px: float = 1) -> np.ndarray:
+def gap_pixels(
+    lung2d: np.ndarray, blocked2d: np.ndarray, wall2d: np.ndarray, max_px: float, min_px: float = 1
+) -> np.ndarray:
     """Pixels of straight gaps (along x or y) from the lung to the chest wall, ``min_px`` to ``max_px`` long.
 
     Args:
@@ -129,8 +131,15 @@ def sandwiched(aerated: np.ndarray, reach: int) -> np.ndarray:
     return above & below
 
 
-def fill_pleural(region: np.ndarray, aerated: np.ndarray, dense: np.ndarray, depth: np.ndarray,
-                 blocked: np.ndarray, spacing: tuple[float, float, float], midline_x: float) -> np.ndarray:
+def fill_pleural(
+    region: np.ndarray,
+    aerated: np.ndarray,
+    dense: np.ndarray,
+    depth: np.ndarray,
+    blocked: np.ndarray,
+    spacing: tuple[float, float, float],
+    midline_x: float,
+) -> np.ndarray:
     """Dense lung against the chest wall, for one lung in its bounding box.
 
     Args:
@@ -161,7 +170,9 @@ def fill_pleural(region: np.ndarray, aerated: np.ndarray, dense: np.ndarray, dep
         gaps = gap_pixels(lung2d, blocked[z] | (wall & ~costal), wall & costal, max_gap, min_gap) & dense[z]
         if gaps.any():  # a gap is filled whole when most of it is allowed (its rim at the wall may not be)
             gl, gn = ndimage.label(gaps)
-            ok = np.bincount(gl[allowed[z]], minlength=gn + 1) >= GAP_ALLOWED_FRACTION * np.bincount(gl.ravel(), minlength=gn + 1)
+            ok = np.bincount(gl[allowed[z]], minlength=gn + 1) >= GAP_ALLOWED_FRACTION * np.bincount(
+                gl.ravel(), minlength=gn + 1
+            )
             ok[0] = False
             add[z] |= ok[gl]
         hull = convex_fill(lung2d)

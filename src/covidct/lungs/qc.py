@@ -132,8 +132,14 @@ def _outside_cage(mask: np.ndarray, hu: np.ndarray, pixel_mm: float, slice_mm: f
     return out
 
 
-def mask_qc(labels: np.ndarray, hu: np.ndarray, spacing: tuple[float, float, float],
-            airway_max_hu: float = -930.0, lung_max_hu: float = -320.0, airway=None) -> dict:
+def mask_qc(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    spacing: tuple[float, float, float],
+    airway_max_hu: float = -930.0,
+    lung_max_hu: float = -320.0,
+    airway=None,
+) -> dict:
     """Figures and flags of a lung label map.
 
     Args:
@@ -157,11 +163,16 @@ def mask_qc(labels: np.ndarray, hu: np.ndarray, spacing: tuple[float, float, flo
     total = float(counts[1:].sum() * voxel_ml)
     right, left = float(counts[1] * voxel_ml), float(counts[2] * voxel_ml)
     flags: list[str] = []
-    qc: dict = {"total_volume_ml": round(total, 1), "right_volume_ml": round(right, 1),
-                "left_volume_ml": round(left, 1)}
+    qc: dict = {
+        "total_volume_ml": round(total, 1),
+        "right_volume_ml": round(right, 1),
+        "left_volume_ml": round(left, 1),
+    }
     if not TOTAL_VOLUME_ML[0] <= total <= TOTAL_VOLUME_ML[1]:
-        flags.append(f"total volume {total / 1000:.2f} L outside {TOTAL_VOLUME_ML[0] / 1000:.1f}-"
-                     f"{TOTAL_VOLUME_ML[1] / 1000:.1f} L")
+        flags.append(
+            f"total volume {total / 1000:.2f} L outside {TOTAL_VOLUME_ML[0] / 1000:.1f}-"
+            f"{TOTAL_VOLUME_ML[1] / 1000:.1f} L"
+        )
     sided = counts[3] == 0 and right > 0 and left > 0
     qc["left_right_ratio"] = round(left / right, 3) if sided else None
     if not sided:
@@ -169,10 +180,14 @@ def mask_qc(labels: np.ndarray, hu: np.ndarray, spacing: tuple[float, float, flo
     else:
         for name, vol in (("right", right), ("left", left)):
             if not LUNG_VOLUME_ML[0] <= vol <= LUNG_VOLUME_ML[1]:
-                flags.append(f"{name} lung {vol / 1000:.2f} L outside {LUNG_VOLUME_ML[0] / 1000:.1f}-"
-                             f"{LUNG_VOLUME_ML[1] / 1000:.1f} L")
+                flags.append(
+                    f"{name} lung {vol / 1000:.2f} L outside {LUNG_VOLUME_ML[0] / 1000:.1f}-"
+                    f"{LUNG_VOLUME_ML[1] / 1000:.1f} L"
+                )
         if not LEFT_RIGHT_RATIO[0] <= left / right <= LEFT_RIGHT_RATIO[1]:
-            flags.append(f"left/right volume ratio {left / right:.2f} outside {LEFT_RIGHT_RATIO[0]}-{LEFT_RIGHT_RATIO[1]}")
+            flags.append(
+                f"left/right volume ratio {left / right:.2f} outside {LEFT_RIGHT_RATIO[0]}-{LEFT_RIGHT_RATIO[1]}"
+            )
     below = _gas_under_diaphragm(mask, hu, sx, voxel_ml)
     qc["below_diaphragm_ml"] = round(below, 1)
     if below > BELOW_DIAPHRAGM_MAX_ML:

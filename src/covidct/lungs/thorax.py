@@ -55,7 +55,7 @@ def fill_convex_points(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray
     except (QhullError, ValueError):  # collinear or too few points: fill their bounding box
         r0, c0 = np.floor(pts.min(axis=0)).astype(int).clip(0)
         r1, c1 = np.ceil(pts.max(axis=0)).astype(int)
-        out[r0:r1 + 1, c0:c1 + 1] = True
+        out[r0 : r1 + 1, c0 : c1 + 1] = True
         return out
     # half-planes a*r + b*c + d <= 0 of the hull; on each row the hull is one interval
     eq = hull.equations
@@ -75,7 +75,7 @@ def fill_convex_points(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray
     lo_i = np.ceil(lo_c - 1e-6).clip(0, shape[1] - 1).astype(int)
     hi_i = np.floor(hi_c + 1e-6).clip(-1, shape[1] - 1).astype(int)
     cols = np.arange(shape[1])
-    out[lo_r:hi_r + 1] = (cols[None] >= lo_i[:, None]) & (cols[None] <= hi_i[:, None]) & feasible[:, None]
+    out[lo_r : hi_r + 1] = (cols[None] >= lo_i[:, None]) & (cols[None] <= hi_i[:, None]) & feasible[:, None]
     return out
 
 
@@ -99,14 +99,16 @@ def convex_fill(mask: np.ndarray) -> np.ndarray:
     pts = np.concatenate([np.column_stack([rows, first]), np.column_stack([rows, last])])
     if np.ptp(pts[:, 0]) == 0 or np.ptp(pts[:, 1]) == 0:  # one row or one column: the extents are the hull
         out = np.zeros(mask.shape, bool)
-        out[rows.min():rows.max() + 1, pts[:, 1].min():pts[:, 1].max() + 1] = True
+        out[rows.min() : rows.max() + 1, pts[:, 1].min() : pts[:, 1].max() + 1] = True
         return out
     return fill_convex_points(pts, mask.shape)
 
 
 #: Directions sampled when growing a convex hull (a 32-gon around each vertex).
-RING = np.stack([np.sin(np.linspace(0, 2 * np.pi, 32, endpoint=False)),
-                 np.cos(np.linspace(0, 2 * np.pi, 32, endpoint=False))], axis=1)
+RING = np.stack(
+    [np.sin(np.linspace(0, 2 * np.pi, 32, endpoint=False)), np.cos(np.linspace(0, 2 * np.pi, 32, endpoint=False))],
+    axis=1,
+)
 
 
 def grow_convex(mask: np.ndarray, radius_px: float) -> np.ndarray:
@@ -156,5 +158,5 @@ def cage_depth(hu2d: np.ndarray, lungs2d: np.ndarray, pixel_mm: float) -> np.nda
     near = grow_convex(lung, CAGE_SEARCH_MM / pixel_mm)  # the lungs' hull grown by CAGE_SEARCH_MM
     bone = (hu2d[r0:r1, c0:c1] > BONE_MIN_HU) & near
     hull = np.pad(convex_fill(bone | lung), 1)
-    out[r0:r1, c0:c1] = (ndimage.distance_transform_edt(hull)[1:-1, 1:-1] * pixel_mm)
+    out[r0:r1, c0:c1] = ndimage.distance_transform_edt(hull)[1:-1, 1:-1] * pixel_mm
     return out

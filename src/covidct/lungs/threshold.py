@@ -19,7 +19,6 @@ from covidct.volume import ball, bounding_box
 log = logging.getLogger(__name__)
 
 
-
 #: Voxels below this HU are air-like (lung parenchyma, airways, outside air).
 LUNG_MAX_HU = -320
 
@@ -117,8 +116,9 @@ def _remove_airway(inside: np.ndarray, airway: np.ndarray, spacing) -> np.ndarra
     return out
 
 
-def _lung_regions(inside: np.ndarray, hu: np.ndarray, airway, spacing, params: ThresholdParams
-                  ) -> tuple[np.ndarray, dict]:
+def _lung_regions(
+    inside: np.ndarray, hu: np.ndarray, airway, spacing, params: ThresholdParams
+) -> tuple[np.ndarray, dict]:
     """The lungs among the air regions inside the body.
 
     Each region of at least ``min_component_ml`` is eroded by ``SPLIT_MM``, which cuts thin bridges
@@ -176,8 +176,9 @@ def _lung_regions(inside: np.ndarray, hu: np.ndarray, airway, spacing, params: T
         reach = r + max(1, int(round(AIRWAY_RIM_MM / sx))) + 2
         abox = bounding_box(airway.mask[box], reach)
         if abox is not None:
-            near = ndimage.binary_dilation(airway.mask[box][abox], ndimage.generate_binary_structure(3, 1),
-                                           iterations=reach)
+            near = ndimage.binary_dilation(
+                airway.mask[box][abox], ndimage.generate_binary_structure(3, 1), iterations=reach
+            )
             touches[np.unique(cores[abox][near])] = True
     touches[0] = False
     if airway.found and airway.carina_z is not None:
@@ -205,8 +206,9 @@ def _lung_regions(inside: np.ndarray, hu: np.ndarray, airway, spacing, params: T
         drop = out_sub[cb] & (seeds[tuple(idx)] == c)
         info["gas_cut_ml"] += float(drop.sum() * voxel_ml)
         out_sub[cb] &= ~drop
-    info["gas_cut_ml"] += _cut_gas_pockets(out_sub, hsub, int(np.floor(level)), airway.mask[box] if airway.found
-                                           else None, spacing)
+    info["gas_cut_ml"] += _cut_gas_pockets(
+        out_sub, hsub, int(np.floor(level)), airway.mask[box] if airway.found else None, spacing
+    )
     info["regions_dropped"] = int(np.count_nonzero(big & ~keep)) + len(cut)
     info["gas_cut_ml"] = round(info["gas_cut_ml"], 1)
     out[box] = out_sub
@@ -240,7 +242,9 @@ def _cut_gas_pockets(lung: np.ndarray, hu: np.ndarray, level: int, airway: np.nd
     for k, obj in enumerate(ndimage.find_objects(pieces), start=1):
         if obj is None or sizes[k] < GAS_CORE_MIN_ML:
             continue
-        box = tuple(slice(max(s.start - 2 * shell_vox, 0), min(s.stop + 2 * shell_vox, dim)) for s, dim in zip(obj, low.shape))
+        box = tuple(
+            slice(max(s.start - 2 * shell_vox, 0), min(s.stop + 2 * shell_vox, dim)) for s, dim in zip(obj, low.shape)
+        )
         piece = pieces[box] == k
         # the pocket with its partial-volume rim (gas blurred with its wall), then a shell around that
         pocket = ndimage.binary_dilation(piece, iterations=shell_vox, mask=low[box] & (smooth[box] < GAS_RIM_HU))
@@ -256,8 +260,15 @@ def _cut_gas_pockets(lung: np.ndarray, hu: np.ndarray, level: int, airway: np.nd
     return cut
 
 
-def _fill_side(side: np.ndarray, dense: np.ndarray, depth: np.ndarray | None, others: np.ndarray, spacing,
-               params: ThresholdParams, midline_x: float) -> np.ndarray:
+def _fill_side(
+    side: np.ndarray,
+    dense: np.ndarray,
+    depth: np.ndarray | None,
+    others: np.ndarray,
+    spacing,
+    params: ThresholdParams,
+    midline_x: float,
+) -> np.ndarray:
     """One lung's final mask in its bounding box: vessels, nodules and lesions taken in.
 
     Per axial slice: a closing of ``closing_mm``; holes up to ``HOLE_MAX_MM2`` filled; then (with
@@ -287,8 +298,12 @@ def _fill_side(side: np.ndarray, dense: np.ndarray, depth: np.ndarray | None, ot
     return region
 
 
-def threshold_lungs(hu: np.ndarray, spacing: tuple[float, float, float], params: ThresholdParams = ThresholdParams(),
-                    patient: str | None = None) -> tuple[np.ndarray, dict]:
+def threshold_lungs(
+    hu: np.ndarray,
+    spacing: tuple[float, float, float],
+    params: ThresholdParams = ThresholdParams(),
+    patient: str | None = None,
+) -> tuple[np.ndarray, dict]:
     """Classical lung segmentation: ``(labels, stats)`` of ``segment_threshold``."""
     result = segment_threshold(hu, spacing, params, patient)
     return result.labels, result.stats
@@ -303,8 +318,12 @@ class ThresholdResult:
     airways: Airways
 
 
-def segment_threshold(hu: np.ndarray, spacing: tuple[float, float, float], params: ThresholdParams = ThresholdParams(),
-                      patient: str | None = None) -> ThresholdResult:
+def segment_threshold(
+    hu: np.ndarray,
+    spacing: tuple[float, float, float],
+    params: ThresholdParams = ThresholdParams(),
+    patient: str | None = None,
+) -> ThresholdResult:
     """Classical lung segmentation on a (z, y, x) HU array on an LPS-aligned grid.
 
     Steps: air-like voxels (HU < ``lung_max_hu``) not connected to the image border within their
@@ -345,7 +364,9 @@ def segment_threshold(hu: np.ndarray, spacing: tuple[float, float, float], param
     if total_ml < params.min_component_ml:
         raise CovidctError(
             f"no lungs found: no air-filled region inside the body of at least {params.min_component_ml:.0f} mL "
-            f"looks like lung (is this a chest CT?)", patient)
+            f"looks like lung (is this a chest CT?)",
+            patient,
+        )
     labels, lr_known = _split_left_right(lung, spacing)
     del lung
     depth = None
@@ -361,15 +382,24 @@ def segment_threshold(hu: np.ndarray, spacing: tuple[float, float, float], param
         if box is None:
             continue
         others = (labels[box] > 0) & ~side[box]
-        region = _fill_side(side[box], hu[box] >= params.lung_max_hu, None if depth is None else depth[box],
-                            others | removed[box], spacing, params, airway.midline_x - box[2].start)
+        region = _fill_side(
+            side[box],
+            hu[box] >= params.lung_max_hu,
+            None if depth is None else depth[box],
+            others | removed[box],
+            spacing,
+            params,
+            airway.midline_x - box[2].start,
+        )
         target = filled[box]
         target[region & (target == 0) & ~others & ~removed[box]] = value
     total_ml = float((filled > 0).sum() * voxel_ml)
     if total_ml < params.min_lung_ml:
         raise CovidctError(
             f"no lungs found: air-filled region inside the body is {total_ml:.0f} mL, below the "
-            f"{params.min_lung_ml:.0f} mL minimum (is this a chest CT?)", patient)
+            f"{params.min_lung_ml:.0f} mL minimum (is this a chest CT?)",
+            patient,
+        )
     stats = {
         **volume_stats(filled, spacing),
         "airway_volume_ml": round(float(removed.sum() * voxel_ml), 1),
@@ -378,7 +408,13 @@ def segment_threshold(hu: np.ndarray, spacing: tuple[float, float, float], param
         "left_right_known": bool(lr_known),
         **info,
     }
-    log.info("patient %s: airways %s (%.0f mL out), carina at slice %s, %d air regions not lung, %.0f mL gas cut off",
-             patient, "found" if airway.found else "not found", stats["airway_volume_ml"], airway.carina_z,
-             stats["regions_dropped"], stats["gas_cut_ml"])
+    log.info(
+        "patient %s: airways %s (%.0f mL out), carina at slice %s, %d air regions not lung, %.0f mL gas cut off",
+        patient,
+        "found" if airway.found else "not found",
+        stats["airway_volume_ml"],
+        airway.carina_z,
+        stats["regions_dropped"],
+        stats["gas_cut_ml"],
+    )
     return ThresholdResult(filled, stats, airway)

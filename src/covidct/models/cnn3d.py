@@ -18,8 +18,9 @@ DROPOUT = 0.3
 SCORE_MAX = 100.0
 
 
-def build_backbone(shape: Sequence[int], filters: Sequence[int] = DEFAULT_FILTERS, dense: int = DEFAULT_DENSE,
-                   name: str = "cnn3d"):
+def build_backbone(
+    shape: Sequence[int], filters: Sequence[int] = DEFAULT_FILTERS, dense: int = DEFAULT_DENSE, name: str = "cnn3d"
+):
     """Inputs and the 512-unit feature layer shared by both heads.
 
     Args:
@@ -46,16 +47,23 @@ def build_backbone(shape: Sequence[int], filters: Sequence[int] = DEFAULT_FILTER
     return inputs, x
 
 
-def build_classifier(shape: Sequence[int], filters: Sequence[int] = DEFAULT_FILTERS, dense: int = DEFAULT_DENSE,
-                     learning_rate: float = 1e-4):
+def build_classifier(
+    shape: Sequence[int],
+    filters: Sequence[int] = DEFAULT_FILTERS,
+    dense: int = DEFAULT_DENSE,
+    learning_rate: float = 1e-4,
+):
     """COVID-19 classifier: sigmoid output, binary cross-entropy, Adam, AUC metric."""
     import keras
 
     inputs, x = build_backbone(shape, filters, dense)
     out = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="covid_probability")(x)
     model = keras.Model(inputs, out, name="covid_classifier")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
-                  metrics=["accuracy", keras.metrics.AUC(name="auc")])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+    )
     return model
 
 
@@ -73,8 +81,13 @@ def score_layer():
     return ScoreOutput(name="score", dtype="float32")
 
 
-def build_scorer(shape: Sequence[int], filters: Sequence[int] = DEFAULT_FILTERS, dense: int = DEFAULT_DENSE,
-                 learning_rate: float = 1e-4, loss: str = "huber"):
+def build_scorer(
+    shape: Sequence[int],
+    filters: Sequence[int] = DEFAULT_FILTERS,
+    dense: int = DEFAULT_DENSE,
+    learning_rate: float = 1e-4,
+    loss: str = "huber",
+):
     """Severity scorer: linear output clipped to [0, 100], Huber (or MSE) loss, Adam, MAE metric.
 
     The network predicts score / 100 internally (a well-scaled target) and the

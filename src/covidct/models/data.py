@@ -12,8 +12,13 @@ from covidct.errors import CovidctError
 from covidct.io import atomic_path
 
 
-def write_hdf5(path: str | Path, samples: Iterable[tuple[str, np.ndarray, int, float]], shape: Sequence[int],
-               hu_window: Sequence[float], dtype: str = "float16") -> int:
+def write_hdf5(
+    path: str | Path,
+    samples: Iterable[tuple[str, np.ndarray, int, float]],
+    shape: Sequence[int],
+    hu_window: Sequence[float],
+    dtype: str = "float16",
+) -> int:
     """Stream ``(patient_id, array, label, score)`` samples into an HDF5 file, atomically.
 
     One sample per chunk, gzip-compressed; memory does not grow with the number of
@@ -29,12 +34,21 @@ def write_hdf5(path: str | Path, samples: Iterable[tuple[str, np.ndarray, int, f
     shape = tuple(int(s) for s in shape)
     with atomic_path(path, suffix=".h5") as tmp:
         with h5py.File(tmp, "w") as f:
-            images = f.create_dataset("images", shape=(0, *shape, 1), maxshape=(None, *shape, 1), dtype=dtype,
-                                      chunks=(1, *shape, 1), compression="gzip", compression_opts=1, shuffle=True)
+            images = f.create_dataset(
+                "images",
+                shape=(0, *shape, 1),
+                maxshape=(None, *shape, 1),
+                dtype=dtype,
+                chunks=(1, *shape, 1),
+                compression="gzip",
+                compression_opts=1,
+                shuffle=True,
+            )
             labels = f.create_dataset("labels", shape=(0,), maxshape=(None,), dtype="uint8", chunks=(1024,))
             scores = f.create_dataset("scores", shape=(0,), maxshape=(None,), dtype="float32", chunks=(1024,))
-            ids = f.create_dataset("patient_ids", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(),
-                                   chunks=(1024,))
+            ids = f.create_dataset(
+                "patient_ids", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=(1024,)
+            )
             n = 0
             for pid, array, label, score in samples:
                 if tuple(array.shape) != shape:
@@ -48,8 +62,9 @@ def write_hdf5(path: str | Path, samples: Iterable[tuple[str, np.ndarray, int, f
                 n += 1
             images.attrs["hu_min"], images.attrs["hu_max"] = float(hu_window[0]), float(hu_window[1])
             images.attrs["description"] = "lung-masked CT, HU clipped to [hu_min, hu_max] and scaled to [0, 1]"
-            images.attrs["axes"] = "sample, depth (inferior->superior), height (anterior->posterior), " \
-                                   "width (patient right->left), channel"
+            images.attrs["axes"] = (
+                "sample, depth (inferior->superior), height (anterior->posterior), width (patient right->left), channel"
+            )
     return n
 
 

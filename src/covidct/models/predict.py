@@ -13,13 +13,26 @@ from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
 
 #: Columns taken as they are from the infection U-Net's per-patient JSON (``steps.segment_infection``).
 SEG_COLUMNS = ["seg_score", "seg_severity_class", "seg_ctsi", "infection_unet_sha256"]
-COLUMNS = ["patient_id", "split", "covid_probability", "covid_label", "score", "severity_class", "ctsi",
-           "seg_score", "seg_severity_class", "seg_ctsi", "classifier_sha256", "scorer_sha256",
-           "infection_unet_sha256"]
+COLUMNS = [
+    "patient_id",
+    "split",
+    "covid_probability",
+    "covid_label",
+    "score",
+    "severity_class",
+    "ctsi",
+    "seg_score",
+    "seg_severity_class",
+    "seg_ctsi",
+    "classifier_sha256",
+    "scorer_sha256",
+    "infection_unet_sha256",
+]
 
 
-def predict_arrays(items: Iterable[tuple[str, np.ndarray]], classifier: str | Path, scorer: str | Path,
-                   threshold: float) -> list[dict]:
+def predict_arrays(
+    items: Iterable[tuple[str, np.ndarray]], classifier: str | Path, scorer: str | Path, threshold: float
+) -> list[dict]:
     """Run the classifier and the scorer on each array.
 
     Args:
@@ -41,14 +54,22 @@ def predict_arrays(items: Iterable[tuple[str, np.ndarray]], classifier: str | Pa
         if x.shape[1:4] != tuple(clf.input_shape[1:4]):
             from covidct.errors import CovidctError
 
-            raise CovidctError(f"array shape {x.shape[1:4]} differs from the model input {clf.input_shape[1:4]}",
-                               pid)
+            raise CovidctError(f"array shape {x.shape[1:4]} differs from the model input {clf.input_shape[1:4]}", pid)
         prob = float(np.asarray(clf(x, training=False)).reshape(-1)[0])
         score = float(np.clip(np.asarray(reg(x, training=False)).reshape(-1)[0], 0.0, 100.0))
-        rows.append({"patient_id": pid, "split": "", "covid_probability": round(prob, 4),
-                     "covid_label": int(prob >= threshold), "score": round(score, 2),
-                     "severity_class": SEVERITY_CLASSES[severity_class(score)], "ctsi": ctsi(score),
-                     "classifier_sha256": shas[0], "scorer_sha256": shas[1]})
+        rows.append(
+            {
+                "patient_id": pid,
+                "split": "",
+                "covid_probability": round(prob, 4),
+                "covid_label": int(prob >= threshold),
+                "score": round(score, 2),
+                "severity_class": SEVERITY_CLASSES[severity_class(score)],
+                "ctsi": ctsi(score),
+                "classifier_sha256": shas[0],
+                "scorer_sha256": shas[1],
+            }
+        )
     return rows
 
 

@@ -35,9 +35,14 @@ def split_of_unit(u: float, val_fraction: float, test_fraction: float) -> str:
     return "val" if u < test_fraction + val_fraction else "train"
 
 
-def assign_split(patient_ids: Sequence[str], val_fraction: float = 0.15, test_fraction: float = 0.15,
-                 salt: str = "covidct-split", pinned: dict[str, str] | None = None,
-                 subjects: dict[str, str] | None = None) -> dict[str, str]:
+def assign_split(
+    patient_ids: Sequence[str],
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    salt: str = "covidct-split",
+    pinned: dict[str, str] | None = None,
+    subjects: dict[str, str] | None = None,
+) -> dict[str, str]:
     """Train/val/test split by subject, stable as the cohort grows.
 
     Args:
@@ -72,8 +77,11 @@ def assign_split(patient_ids: Sequence[str], val_fraction: float = 0.15, test_fr
         subject = subject_of[pid]
         if subject in forced and forced[subject][0] != pin:
             other_split, other = forced[subject]
-            raise CovidctError(f"subject {subject} is pinned to {other_split} by {other} and to "
-                               f"{pin} by this scan: all scans of a subject must be in one split", pid)
+            raise CovidctError(
+                f"subject {subject} is pinned to {other_split} by {other} and to "
+                f"{pin} by this scan: all scans of a subject must be in one split",
+                pid,
+            )
         forced[subject] = (pin, pid)
     out = {}
     for pid in patient_ids:

@@ -45,8 +45,12 @@ def h5_table(paths: Sequence[str | Path]) -> dict[str, np.ndarray]:
             labels.append(f["labels"][...])
             scores.append(f["scores"][...])
             ids += [v.decode() if isinstance(v, bytes) else str(v) for v in f["patient_ids"][...]]
-    return {"items": items, "labels": np.concatenate(labels) if labels else np.zeros(0, np.uint8),
-            "scores": np.concatenate(scores) if scores else np.zeros(0, np.float32), "patient_ids": ids}
+    return {
+        "items": items,
+        "labels": np.concatenate(labels) if labels else np.zeros(0, np.uint8),
+        "scores": np.concatenate(scores) if scores else np.zeros(0, np.float32),
+        "patient_ids": ids,
+    }
 
 
 def augment_volume(volume: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -123,8 +127,14 @@ class EpochLogger:
 
             def on_epoch_end(self, epoch, logs=None):
                 values = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
-                log.info("%s epoch %d/%d (%.1f s): %s", name, epoch + 1, self.params.get("epochs", 0),
-                         time.perf_counter() - self.t0, values)
+                log.info(
+                    "%s epoch %d/%d (%.1f s): %s",
+                    name,
+                    epoch + 1,
+                    self.params.get("epochs", 0),
+                    time.perf_counter() - self.t0,
+                    values,
+                )
 
         return _Logger()
 
@@ -140,8 +150,16 @@ def _setup(seed: int) -> bool:
     return gpu
 
 
-def _write_outputs(model, out_model: str | Path, sidecar: dict, out_sidecar: str | Path, history: dict,
-                   out_history: str | Path, result: dict, out_metrics: str | Path) -> None:
+def _write_outputs(
+    model,
+    out_model: str | Path,
+    sidecar: dict,
+    out_sidecar: str | Path,
+    history: dict,
+    out_history: str | Path,
+    result: dict,
+    out_metrics: str | Path,
+) -> None:
     """Model, its sidecar JSON (what predicting needs besides the weights), history CSV and metrics JSON."""
     with atomic_path(out_model, suffix=".keras") as tmp:
         model.save(tmp)
@@ -159,8 +177,18 @@ def _history_csv(history: dict, path: str | Path) -> None:
             w.writerow([e + 1, *(f"{history[k][e]:.6g}" for k in keys)])
 
 
-def _fit(model, train_ds, val_ds, workdir: str | Path, epochs: int, monitor: str, mode: str, patience: int,
-         name: str, class_weight: dict | None = None):
+def _fit(
+    model,
+    train_ds,
+    val_ds,
+    workdir: str | Path,
+    epochs: int,
+    monitor: str,
+    mode: str,
+    patience: int,
+    name: str,
+    class_weight: dict | None = None,
+):
     """Fit with best-checkpoint (in a temporary folder under ``workdir``) and early stopping on
     ``monitor``; returns (best model, history, seconds)."""
     import keras
@@ -176,8 +204,9 @@ def _fit(model, train_ds, val_ds, workdir: str | Path, epochs: int, monitor: str
             EpochLogger.create(name),
         ]
         t0 = time.perf_counter()
-        hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=class_weight,
-                         callbacks=callbacks, verbose=0)
+        hist = model.fit(
+            train_ds, validation_data=val_ds, epochs=epochs, class_weight=class_weight, callbacks=callbacks, verbose=0
+        )
         seconds = time.perf_counter() - t0
         return load_model(best), hist.history, seconds
 
@@ -190,9 +219,20 @@ def predict_items(model, items: Sequence[Item], batch_size: int = 4) -> np.ndarr
     return np.asarray(model.predict(ds.map(lambda x, y: x), verbose=0)).reshape(-1)
 
 
-def fit_classifier(train: dict, val: dict, workdir: str | Path, epochs: int = 30, batch_size: int = 2,
-                   learning_rate: float = 1e-4, filters=(64, 64, 128, 256), dense: int = 512, patience: int = 10,
-                   seed: int = 1337, augment: bool = True, name: str = "classifier") -> dict:
+def fit_classifier(
+    train: dict,
+    val: dict,
+    workdir: str | Path,
+    epochs: int = 30,
+    batch_size: int = 2,
+    learning_rate: float = 1e-4,
+    filters=(64, 64, 128, 256),
+    dense: int = 512,
+    patience: int = 10,
+    seed: int = 1337,
+    augment: bool = True,
+    name: str = "classifier",
+) -> dict:
     """Train a classifier on ``train`` rows; checkpoint (best val AUC) and threshold (Youden's J) on ``val``.
 
     Args:
@@ -206,8 +246,10 @@ def fit_classifier(train: dict, val: dict, workdir: str | Path, epochs: int = 30
 
     y_train, y_val = np.asarray(train["labels"]).astype(int), np.asarray(val["labels"]).astype(int)
     if len(y_train) == 0 or len(np.unique(y_train)) < 2:
-        raise CovidctError(f"the training set needs both labels; it has {len(y_train)} patient(s), labels "
-                           f"{sorted(set(y_train.tolist()))}")
+        raise CovidctError(
+            f"the training set needs both labels; it has {len(y_train)} patient(s), labels "
+            f"{sorted(set(y_train.tolist()))}"
+        )
     if len(y_val) == 0:
         raise CovidctError("the validation set is empty: add patients or pin some to val in the sheet")
     counts = np.bincount(y_train, minlength=2)
@@ -218,11 +260,20 @@ def fit_classifier(train: dict, val: dict, workdir: str | Path, epochs: int = 30
     val_ds = make_dataset(val["items"], "labels", batch_size, False, False, seed)
     monitor = "val_auc" if len(np.unique(y_val)) == 2 else "val_loss"
     mode = "max" if monitor == "val_auc" else "min"
-    model, history, seconds = _fit(model, train_ds, val_ds, workdir, epochs, monitor, mode, patience, name,
-                                   class_weight)
+    model, history, seconds = _fit(
+        model, train_ds, val_ds, workdir, epochs, monitor, mode, patience, name, class_weight
+    )
     p_val = predict_items(model, val["items"], batch_size)
-    return {"model": model, "threshold": youden_threshold(y_val, p_val), "monitor": monitor,
-            "history": history, "seconds": seconds, "p_val": p_val, "class_weight": class_weight, "shape": shape}
+    return {
+        "model": model,
+        "threshold": youden_threshold(y_val, p_val),
+        "monitor": monitor,
+        "history": history,
+        "seconds": seconds,
+        "p_val": p_val,
+        "class_weight": class_weight,
+        "shape": shape,
+    }
 
 
 def scorer_rows(table: dict, positives_only: bool) -> np.ndarray:
@@ -231,9 +282,21 @@ def scorer_rows(table: dict, positives_only: bool) -> np.ndarray:
     return np.nonzero(((labels == 1) | (not positives_only)) & np.isfinite(scores))[0]
 
 
-def fit_scorer(train: dict, val: dict, workdir: str | Path, epochs: int = 30, batch_size: int = 2,
-               learning_rate: float = 1e-4, filters=(64, 64, 128, 256), dense: int = 512, patience: int = 10,
-               seed: int = 1337, augment: bool = True, loss: str = "huber", name: str = "scorer") -> dict:
+def fit_scorer(
+    train: dict,
+    val: dict,
+    workdir: str | Path,
+    epochs: int = 30,
+    batch_size: int = 2,
+    learning_rate: float = 1e-4,
+    filters=(64, 64, 128, 256),
+    dense: int = 512,
+    patience: int = 10,
+    seed: int = 1337,
+    augment: bool = True,
+    loss: str = "huber",
+    name: str = "scorer",
+) -> dict:
     """Train a scorer on ``train`` rows; checkpoint on the best val MAE.
 
     Args:
@@ -247,28 +310,51 @@ def fit_scorer(train: dict, val: dict, workdir: str | Path, epochs: int = 30, ba
     from covidct.models.cnn3d import build_scorer
 
     if len(train["items"]) < 2 or len(val["items"]) < 1:
-        raise CovidctError(f"the scorer needs scored patients in train (>= 2) and val (>= 1); found "
-                           f"{len(train['items'])} and {len(val['items'])}")
+        raise CovidctError(
+            f"the scorer needs scored patients in train (>= 2) and val (>= 1); found "
+            f"{len(train['items'])} and {len(val['items'])}"
+        )
     shape = _h5_meta(train["items"][0][0])[1]
     model = build_scorer(shape, filters, dense, learning_rate, loss)
     train_ds = make_dataset(train["items"], "scores", batch_size, True, augment, seed)
     val_ds = make_dataset(val["items"], "scores", batch_size, False, False, seed)
     model, history, seconds = _fit(model, train_ds, val_ds, workdir, epochs, "val_mae", "min", patience, name)
-    return {"model": model, "history": history, "seconds": seconds,
-            "p_val": predict_items(model, val["items"], batch_size), "shape": shape}
+    return {
+        "model": model,
+        "history": history,
+        "seconds": seconds,
+        "p_val": predict_items(model, val["items"], batch_size),
+        "shape": shape,
+    }
 
 
 def _subset(table: dict, rows: np.ndarray) -> dict:
-    return {"items": [table["items"][i] for i in rows], "labels": np.asarray(table["labels"])[rows],
-            "scores": np.asarray(table["scores"])[rows],
-            "patient_ids": [table["patient_ids"][i] for i in rows]}
+    return {
+        "items": [table["items"][i] for i in rows],
+        "labels": np.asarray(table["labels"])[rows],
+        "scores": np.asarray(table["scores"])[rows],
+        "patient_ids": [table["patient_ids"][i] for i in rows],
+    }
 
 
-def train_classifier(train_h5: str | Path, val_h5: str | Path, out_model: str | Path, out_sidecar: str | Path,
-                     out_history: str | Path, out_metrics: str | Path, out_training_plot: str | Path,
-                     out_roc_plot: str | Path, epochs: int = 30, batch_size: int = 2,
-                     learning_rate: float = 1e-4, filters=(64, 64, 128, 256), dense: int = 512, patience: int = 10,
-                     seed: int = 1337, augment: bool = True) -> dict:
+def train_classifier(
+    train_h5: str | Path,
+    val_h5: str | Path,
+    out_model: str | Path,
+    out_sidecar: str | Path,
+    out_history: str | Path,
+    out_metrics: str | Path,
+    out_training_plot: str | Path,
+    out_roc_plot: str | Path,
+    epochs: int = 30,
+    batch_size: int = 2,
+    learning_rate: float = 1e-4,
+    filters=(64, 64, 128, 256),
+    dense: int = 512,
+    patience: int = 10,
+    seed: int = 1337,
+    augment: bool = True,
+) -> dict:
     """Train the COVID-19 classifier; keep the epoch with the best val AUC.
 
     Writes the model, its sidecar JSON (decision threshold chosen on val by Youden's J),
@@ -280,22 +366,55 @@ def train_classifier(train_h5: str | Path, val_h5: str | Path, out_model: str | 
 
     gpu = _setup(seed)
     train, val = h5_table([train_h5]), h5_table([val_h5])
-    log.info("classifier: %d train (%d pos), %d val, gpu=%s", len(train["labels"]), int(train["labels"].sum()),
-             len(val["labels"]), gpu)
+    log.info(
+        "classifier: %d train (%d pos), %d val, gpu=%s",
+        len(train["labels"]),
+        int(train["labels"].sum()),
+        len(val["labels"]),
+        gpu,
+    )
     try:
-        fit = fit_classifier(train, val, Path(out_model).parent, epochs, batch_size, learning_rate, filters, dense,
-                             patience, seed, augment)
+        fit = fit_classifier(
+            train,
+            val,
+            Path(out_model).parent,
+            epochs,
+            batch_size,
+            learning_rate,
+            filters,
+            dense,
+            patience,
+            seed,
+            augment,
+        )
     except CovidctError as exc:
         raise CovidctError(exc.message, path=train_h5 if "training" in exc.message else val_h5) from None
     y_val, p_val, threshold = val["labels"], fit["p_val"], fit["threshold"]
     result = classification_metrics(y_val, p_val, threshold)
-    result.update({"split": "val", "note": VAL_NOTE, "monitor": fit["monitor"],
-                   "epochs_run": len(fit["history"]["loss"]), "train_seconds": round(fit["seconds"], 1),
-                   "n_train": len(train["labels"]), "n_val": len(y_val), "gpu": gpu, "shape": list(fit["shape"]),
-                   "class_weight": fit["class_weight"]})
-    _write_outputs(fit["model"], out_model, {"threshold": threshold, "shape": list(fit["shape"]),
-                                             "monitor": fit["monitor"]}, out_sidecar, fit["history"], out_history,
-                   result, out_metrics)
+    result.update(
+        {
+            "split": "val",
+            "note": VAL_NOTE,
+            "monitor": fit["monitor"],
+            "epochs_run": len(fit["history"]["loss"]),
+            "train_seconds": round(fit["seconds"], 1),
+            "n_train": len(train["labels"]),
+            "n_val": len(y_val),
+            "gpu": gpu,
+            "shape": list(fit["shape"]),
+            "class_weight": fit["class_weight"],
+        }
+    )
+    _write_outputs(
+        fit["model"],
+        out_model,
+        {"threshold": threshold, "shape": list(fit["shape"]), "monitor": fit["monitor"]},
+        out_sidecar,
+        fit["history"],
+        out_history,
+        result,
+        out_metrics,
+    )
     training_curves(fit["history"], out_training_plot, ["accuracy", "loss"])
     roc_curve(y_val, p_val, out_roc_plot, result.get("auc"), title="ROC (validation)")
     log.info("classifier: val %s", {k: result[k] for k in ("accuracy", "auc", "sensitivity", "specificity")})
@@ -303,15 +422,33 @@ def train_classifier(train_h5: str | Path, val_h5: str | Path, out_model: str | 
 
 
 #: What the validation figures are (they chose the checkpoint, and the classifier's threshold).
-VAL_NOTE = ("validation split: it chose the checkpoint (and the classifier's threshold), so these figures are "
-            "optimistic; the test split's are in evaluation.json")
+VAL_NOTE = (
+    "validation split: it chose the checkpoint (and the classifier's threshold), so these figures are "
+    "optimistic; the test split's are in evaluation.json"
+)
 
 
-def train_scorer(train_h5: str | Path, val_h5: str | Path, out_model: str | Path, out_sidecar: str | Path,
-                 out_history: str | Path, out_metrics: str | Path, out_training_plot: str | Path,
-                 out_scatter_plot: str | Path, out_confusion_plot: str | Path, epochs: int = 30, batch_size: int = 2,
-                 learning_rate: float = 1e-4, filters=(64, 64, 128, 256), dense: int = 512, patience: int = 10,
-                 seed: int = 1337, augment: bool = True, positives_only: bool = True, loss: str = "huber") -> dict:
+def train_scorer(
+    train_h5: str | Path,
+    val_h5: str | Path,
+    out_model: str | Path,
+    out_sidecar: str | Path,
+    out_history: str | Path,
+    out_metrics: str | Path,
+    out_training_plot: str | Path,
+    out_scatter_plot: str | Path,
+    out_confusion_plot: str | Path,
+    epochs: int = 30,
+    batch_size: int = 2,
+    learning_rate: float = 1e-4,
+    filters=(64, 64, 128, 256),
+    dense: int = 512,
+    patience: int = 10,
+    seed: int = 1337,
+    augment: bool = True,
+    positives_only: bool = True,
+    loss: str = "huber",
+) -> dict:
     """Train the severity scorer (percent of lung involved); keep the epoch with the best val MAE."""
     from covidct.report.plots import score_scatter, severity_confusion, training_curves
 
@@ -322,22 +459,58 @@ def train_scorer(train_h5: str | Path, val_h5: str | Path, out_model: str | Path
     val = _subset(val_all, scorer_rows(val_all, positives_only))
     what = "scored COVID-positive" if positives_only else "all scored"
     if len(train["items"]) < 2 or len(val["items"]) < 1:
-        raise CovidctError(f"the scorer needs {what} patients in train (>= 2) and val (>= 1); found "
-                           f"{len(train['items'])} and {len(val['items'])}", path=train_h5)
+        raise CovidctError(
+            f"the scorer needs {what} patients in train (>= 2) and val (>= 1); found "
+            f"{len(train['items'])} and {len(val['items'])}",
+            path=train_h5,
+        )
     log.info("scorer: %d train, %d val (%s patients), gpu=%s", len(train["items"]), len(val["items"]), what, gpu)
-    fit = fit_scorer(train, val, Path(out_model).parent, epochs, batch_size, learning_rate, filters, dense, patience,
-                     seed, augment, loss)
+    fit = fit_scorer(
+        train,
+        val,
+        Path(out_model).parent,
+        epochs,
+        batch_size,
+        learning_rate,
+        filters,
+        dense,
+        patience,
+        seed,
+        augment,
+        loss,
+    )
     truth, pred = val["scores"], fit["p_val"]
     result = regression_metrics(truth, pred)
     result["baseline_mae_train_mean"] = float(np.mean(np.abs(truth - np.mean(train["scores"]))))
-    result.update({"split": "val", "note": VAL_NOTE, "epochs_run": len(fit["history"]["loss"]),
-                   "train_seconds": round(fit["seconds"], 1), "n_train": len(train["items"]),
-                   "n_val": len(val["items"]), "patients": what, "gpu": gpu, "shape": list(fit["shape"]),
-                   "train_mean": float(np.mean(train["scores"]))})
-    _write_outputs(fit["model"], out_model, {"shape": list(fit["shape"]), "patients": what,
-                                             "positives_only": positives_only,
-                                             "train_mean": float(np.mean(train["scores"]))},
-                   out_sidecar, fit["history"], out_history, result, out_metrics)
+    result.update(
+        {
+            "split": "val",
+            "note": VAL_NOTE,
+            "epochs_run": len(fit["history"]["loss"]),
+            "train_seconds": round(fit["seconds"], 1),
+            "n_train": len(train["items"]),
+            "n_val": len(val["items"]),
+            "patients": what,
+            "gpu": gpu,
+            "shape": list(fit["shape"]),
+            "train_mean": float(np.mean(train["scores"])),
+        }
+    )
+    _write_outputs(
+        fit["model"],
+        out_model,
+        {
+            "shape": list(fit["shape"]),
+            "patients": what,
+            "positives_only": positives_only,
+            "train_mean": float(np.mean(train["scores"])),
+        },
+        out_sidecar,
+        fit["history"],
+        out_history,
+        result,
+        out_metrics,
+    )
     training_curves(fit["history"], out_training_plot, ["mae", "loss"])
     score_scatter(truth, pred, out_scatter_plot, title="Scorer (validation)")
     severity_confusion(truth, pred, out_confusion_plot, title="Severity class (validation)")
@@ -367,9 +540,18 @@ def cv_folds(subjects: Sequence[str], labels: Sequence[int], folds: int, salt: s
     return out
 
 
-def cross_validate(train_h5: str | Path, val_h5: str | Path, split_table: str | Path, out_json: str | Path,
-                   folds: int = 5, salt: str = "covidct-split", n_boot: int = 2000, min_subjects: int = 10,
-                   classifier: dict | None = None, scorer: dict | None = None) -> dict:
+def cross_validate(
+    train_h5: str | Path,
+    val_h5: str | Path,
+    split_table: str | Path,
+    out_json: str | Path,
+    folds: int = 5,
+    salt: str = "covidct-split",
+    n_boot: int = 2000,
+    min_subjects: int = 10,
+    classifier: dict | None = None,
+    scorer: dict | None = None,
+) -> dict:
     """k-fold cross-validation of both models over train + val, by subject (the test split is not used).
 
     Fold ``f`` is tested on the subjects of fold ``f``, chooses its checkpoint and threshold on
@@ -393,8 +575,9 @@ def cross_validate(train_h5: str | Path, val_h5: str | Path, split_table: str | 
     from covidct.evaluation.reports import interpretability, scorer_report
 
     if folds < 3:
-        raise CovidctError(f"cross-validation needs at least 3 folds (one tests, one selects, the rest train); "
-                           f"got {folds}")
+        raise CovidctError(
+            f"cross-validation needs at least 3 folds (one tests, one selects, the rest train); got {folds}"
+        )
     classifier, scorer = dict(classifier or {}), dict(scorer or {})
     positives_only = bool(scorer.pop("positives_only", True))
     split = pd.read_csv(split_table, sep="\t", dtype=str, keep_default_na=False).set_index("patient_id")
@@ -411,13 +594,28 @@ def cross_validate(train_h5: str | Path, val_h5: str | Path, split_table: str | 
         test_rows = np.nonzero(fold == f)[0]
         val_rows = np.nonzero(fold == (f + 1) % folds)[0]
         train_rows = np.nonzero((fold != f) & (fold != (f + 1) % folds))[0]
-        entry: dict = {"fold": f, "n_test_scans": int(len(test_rows)),
-                       "n_test_subjects": len({subjects[i] for i in test_rows}),
-                       "n_val_scans": int(len(val_rows)), "n_train_scans": int(len(train_rows))}
-        log.info("cross-validation fold %d/%d: %d train, %d val, %d test scans", f + 1, folds, len(train_rows),
-                 len(val_rows), len(test_rows))
-        fit = fit_classifier(_subset(table, train_rows), _subset(table, val_rows), workdir,
-                             name=f"cv fold {f + 1} classifier", **classifier)
+        entry: dict = {
+            "fold": f,
+            "n_test_scans": int(len(test_rows)),
+            "n_test_subjects": len({subjects[i] for i in test_rows}),
+            "n_val_scans": int(len(val_rows)),
+            "n_train_scans": int(len(train_rows)),
+        }
+        log.info(
+            "cross-validation fold %d/%d: %d train, %d val, %d test scans",
+            f + 1,
+            folds,
+            len(train_rows),
+            len(val_rows),
+            len(test_rows),
+        )
+        fit = fit_classifier(
+            _subset(table, train_rows),
+            _subset(table, val_rows),
+            workdir,
+            name=f"cv fold {f + 1} classifier",
+            **classifier,
+        )
         test = _subset(table, test_rows)
         p = predict_items(fit["model"], test["items"])
         oof_p[test_rows], oof_threshold[test_rows] = p, fit["threshold"]
@@ -434,8 +632,10 @@ def cross_validate(train_h5: str | Path, val_h5: str | Path, split_table: str | 
             entry["scorer"] = regression_metrics(np.asarray(table["scores"])[s_test_rows], pred)
             entry["scorer"]["epochs_run"] = len(sfit["history"]["loss"])
         else:
-            entry["scorer"] = {"skipped": f"too few scored patients (train {len(s_train['items'])}, val "
-                                          f"{len(s_val['items'])}, test {len(s_test_rows)})"}
+            entry["scorer"] = {
+                "skipped": f"too few scored patients (train {len(s_train['items'])}, val "
+                f"{len(s_val['items'])}, test {len(s_test_rows)})"
+            }
         entry["interpretable"] = interpretability(entry["n_test_subjects"], min_subjects)
         per_fold.append(entry)
 
@@ -444,8 +644,11 @@ def cross_validate(train_h5: str | Path, val_h5: str | Path, split_table: str | 
         values = np.array([v for v in values if v is not None], dtype=float)
         if not len(values):
             return {"mean": None, "sd": None, "n_folds": 0}
-        return {"mean": round(float(values.mean()), 4),
-                "sd": round(float(values.std(ddof=1)), 4) if len(values) > 1 else None, "n_folds": int(len(values))}
+        return {
+            "mean": round(float(values.mean()), 4),
+            "sd": round(float(values.std(ddof=1)), 4) if len(values) > 1 else None,
+            "n_folds": int(len(values)),
+        }
 
     labels = np.asarray(table["labels"]).astype(int)
     s_rows = scorer_rows(table, positives_only)
@@ -453,29 +656,41 @@ def cross_validate(train_h5: str | Path, val_h5: str | Path, split_table: str | 
     result = {
         "folds": folds,
         "scheme": "by subject, stratified by label; fold f tests, fold f+1 chooses checkpoint and threshold, the "
-                  "others train; the test split is not used",
+        "others train; the test split is not used",
         "n_scans": int(len(labels)),
         "n_subjects": len(set(subjects)),
         "per_fold": per_fold,
         "mean_sd": {
             "classifier": {k: mean_sd("classifier", k) for k in ("accuracy", "auc", "sensitivity", "specificity")},
-            "scorer": {k: mean_sd("scorer", k) for k in ("mae", "rmse", "pearson_r", "class_exact_accuracy",
-                                                         "class_within_one_accuracy")},
+            "scorer": {
+                k: mean_sd("scorer", k)
+                for k in ("mae", "rmse", "pearson_r", "class_exact_accuracy", "class_within_one_accuracy")
+            },
         },
         "pooled_out_of_fold": {
             "classifier": _pooled_classifier(labels, oof_p, oof_threshold, subjects, n_boot, min_subjects),
-            "scorer": (scorer_report(np.asarray(table["scores"])[s_rows], oof_s[s_rows],
-                                                [subjects[i] for i in s_rows], oof_mean[s_rows], None, n_boot,
-                                                min_subjects=min_subjects)
-                       if len(s_rows) else None),
+            "scorer": (
+                scorer_report(
+                    np.asarray(table["scores"])[s_rows],
+                    oof_s[s_rows],
+                    [subjects[i] for i in s_rows],
+                    oof_mean[s_rows],
+                    None,
+                    n_boot,
+                    min_subjects=min_subjects,
+                )
+                if len(s_rows)
+                else None
+            ),
         },
     }
     write_json(out_json, result)
     return result
 
 
-def _pooled_classifier(labels: np.ndarray, p: np.ndarray, thresholds: np.ndarray, subjects: Sequence[str],
-                       n_boot: int, min_subjects: int) -> dict:
+def _pooled_classifier(
+    labels: np.ndarray, p: np.ndarray, thresholds: np.ndarray, subjects: Sequence[str], n_boot: int, min_subjects: int
+) -> dict:
     """Pooled out-of-fold classifier figures: each scan judged at its own fold's threshold."""
     from covidct.evaluation.bootstrap import (
         bootstrap_weights,
@@ -493,8 +708,14 @@ def _pooled_classifier(labels: np.ndarray, p: np.ndarray, thresholds: np.ndarray
     boot = bootstrap_weights(subjects, n_boot)
     _, n_subjects = subject_codes(subjects)
     out = interpretability(n_subjects, min_subjects, [bool((labels == 1).any()), bool((labels == 0).any())])
-    out["metrics"] = {name: estimate(fn, labels, b, boot) for name, fn, b in (
-        ("accuracy", w_accuracy, pred), ("sensitivity", w_sensitivity, pred),
-        ("specificity", w_specificity, pred), ("auc", w_auc, p),
-        ("brier", w_brier, p))}
+    out["metrics"] = {
+        name: estimate(fn, labels, b, boot)
+        for name, fn, b in (
+            ("accuracy", w_accuracy, pred),
+            ("sensitivity", w_sensitivity, pred),
+            ("specificity", w_specificity, pred),
+            ("auc", w_auc, p),
+            ("brier", w_brier, p),
+        )
+    }
     return withhold(out)

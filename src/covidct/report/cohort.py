@@ -7,8 +7,14 @@ from pathlib import Path
 from covidct.io import atomic_path
 
 
-def cohort_summary(split_table: str | Path, n_unlabeled: int, out_csv: str | Path, out_label: str | Path,
-                   out_severity: str | Path, out_ctsi: str | Path) -> None:
+def cohort_summary(
+    split_table: str | Path,
+    n_unlabeled: int,
+    out_csv: str | Path,
+    out_label: str | Path,
+    out_severity: str | Path,
+    out_ctsi: str | Path,
+) -> None:
     """The cohort's distribution: patients by label, severity class and CTSI, per split."""
     import pandas as pd
 
@@ -24,7 +30,7 @@ def cohort_summary(split_table: str | Path, n_unlabeled: int, out_csv: str | Pat
         s = t[t["split"] == split]
         by_label[split] = {"negative": int((s["label"] == "0").sum()), "COVID-19": int((s["label"] == "1").sum())}
         sc = scored[scored["split"] == split]["score"].astype(float)
-        by_class[split] = {c: 0 for c in SEVERITY_CLASSES}
+        by_class[split] = dict.fromkeys(SEVERITY_CLASSES, 0)
         by_ctsi[split] = {str(i): 0 for i in range(26)}
         for v in sc:
             by_class[split][SEVERITY_CLASSES[severity_class(v)]] += 1

@@ -12,8 +12,9 @@ CONTOUR_RGB = {1: (255, 60, 60), 2: (60, 220, 60), 3: (255, 200, 0)}
 TITLE_LINE_PX = 12
 
 
-def montage(hu: np.ndarray, labels: np.ndarray, n_slices: int = 12, columns: int = 4,
-            overlay: np.ndarray | None = None) -> np.ndarray:
+def montage(
+    hu: np.ndarray, labels: np.ndarray, n_slices: int = 12, columns: int = 4, overlay: np.ndarray | None = None
+) -> np.ndarray:
     """RGB montage of axial slices evenly spread over the lung, superior first.
 
     Args:
@@ -48,7 +49,7 @@ def montage(hu: np.ndarray, labels: np.ndarray, n_slices: int = 12, columns: int
     out = np.zeros((rows * h, columns * w, 3), np.uint8)
     for i, tile in enumerate(tiles):
         r, c = divmod(i, columns)
-        out[r * h:(r + 1) * h, c * w:(c + 1) * w] = tile
+        out[r * h : (r + 1) * h, c * w : (c + 1) * w] = tile
     return out
 
 

@@ -55,8 +55,9 @@ def roc_curve(y, p, path: str | Path, auc: float | None, title: str = "ROC") -> 
     _save(fig, path)
 
 
-def score_scatter(true, pred, path: str | Path, title: str = "Severity score", baseline=None,
-                  baseline_label: str = "") -> None:
+def score_scatter(
+    true, pred, path: str | Path, title: str = "Severity score", baseline=None, baseline_label: str = ""
+) -> None:
     plt = _figure()
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.scatter(true, pred, s=18, label="scorer")
@@ -102,8 +103,13 @@ def calibration(table: list[dict], path: str | Path, title: str = "Calibration")
         y = [b["observed"] for b in table]
         ax.plot(x, y, "-o", label="classifier")
         for b in table:
-            ax.annotate(f"n={b['n']}", (b["mean_predicted"], b["observed"]), textcoords="offset points",
-                        xytext=(4, -10), fontsize=7)
+            ax.annotate(
+                f"n={b['n']}",
+                (b["mean_predicted"], b["observed"]),
+                textcoords="offset points",
+                xytext=(4, -10),
+                fontsize=7,
+            )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("mean predicted probability")
