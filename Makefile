@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 CORES ?= 2
 
-.PHONY: demo test install lint clean
+.PHONY: demo test test-fast install lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,14 +19,25 @@ demo: install
 	$(VENV)/bin/snakemake --report results/report.html --configfile config/config.yaml config/demo.yaml
 
 # The test suite (what CI runs).
-# tests/slurm/up.sh installs and starts a one-node SLURM cluster for the SLURM test where it can
+# tests/workflow/slurm/up.sh installs and starts a one-node SLURM cluster for the SLURM test where it can
 # (root with apt, ../shared/slurm present); otherwise that test skips and says why.
 test: install
-	bash tests/slurm/up.sh
+	bash tests/workflow/slurm/up.sh
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/python -m pytest -q
 
+# The inner loop: everything but the whole-workflow tests under tests/workflow (marked slow).
+test-fast: install
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/python -m pytest -q -m "not slow"
+
+# One ruff configuration (pyproject.toml): lint and format check; and Snakemake's own lint.
 lint: install
+	$(VENV)/bin/ruff check src tests bench workflow/scripts
+	$(VENV)/bin/ruff format --check src tests bench workflow/scripts
 	$(VENV)/bin/snakemake --lint
+
+format: install
+	$(VENV)/bin/ruff check --fix src tests bench workflow/scripts
+	$(VENV)/bin/ruff format src tests bench workflow/scripts
 
 clean:
 	rm -rf results .snakemake

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,12 +31,23 @@ def write_sheet(path: Path, n: int) -> None:
 def dry_run(work: Path, sheet: Path, *extra: str) -> tuple[float, float, str]:
     """(seconds, peak RSS MB of the snakemake process, output) of one dry run."""
     env = dict(os.environ, COVIDCT_ANON_KEY="benchmark-key-not-secret")
-    cmd = [sys.executable, "-c",
-           "import resource, runpy, sys; sys.argv = ['snakemake'] + sys.argv[1:];\n"
-           "try:\n    runpy.run_module('snakemake', run_name='__main__')\n"
-           "finally:\n    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
-           "-s", str(REPO / "Snakefile"), "--directory", str(work), "-n",
-           "--configfile", str(REPO / "config" / "config.yaml"), "--config", f"patients={sheet}", *extra]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import resource, runpy, sys; sys.argv = ['snakemake'] + sys.argv[1:];\n"
+        "try:\n    runpy.run_module('snakemake', run_name='__main__')\n"
+        "finally:\n    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(work),
+        "-n",
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+        "--config",
+        f"patients={sheet}",
+        *extra,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
@@ -52,9 +62,8 @@ def job_stats(output: str) -> dict[str, int]:
     """The dry run's 'Job stats' table as {rule: jobs}."""
     if "Job stats:" not in output:
         raise SystemExit(f"no job stats in the dry run output:\n{output[-2000:]}")
-    table = output[output.index("Job stats:"):].split("\n\n")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
-            if m.group(1) != "total"}
+    table = output[output.index("Job stats:") :].split("\n\n")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
 
 
 def main() -> None:
@@ -76,13 +85,19 @@ def main() -> None:
         _, _, plain = dry_run(tmp / "plain", sheet)
         singles = sum(v for k, v in job_stats(plain).items() if k != "all")
         # The profile's groups, printed by a dry run as one "Group job" each.
-        _, _, grouped = dry_run(tmp / "grouped", sheet, "--profile", str(REPO / "profiles" / "slurm"),
-                                )
+        _, _, grouped = dry_run(
+            tmp / "grouped",
+            sheet,
+            "--profile",
+            str(REPO / "profiles" / "slurm"),
+        )
         groups = len(re.findall(r"Group job \w+", grouped))
         # jobs outside groups are printed unindented ("rule build_hdf5:"); `all` runs locally
         rest = len([r for r in re.findall(r"^rule (\w+):", grouped, re.M) if r != "all"])
-        print(f"\nSLURM jobs for {n} patients: {singles} without grouping, {groups + rest} with the profile's "
-              f"grouping ({groups} group jobs + {rest} aggregate jobs)")
+        print(
+            f"\nSLURM jobs for {n} patients: {singles} without grouping, {groups + rest} with the profile's "
+            f"grouping ({groups} group jobs + {rest} aggregate jobs)"
+        )
 
 
 if __name__ == "__main__":

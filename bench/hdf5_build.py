@@ -1,7 +1,7 @@
-"""HDF5 build: MB/s and peak memory of `build_datasets` for N synthetic patients at 64x128x128.
+"""HDF5 build: MB/s and peak memory of `covidct.steps.build_hdf5` (the rule's step), N synthetic patients, 64x128x128.
 
 Writes N random-but-lung-like float32 arrays as .npy (as export_npy does), then builds
-train.h5/val.h5 in a child process and reports its wall time, input MB/s and peak RSS.
+train.h5/val.h5/test.h5 in a child process and reports its wall time, input MB/s and peak RSS.
 Peak RSS for two N shows whether memory grows with the cohort.
 
     python bench/hdf5_build.py [--n 50 200] [--work /tmp/covidct-hdf5-bench]
@@ -14,17 +14,16 @@ import json
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 CHILD = """
 import json, sys, time
-from covidct.steps import build_datasets
+from covidct.steps import build_hdf5
 args = json.loads(sys.argv[1])
 t0 = time.perf_counter()
-build_datasets(**args)
+build_hdf5(**args)
 print(time.perf_counter() - t0)
 """
 
@@ -43,20 +42,29 @@ def main() -> None:
         path = a.work / f"p{i:04d}.npy"
         if not path.exists():
             arr = np.zeros(shape, np.float32)  # air outside the lung, lung-like texture inside
-            arr[8:-8, 16:-16, 16:-16] = np.clip(rng.normal(0.11, 0.05, (shape[0] - 16, shape[1] - 32,
-                                                                          shape[2] - 32)), 0, 1)
+            arr[8:-8, 16:-16, 16:-16] = np.clip(
+                rng.normal(0.11, 0.05, (shape[0] - 16, shape[1] - 32, shape[2] - 32)), 0, 1
+            )
             np.save(path, arr)
         npys.append(str(path))
     print(f"{'N':>5} {'seconds':>8} {'input MB':>9} {'MB/s':>7} {'peak RSS MB':>12} {'train.h5 MB':>12}")
     for n in a.n:
-        patients = [{"patient_id": f"p{i:04d}", "label": str(i % 2), "score": str(float(i % 90)), "split": ""}
-                    for i in range(n)]
-        args = {"npys": npys[:n], "patients": patients, "out_train": str(a.work / f"train{n}.h5"),
-                "out_val": str(a.work / f"val{n}.h5"), "out_split": str(a.work / f"split{n}.tsv"),
-                "shape": list(shape)}
+        patients = [
+            {"patient_id": f"p{i:04d}", "label": str(i % 2), "score": str(float(i % 90)), "split": ""} for i in range(n)
+        ]
+        args = {
+            "npy": npys[:n],
+            "patients": patients,
+            "out_train": str(a.work / f"train{n}.h5"),
+            "out_val": str(a.work / f"val{n}.h5"),
+            "out_test": str(a.work / f"test{n}.h5"),
+            "out_split": str(a.work / f"split{n}.tsv"),
+            "shape": list(shape),
+        }
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True, check=True
+        )
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         seconds = float(out.stdout.strip().splitlines()[-1])
         mb = n * np.prod(shape) * 4 / 1e6

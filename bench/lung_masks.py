@@ -3,20 +3,20 @@ agreement, synthetic patients with known truth, and time, each today's code agai
 
 Calls the very step the workflow runs (``covidct.steps.segment_lungs``, threshold backend, with the
 defaults of config/config.yaml) on volumes prepared as the workflow prepares them
-(``covidct.dicom.load_series`` + ``covidct.volume.resample`` at ``resample.spacing_mm``):
+(``covidct.dicom.hu.load_series`` + ``covidct.volume.resample`` at ``resample.spacing_mm``):
 
 - ../shared/data/ct/nsclc_radiomics_LUNG1-003: Dice, HD95 and volume difference against the RTSTRUCT
-  (Lung-Right, Lung-Left; and with GTV-1 inside the lungs' outline), through ``covidct.lung_eval``;
+  (Lung-Right, Lung-Left; and with GTV-1 inside the lungs' outline), through ``covidct.lungs.evaluation``;
   also with the contours moved by minus half a CT pixel (see README: this structure set sits half a
   pixel off its CT). "Below the diaphragm": mask voxels lower in their column than the reference's
   lowest lung voxel there (all of them: mostly boundary disagreement at the bases; and those in the lower
   third of the lungs that are air, HU < -900: gas under the diaphragm), and mask voxels below the
   reference's lowest lung slice.
-  "Airway above the carina": mask voxels above the carina (found by ``covidct.airways``) outside the
+  "Airway above the carina": mask voxels above the carina (found by ``covidct.lungs.airways``) outside the
   reference lungs that are air (HU < -900).
 - ../shared/data/ct/lung_pet_ct_dx_A0002 B40f and B70f: Dice between the two kernels' masks.
 - synthetic patients at 84 % involvement (demo07 and two more seeds) and demo01-03 (neck, bowel gas):
-  Dice against the truth masks of ``covidct.synth`` (resampled nearest-neighbour), the share of
+  Dice against the truth masks of ``covidct.demo`` (resampled nearest-neighbour), the share of
   lesion voxels inside the mask, and the mL of non-lung air (neck, bowel gas) inside the mask.
 - time of the step on the 300-slice synthetic patient of bench/per_patient.py and on LUNG1-003,
   today's step (with its QC) and the baseline's (read, ``threshold_lungs`` of ``--baseline-rev``, write),
@@ -53,8 +53,9 @@ AIR_HU = -900
 
 def baseline_module(rev: str):
     """``covidct/lungs.py`` at ``rev`` as a module (it imports only modules that still exist)."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:src/covidct/lungs.py"], check=True,
-                            capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{rev}:src/covidct/lungs.py"], check=True, capture_output=True, text=True
+    ).stdout
     path = Path("/tmp") / f"covidct_lungs_{rev}.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(f"covidct_lungs_{rev}", path)
@@ -72,8 +73,9 @@ def baseline_step(module, params: dict, in_volume: Path, out_dir: Path, patient:
 
     image = read_volume(in_volume)
     known = {k: v for k, v in params.items() if k in module.ThresholdParams.__dataclass_fields__}
-    labels, stats = module.threshold_lungs(sitk.GetArrayViewFromImage(image), image.GetSpacing(),
-                                           module.ThresholdParams(**known), patient)
+    labels, stats = module.threshold_lungs(
+        sitk.GetArrayViewFromImage(image), image.GetSpacing(), module.ThresholdParams(**known), patient
+    )
     for name, array in (("mask", (labels > 0).astype(np.uint8)), ("labels", labels.astype(np.uint8))):
         out = sitk.GetImageFromArray(array)
         out.CopyInformation(image)
@@ -87,8 +89,15 @@ def new_step(params: dict, in_volume: Path, out_dir: Path, patient: str) -> tupl
 
     from covidct import steps
 
-    prov = steps.segment_lungs(in_volume, out_dir / f"{patient}.nii.gz", out_dir / f"{patient}_labels.nii.gz",
-                               out_dir / f"{patient}.json", patient, backend="threshold", threshold=params)
+    prov = steps.segment_lungs(
+        in_volume,
+        out_dir / f"{patient}.nii.gz",
+        out_dir / f"{patient}_labels.nii.gz",
+        out_dir / f"{patient}.json",
+        patient,
+        backend="threshold",
+        threshold=params,
+    )
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out_dir / f"{patient}_labels.nii.gz")))
     return labels, prov
 
@@ -99,9 +108,12 @@ def prepare(work: Path, spacing: float) -> dict:
 
     import SimpleITK as sitk
 
-    from covidct.dicom import load_series
+    from covidct.demo.anatomy import make_phantom
+    from covidct.demo.cohort import DEMO_COHORT
+    from covidct.demo.spec import PhantomSpec
+    from covidct.demo.writer import _label_image, write_patient
+    from covidct.dicom.hu import load_series
     from covidct.io import write_volume
-    from covidct.synth import DEMO_COHORT, PhantomSpec, _label_image, make_phantom, write_patient
     from covidct.volume import resample
 
     cases = {}
@@ -117,14 +129,22 @@ def prepare(work: Path, spacing: float) -> dict:
         return path
 
     if LUNG1.is_dir():
-        cases["LUNG1-003"] = {"volume": real("L1003", LUNG1 / "ct"), "pixel_mm": float((vol / "L1003.pixel").read_text())}
+        cases["LUNG1-003"] = {
+            "volume": real("L1003", LUNG1 / "ct"),
+            "pixel_mm": float((vol / "L1003.pixel").read_text()),
+        }
     if A0002.is_dir():
         for kernel in ("B40f", "B70f"):
             cases[f"A0002_{kernel}"] = {"volume": real(f"A0002_{kernel}", A0002 / kernel)}
     by_id = {s.patient_id: s for s in DEMO_COHORT}
-    synthetic = [by_id["demo07"], replace(by_id["demo07"], patient_id="syn84a", seed=3101),
-                 replace(by_id["demo07"], patient_id="syn84b", seed=3102, n_slices=64, slice_spacing_mm=5.0),
-                 by_id["demo01"], by_id["demo02"], by_id["demo03"]]
+    synthetic = [
+        by_id["demo07"],
+        replace(by_id["demo07"], patient_id="syn84a", seed=3101),
+        replace(by_id["demo07"], patient_id="syn84b", seed=3102, n_slices=64, slice_spacing_mm=5.0),
+        by_id["demo01"],
+        by_id["demo02"],
+        by_id["demo03"],
+    ]
     for spec in synthetic:
         path, truth = vol / f"{spec.patient_id}.nii.gz", vol / f"{spec.patient_id}_truth.nii.gz"
         if not path.exists():
@@ -135,12 +155,17 @@ def prepare(work: Path, spacing: float) -> dict:
             write_volume(path, res)
             for name in ("lung", "lesion"):
                 lab = sitk.ReadImage(str(work / "truth" / f"{spec.patient_id}_{name}.nii.gz"))
-                write_volume(vol / f"{spec.patient_id}_{name}.nii.gz",
-                             sitk.Resample(lab, res, sitk.Transform(), sitk.sitkNearestNeighbor, 0, lab.GetPixelID()))
+                write_volume(
+                    vol / f"{spec.patient_id}_{name}.nii.gz",
+                    sitk.Resample(lab, res, sitk.Transform(), sitk.sitkNearestNeighbor, 0, lab.GetPixelID()),
+                )
             write_volume(truth, sitk.ReadImage(str(vol / f"{spec.patient_id}_lung.nii.gz")))
-        cases[spec.patient_id] = {"volume": path, "target_score": spec.target_score,
-                                  "truth": vol / f"{spec.patient_id}_lung.nii.gz",
-                                  "lesion": vol / f"{spec.patient_id}_lesion.nii.gz"}
+        cases[spec.patient_id] = {
+            "volume": path,
+            "target_score": spec.target_score,
+            "truth": vol / f"{spec.patient_id}_lung.nii.gz",
+            "lesion": vol / f"{spec.patient_id}_lesion.nii.gz",
+        }
     big = vol / "bench300.nii.gz"
     if not big.exists():  # the synthetic patient of bench/per_patient.py
         spec = PhantomSpec("bench300", 4242, True, 30.0, 300, 1.0, 512, 0.7)
@@ -161,21 +186,24 @@ def lung1_measures(labels: np.ndarray, hu: np.ndarray, ref: np.ndarray, carina_z
     below = mask & ((has[None] & (z < floor[None])) | (z < zs[0]))
     above = np.zeros(mask.shape, bool)
     if carina_z is not None:
-        above[carina_z + 1:] = True
+        above[carina_z + 1 :] = True
     airway = mask & above & ~ref_lung & (hu < AIR_HU)
     lower = z < zs[0] + (zs[-1] - zs[0]) // 3
-    return {"below_reference_floor_voxels": int(below.sum()),
-            "air_below_reference_floor_voxels": int((below & lower & (hu < AIR_HU)).sum()),
-            "below_lowest_reference_slice_voxels": int((mask & (z < zs[0])).sum()),
-            "airway_above_carina_voxels": int(airway.sum()), "carina_z_index": carina_z}
+    return {
+        "below_reference_floor_voxels": int(below.sum()),
+        "air_below_reference_floor_voxels": int((below & lower & (hu < AIR_HU)).sum()),
+        "below_lowest_reference_slice_voxels": int((mask & (z < zs[0])).sum()),
+        "airway_above_carina_voxels": int(airway.sum()),
+        "carina_z_index": carina_z,
+    }
 
 
 def evaluate_lung1(case: dict, masks: dict, work: Path, lung_eval_cfg: dict) -> dict:
     import SimpleITK as sitk
 
-    from covidct import lung_eval
-    from covidct.airways import body_midline_x, find_airways
-    from covidct.thorax import outside_air
+    from covidct.lungs.airways import body_midline_x, find_airways
+    from covidct.lungs.evaluation import compare, evaluate, lesions_in_thorax, reference_labels
+    from covidct.lungs.thorax import outside_air
 
     image = sitk.ReadImage(str(case["volume"]))
     hu = sitk.GetArrayFromImage(image)
@@ -186,24 +214,28 @@ def evaluate_lung1(case: dict, masks: dict, work: Path, lung_eval_cfg: dict) -> 
     result = {}
     half = case["pixel_mm"] / 2
     # the feature itself, on today's mask
-    result["lung_eval_json"] = lung_eval.evaluate(work / "new" / "L1003_labels.nii.gz", LUNG1 / "rtstruct",
-                                                  OUT / "lung_masks_L1003_eval.json", "L1003",
-                                                  lesion_pattern=lung_eval_cfg["lesion_roi"])
+    result["lung_eval_json"] = evaluate(
+        work / "new" / "L1003_labels.nii.gz",
+        LUNG1 / "rtstruct",
+        OUT / "lung_masks_L1003_eval.json",
+        "L1003",
+        lesion_pattern=lung_eval_cfg["lesion_roi"],
+    )
     for shift_name, shift in (("as_given", (0.0, 0.0)), ("minus_half_pixel", (-half, -half))):
-        ref, lesions, _ = lung_eval.reference_labels(LUNG1 / "rtstruct", image, "LUNG1-003",
-                                                     lesion_pattern=lung_eval_cfg["lesion_roi"], shift_mm=shift)
-        with_lesions = (ref > 0) | lung_eval.lesions_in_thorax(lesions, ref)
+        ref, lesions, _ = reference_labels(
+            LUNG1 / "rtstruct", image, "LUNG1-003", lesion_pattern=lung_eval_cfg["lesion_roi"], shift_mm=shift
+        )
+        with_lesions = (ref > 0) | lesions_in_thorax(lesions, ref)
         for name, labels in masks.items():
-            row = lung_eval.compare(labels, ref, spacing_zyx)
-            row["with_gtv"] = lung_eval.compare((labels > 0).astype(np.uint8), with_lesions.astype(np.uint8),
-                                                spacing_zyx)["both"]
+            row = compare(labels, ref, spacing_zyx)
+            row["with_gtv"] = compare((labels > 0).astype(np.uint8), with_lesions.astype(np.uint8), spacing_zyx)["both"]
             row.update(lung1_measures(labels, hu, ref, carina))
             result.setdefault(name, {})[shift_name] = row
     return result
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
-    from covidct.lung_eval import dice as d
+    from covidct.lungs.evaluation import dice as d
 
     return round(d(a > 0, b > 0), 4)
 
@@ -237,16 +269,23 @@ def main() -> None:
     labels, provs = {}, {}
     for name, case in cases.items():
         pid = name.replace("LUNG1-003", "L1003")
-        labels[name] = {"new": new_step(params, case["volume"], a.work / "new", pid)[0],
-                        "old": baseline_step(old, params, case["volume"], a.work / "old", pid)}
+        labels[name] = {
+            "new": new_step(params, case["volume"], a.work / "new", pid)[0],
+            "old": baseline_step(old, params, case["volume"], a.work / "old", pid),
+        }
         provs[name] = json.loads((a.work / "new" / f"{pid}.json").read_text())
         print(f"segmented {name}", flush=True)
-    results: dict = {"baseline_rev": a.baseline_rev, "config": {"spacing_mm": spacing, "threshold": params},
-                     "qc": {name: provs[name]["qc"] for name in cases}}
+    results: dict = {
+        "baseline_rev": a.baseline_rev,
+        "config": {"spacing_mm": spacing, "threshold": params},
+        "qc": {name: provs[name]["qc"] for name in cases},
+    }
     if "LUNG1-003" in cases:
         results["LUNG1-003"] = evaluate_lung1(cases["LUNG1-003"], labels["LUNG1-003"], a.work, config["lung_eval"])
     if "A0002_B40f" in cases:
-        results["A0002_kernels_dice"] = {v: dice(labels["A0002_B40f"][v], labels["A0002_B70f"][v]) for v in ("new", "old")}
+        results["A0002_kernels_dice"] = {
+            v: dice(labels["A0002_B40f"][v], labels["A0002_B70f"][v]) for v in ("new", "old")
+        }
     synth = {}
     for name, case in cases.items():
         if "truth" not in case:
@@ -254,13 +293,17 @@ def main() -> None:
         truth = sitk.GetArrayFromImage(sitk.ReadImage(str(case["truth"])))
         lesion = sitk.GetArrayFromImage(sitk.ReadImage(str(case["lesion"]))) > 0
         hu = sitk.GetArrayFromImage(sitk.ReadImage(str(case["volume"])))
-        voxel_ml = spacing ** 3 / 1000
+        voxel_ml = spacing**3 / 1000
         row = {"target_score": case["target_score"]}
         for v in ("new", "old"):
             m = labels[name][v]
-            row[v] = {"dice": dice(m, truth), "dice_right": dice(m == 1, truth == 1), "dice_left": dice(m == 2, truth == 2),
-                      "lesion_inside": round(float((m[lesion] > 0).mean()), 4) if lesion.any() else None,
-                      "non_lung_air_in_mask_ml": round(float(((m > 0) & (truth == 0) & (hu < AIR_HU)).sum() * voxel_ml), 1)}
+            row[v] = {
+                "dice": dice(m, truth),
+                "dice_right": dice(m == 1, truth == 1),
+                "dice_left": dice(m == 2, truth == 2),
+                "lesion_inside": round(float((m[lesion] > 0).mean()), 4) if lesion.any() else None,
+                "non_lung_air_in_mask_ml": round(float(((m > 0) & (truth == 0) & (hu < AIR_HU)).sum() * voxel_ml), 1),
+            }
         synth[name] = row
     results["synthetic"] = synth
     timing = {}
@@ -271,8 +314,10 @@ def main() -> None:
         case = cases[name]
         new_t, old_t = [], []
         for _ in range(a.repeats):  # interleaved: the machine's load hits both alike
-            old_t.append(timed(lambda: baseline_step(old, params, case["volume"], a.work / "old", pid)))
-            new_t.append(timed(lambda: new_step(params, case["volume"], a.work / "new", pid)))
+            old_t.append(
+                timed(lambda case=case, pid=pid: baseline_step(old, params, case["volume"], a.work / "old", pid))
+            )
+            new_t.append(timed(lambda case=case, pid=pid: new_step(params, case["volume"], a.work / "new", pid)))
         row = {"shape_zyx": list(sitk.ReadImage(str(case["volume"])).GetSize()[::-1])}
         for kind, i in (("wall", 0), ("cpu", 1)):
             new_k, old_k = [t[i] for t in new_t], [t[i] for t in old_t]

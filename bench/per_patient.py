@@ -21,8 +21,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 A0002 = REPO.parent / "shared" / "data" / "ct" / "lung_pet_ct_dx_A0002" / "B40f"
-RULES = ["anonymize_dicom", "verify_anonymization", "dicom_to_hu", "resample_volume", "segment_lungs",
-         "export_npy", "qc_montage"]
+RULES = [
+    "anonymize_dicom",
+    "verify_anonymization",
+    "dicom_to_hu",
+    "resample_volume",
+    "segment_lungs",
+    "export_npy",
+    "qc_montage",
+]
 
 
 def run_patient(work: Path, patient: str, dicom_dir: Path, cores: int) -> dict:
@@ -32,9 +39,25 @@ def run_patient(work: Path, patient: str, dicom_dir: Path, cores: int) -> dict:
     sheet = run_dir / "patients.tsv"
     sheet.write_text(f"patient_id\tdicom_dir\tlabel\tscore\n{patient}\t{dicom_dir}\t\t\n")
     env = dict(os.environ, COVIDCT_ANON_KEY="benchmark-key-not-secret")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(run_dir),
-           "--configfile", str(REPO / "config" / "config.yaml"), "--config", f"patients={sheet}",
-           "--cores", str(cores), "--resources", "gpu=1", "--quiet", "all"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(run_dir),
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+        "--config",
+        f"patients={sheet}",
+        "--cores",
+        str(cores),
+        "--resources",
+        "gpu=1",
+        "--quiet",
+        "all",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -56,7 +79,8 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     a = ap.parse_args()
     sys.path.insert(0, str(REPO / "src"))
-    from covidct.synth import PhantomSpec, write_patient
+    from covidct.demo.spec import PhantomSpec
+    from covidct.demo.writer import write_patient
 
     a.work.mkdir(parents=True, exist_ok=True)
     spec = PhantomSpec("bench300", 4242, True, 30.0, a.slices, 1.0, a.matrix, 0.7)
@@ -68,14 +92,19 @@ def main() -> None:
     cases = [(spec.patient_id, raw, f"synthetic {a.slices} slices {a.matrix}x{a.matrix}")]
     if A0002.is_dir():
         cases.append(("A0002", A0002, "real lung_pet_ct_dx_A0002 B40f, 30 slices 512x512"))
-    print(f"{'patient':<10} {'wall s':>7} {'sum rules s':>11} {'peak RSS MB':>11}  " +
-          " ".join(f"{r[:12]:>12}" for r in RULES))
+    print(
+        f"{'patient':<10} {'wall s':>7} {'sum rules s':>11} {'peak RSS MB':>11}  "
+        + " ".join(f"{r[:12]:>12}" for r in RULES)
+    )
     for patient, folder, what in cases:
         res = run_patient(a.work, patient, folder, a.cores)
         total = sum(s for s, _ in res["per_rule"].values())
         peak = max(m for _, m in res["per_rule"].values())
-        print(f"{patient:<10} {res['wall_s']:>7.1f} {total:>11.1f} {peak:>11.0f}  " +
-              " ".join(f"{res['per_rule'][r][0]:>12.2f}" for r in RULES) + f"   ({what})")
+        print(
+            f"{patient:<10} {res['wall_s']:>7.1f} {total:>11.1f} {peak:>11.0f}  "
+            + " ".join(f"{res['per_rule'][r][0]:>12.2f}" for r in RULES)
+            + f"   ({what})"
+        )
 
 
 if __name__ == "__main__":

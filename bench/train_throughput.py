@@ -20,7 +20,7 @@ def measure(shape, batch: int, steps: int, policy: str) -> float:
     import keras
     import numpy as np
 
-    from covidct.models import build_classifier
+    from covidct.models.cnn3d import build_classifier
 
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(0)
@@ -44,8 +44,12 @@ def main() -> None:
 
     gpu = bool(tf.config.list_physical_devices("GPU"))
     policies = ["float32", "mixed_float16"] if gpu else ["float32"]
-    device = "GPU " + tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get(
-        "device_name", "") if gpu else f"CPU ({os.cpu_count()} cores)"
+    device = (
+        "GPU "
+        + tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get("device_name", "")
+        if gpu
+        else f"CPU ({os.cpu_count()} cores)"
+    )
     print(f"device: {device}; shape {tuple(a.shape)}; {a.steps} timed steps after 1 warm-up step")
     print(f"{'batch':>5} {'policy':>14} {'samples/s':>10} {'s/step':>8}")
     for policy in policies:

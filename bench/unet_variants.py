@@ -38,17 +38,25 @@ def main() -> None:
     names, x, y = load_image_folder(SEMISEG / "Imgs", SEMISEG / "GT", a.size)
     order = np.random.default_rng(0).permutation(len(names))
     tr, va = order[:40], order[40:]
-    print(f"COVID-SemiSeg: {len(tr)} train / {len(va)} val slices at {a.size}x{a.size}, base filters {a.base}, "
-          f"{a.epochs} epochs, batch {a.batch}, augment {not a.no_augment}")
-    print(f"{'variant':>8} {'s/epoch':>8} {'best ep':>7} {'best Dice':>9} {'IoU':>6} {'acc':>6} {'last Dice':>9}",
-          flush=True)
+    print(
+        f"COVID-SemiSeg: {len(tr)} train / {len(va)} val slices at {a.size}x{a.size}, base filters {a.base}, "
+        f"{a.epochs} epochs, batch {a.batch}, augment {not a.no_augment}"
+    )
+    print(
+        f"{'variant':>8} {'s/epoch':>8} {'best ep':>7} {'best Dice':>9} {'IoU':>6} {'acc':>6} {'last Dice':>9}",
+        flush=True,
+    )
     for variant in a.variants:
         t0 = time.perf_counter()
-        _, history, best = train_unet(x[tr], y[tr], x[va], y[va], variant, a.epochs, a.batch, a.base,
-                                      augment=not a.no_augment)
+        _, history, best = train_unet(
+            x[tr], y[tr], x[va], y[va], variant, a.epochs, a.batch, a.base, augment=not a.no_augment
+        )
         per_epoch = (time.perf_counter() - t0) / len(history)
-        print(f"{variant:>8} {per_epoch:>8.1f} {best['epoch']:>7} {best['val_dice']:>9.3f} {best['val_iou']:>6.3f} "
-              f"{best['val_accuracy']:>6.3f} {history[-1]['val_dice']:>9.3f}", flush=True)
+        print(
+            f"{variant:>8} {per_epoch:>8.1f} {best['epoch']:>7} {best['val_dice']:>9.3f} {best['val_iou']:>6.3f} "
+            f"{best['val_accuracy']:>6.3f} {history[-1]['val_dice']:>9.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

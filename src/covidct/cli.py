@@ -1,6 +1,9 @@
-"""``covidct <verb>``: each per-patient step on one patient, without Snakemake.
+"""``covidct <verb>``: each step on one patient, without Snakemake.
 
-Thin: argparse, then calls into ``covidct.steps``. Defaults match config/config.yaml.
+A table of verbs (``VERBS``): each names the function of ``covidct.steps`` it runs (the very function
+the workflow's rule runs) and its arguments, which carry the step's argument names; defaults come
+from the configuration schema (``covidct.config``), so they are written once. ``run`` and ``predict``
+chain the per-patient steps.
 """
 
 from __future__ import annotations
@@ -8,240 +11,451 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from covidct import __version__
+from covidct import __version__, config, steps
 from covidct.errors import CovidctError
 
 
-def _patient(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--patient", required=True, help="pseudonymous patient id used in messages and outputs")
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a verb.
+
+    Attributes:
+        name: The step argument it fills (positional on the command line unless ``flag``).
+        help: What it is.
+        flag: An option ``--name-with-dashes`` rather than a positional argument.
+        type: Converter of the command-line text.
+        config: Dotted configuration key whose schema default (and choices) it takes.
+        default: Default when there is no ``config`` key.
+        nargs, metavar, required, action: As argparse's.
+    """
+
+    name: str
+    help: str
+    flag: bool = False
+    type: Callable[[str], Any] | None = str
+    config: str | None = None
+    default: Any = None
+    nargs: int | str | None = None
+    metavar: Any = None
+    required: bool = False
+    action: str | None = None
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        kwargs: dict[str, Any] = {"help": self.help}
+        if self.action:
+            kwargs["action"] = self.action
+        else:
+            kwargs.update(type=self.type, nargs=self.nargs, metavar=self.metavar)
+        if self.flag:
+            default = config.default(self.config) if self.config else self.default
+            kwargs["default"] = default
+            if self.config and config.choices(self.config):
+                kwargs["choices"] = config.choices(self.config)
+            if default is not None and not self.action:
+                kwargs["help"] += f" (default: {default})"
+            if self.required:
+                kwargs["required"] = True
+            parser.add_argument("--" + self.name.replace("_", "-"), dest=self.name, **kwargs)
+        else:
+            parser.add_argument(self.name, **kwargs)
+
+
+@dataclass(frozen=True)
+class Verb:
+    """One subcommand: ``run(**arguments)`` calls a step (or chains them) and returns what to print."""
+
+    name: str
+    help: str
+    run: Callable[..., Any]
+    args: tuple[Arg, ...] = field(default_factory=tuple)
+
+
+PATIENT = Arg("patient", "pseudonymous patient id used in messages and outputs", flag=True, required=True)
+KEY_FILE = Arg("key_file", "file holding the anonymization key (else $COVIDCT_ANON_KEY)", flag=True)
+SPACING = Arg(
+    "spacing_mm", "isotropic spacing of the resampled volume (mm)", flag=True, type=float, config="resample.spacing_mm"
+)
+BACKEND = Arg("backend", "lung mask backend", flag=True, config="lung_mask.backend")
+WEIGHTS = Arg("weights", "R231 weights file (default: the torch hub cache; never downloaded)", flag=True)
+
+
+def _beside(path: str | Path, suffix: str) -> Path:
+    """A file beside ``path`` with the same stem: ``x.nii.gz`` -> ``x<suffix>``."""
+    path = Path(path)
+    return path.with_name(path.name.split(".")[0] + suffix)
+
+
+def _synth(out_dir: Path, patients: list[str] | None = None) -> Path:
+    from covidct.demo.cohort import DEMO_COHORT, write_cohort
+
+    return write_cohort(out_dir, [s for s in DEMO_COHORT if not patients or s.patient_id in patients])
+
+
+def _hu(dicom: Path, out_volume: Path, patient: str, out_info: Path | None = None, **kwargs: Any) -> str:
+    info = steps.dicom_to_hu(dicom, out_volume, out_info or _beside(out_volume, ".json"), patient, **kwargs)
+    return f"{patient}: HU volume {info['shape_zyx']} (z, y, x), spacing {info['spacing_xyz_mm']} mm"
+
+
+def _segment(volume: Path, out_mask: Path, patient: str, **kwargs: Any) -> str:
+    prov = steps.segment_lungs(
+        volume, out_mask, _beside(out_mask, "_labels.nii.gz"), _beside(out_mask, ".json"), patient, **kwargs
+    )
+    flags = prov.get("qc", {}).get("flags", [])
+    return f"{patient}: lungs {prov.get('lung_volume_ml', 0):.0f} mL; QC flags: {'; '.join(flags) or 'none'}"
+
+
+def _lung_eval(labels: Path, reference: Path, out_json: Path, patient: str, **kwargs: Any) -> str:
+    kwargs["contour_shift_mm"] = tuple(kwargs.get("contour_shift_mm") or (0.0, 0.0))
+    result = steps.evaluate_lung_mask(labels, out_json, patient, reference=reference, **kwargs)
+    rows = [(name, row) for name, row in result["lungs"].items()]
+    if "lungs_with_lesions" in result:
+        rows.append(("with lesions", result["lungs_with_lesions"]))
+    return "\n".join(
+        f"{name}\tdice={r['dice']}\thd95_mm={r['hd95_mm']}\tvolume_diff_ml={r['volume_diff_ml']}" for name, r in rows
+    )
+
+
+def _segment_eval(model: Path, images: Path, masks: Path, out: Path, threshold: float) -> str:
+    from covidct.segmentation import evaluate_folder
+
+    result = evaluate_folder(model, images, masks, out, threshold)
+    return " ".join(f"{k}={v:.4f}" for k, v in result["mean"].items()) + f" (n={result['n_images']})"
+
+
+def run_chain(
+    raw_dir: Path,
+    out_dir: Path,
+    patient: str,
+    key_file: str | None = None,
+    backend: str = "threshold",
+    weights: str | None = None,
+    spacing_mm: float = 1.5,
+    shape: list[int] | None = None,
+) -> dict[str, Path]:
+    """The per-patient chain on one raw folder, as the workflow runs it, outputs under ``out_dir``.
+
+    Returns:
+        The paths of the main outputs.
+    """
+    out, pid = Path(out_dir), patient
+    p = {
+        "dicom": out / "anonymized" / pid,
+        "summary": out / "anonymized" / f"{pid}.json",
+        "report": out / "verify" / f"{pid}.json",
+        "hu": out / "hu" / f"{pid}.nii.gz",
+        "info": out / "hu" / f"{pid}.json",
+        "resampled": out / "resampled" / f"{pid}.nii.gz",
+        "mask": out / "lung_mask" / f"{pid}.nii.gz",
+        "labels": out / "lung_mask" / f"{pid}_labels.nii.gz",
+        "provenance": out / "lung_mask" / f"{pid}.json",
+        "npy": out / "npy" / f"{pid}.npy",
+        "qc": out / "qc" / f"{pid}.png",
+    }
+    steps.anonymize_dicom(pid, p["dicom"], p["summary"], raw_dir=raw_dir, key_file=key_file)
+    steps.verify_anonymization(p["dicom"], p["report"], pid, raw_dir=raw_dir)
+    steps.dicom_to_hu(p["dicom"], p["hu"], p["info"], pid, anonymize_summary=p["summary"])
+    steps.resample_volume(p["hu"], p["resampled"], spacing_mm, pid)
+    steps.segment_lungs(p["resampled"], p["mask"], p["labels"], p["provenance"], pid, backend=backend, weights=weights)
+    steps.export_npy(p["resampled"], p["mask"], p["npy"], pid, shape=shape or config.default("export.shape"))
+    steps.qc_montage(p["resampled"], p["labels"], p["qc"], pid, provenance=p["provenance"])
+    return p
+
+
+def _run(raw_dir: Path, out_dir: Path, patient: str, **kwargs: Any) -> str:
+    run_chain(raw_dir, out_dir, patient, **kwargs)
+    return f"{patient}: outputs under {out_dir}"
+
+
+def predict_one(raw_dir: Path, patient: str, models: Path, out_dir: Path | None = None, **kwargs: Any) -> dict:
+    """The per-patient chain plus both 3D models (and the infection U-Net when ``models`` holds one)
+    on one new patient: one row of ``predictions.csv``, split ``new``."""
+    import numpy as np
+
+    from covidct.io import read_json
+    from covidct.models.predict import SEG_COLUMNS, predict_arrays
+
+    paths = {name: Path(models) / f"{name}.{ext}" for name, ext in (("classifier", "keras"), ("scorer", "keras"))}
+    for model in paths.values():
+        if not model.is_file():
+            raise CovidctError("model not found: train first (snakemake) or pass --models", path=model)
+    sidecar = read_json(Path(models) / "classifier.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(out_dir) if out_dir else Path(tmp)
+        p = run_chain(raw_dir, out, patient, shape=sidecar["shape"], **kwargs)
+        row = predict_arrays(
+            [(patient, np.load(p["npy"]))], paths["classifier"], paths["scorer"], float(sidecar["threshold"])
+        )[0]
+        unet = Path(models) / "infection_unet.keras"
+        if unet.is_file():
+            seg = steps.segment_infection(
+                p["resampled"],
+                p["mask"],
+                p["labels"],
+                unet,
+                unet.with_suffix(".json"),
+                out / "infection_mask" / f"{patient}.nii.gz",
+                out / "infection_mask" / f"{patient}.json",
+                out / "qc" / f"{patient}_infection.png",
+                patient,
+            )
+            row.update({k: seg[k] for k in SEG_COLUMNS})
+    row["split"] = "new"
+    return row
+
+
+def _predict(**kwargs: Any) -> str:
+    from covidct.models.predict import COLUMNS
+
+    row = predict_one(**kwargs)
+    return "\n".join(f"{col}\t{row.get(col, '')}" for col in COLUMNS)
+
+
+def _verify(dicom: Path, out_report: Path, patient: str, raw_dir: Path) -> str:
+    steps.verify_anonymization(dicom, out_report, patient, raw_dir=raw_dir)
+    return f"{patient}: verification passed, report {out_report}"
+
+
+VERBS: tuple[Verb, ...] = (
+    Verb(
+        "synth",
+        "write the synthetic demo cohort (DICOM + patient sheet + truth)",
+        _synth,
+        (Arg("out_dir", "output folder", type=Path), Arg("patients", "only these demo ids", flag=True, nargs="*")),
+    ),
+    Verb(
+        "anonymize",
+        "anonymize one patient's DICOM folder (PS3.15 Basic Profile)",
+        steps.anonymize_dicom,
+        (
+            Arg("raw_dir", "the patient's raw DICOM folder (only read)", type=Path),
+            Arg("out_dicom", "the anonymized folder", type=Path),
+            PATIENT,
+            KEY_FILE,
+            Arg(
+                "dates", "dates shifted by a keyed per-patient offset, or removed", flag=True, config="anonymize.dates"
+            ),
+            Arg("out_summary", "also write the summary JSON (counts, what was skipped) here", flag=True, type=Path),
+        ),
+    ),
+    Verb(
+        "verify",
+        "check an anonymized folder against the original",
+        _verify,
+        (
+            Arg("raw_dir", "the original folder", type=Path),
+            Arg("dicom", "the anonymized folder", type=Path),
+            Arg("out_report", "the report JSON", type=Path),
+            PATIENT,
+        ),
+    ),
+    Verb(
+        "hu",
+        "DICOM folder to a HU NIfTI volume",
+        _hu,
+        (
+            Arg("dicom", "the (anonymized) DICOM folder", type=Path),
+            Arg("out_volume", "the HU volume (.nii.gz)", type=Path),
+            PATIENT,
+            Arg("out_info", "series-choice JSON (default: beside the volume)", flag=True, type=Path),
+            Arg("series_uid", "use this series instead of choosing one", flag=True),
+            Arg("min_slices", "fewer slices are refused", flag=True, type=int, config="hu.min_slices"),
+            Arg("max_slices", "more slices are refused", flag=True, type=int, config="hu.max_slices"),
+            Arg(
+                "anonymize_summary",
+                "the anonymizer's summary JSON, whose skip list goes into the info",
+                flag=True,
+                type=Path,
+            ),
+        ),
+    ),
+    Verb(
+        "resample",
+        "resample a volume to isotropic spacing",
+        steps.resample_volume,
+        (Arg("volume", "input volume", type=Path), Arg("out_volume", "output volume", type=Path), SPACING),
+    ),
+    Verb(
+        "segment",
+        "lung mask (threshold or lungmask R231); labels and provenance JSON beside it",
+        _segment,
+        (
+            Arg("volume", "the resampled HU volume", type=Path),
+            Arg("out_mask", "the binary lung mask (.nii.gz)", type=Path),
+            PATIENT,
+            BACKEND,
+            WEIGHTS,
+            Arg("force_cpu", "do not use CUDA", flag=True, action="store_true"),
+            Arg("batch_size", "slices per forward pass (lungmask)", flag=True, type=int, config="lung_mask.batch_size"),
+        ),
+    ),
+    Verb(
+        "export",
+        "model-ready .npy from a volume and its lung mask",
+        steps.export_npy,
+        (
+            Arg("volume", "the resampled HU volume", type=Path),
+            Arg("mask", "its lung mask", type=Path),
+            Arg("out_npy", "the array (.npy)", type=Path),
+            PATIENT,
+            Arg(
+                "shape",
+                "depth, height, width",
+                flag=True,
+                type=int,
+                nargs=3,
+                metavar=("D", "H", "W"),
+                config="export.shape",
+            ),
+            Arg("margin_mm", "margin around the lungs (mm)", flag=True, type=float, config="export.margin_mm"),
+            Arg(
+                "hu_window",
+                "HU window scaled to [0, 1]",
+                flag=True,
+                type=float,
+                nargs=2,
+                metavar=("LO", "HI"),
+                config="export.hu_window",
+            ),
+        ),
+    ),
+    Verb(
+        "qc",
+        "QC montage PNG of a lung mask",
+        steps.qc_montage,
+        (
+            Arg("volume", "the resampled HU volume", type=Path),
+            Arg("labels", "the lung label map", type=Path),
+            Arg("out_png", "the montage (.png)", type=Path),
+            PATIENT,
+            Arg("n_slices", "axial slices in the montage", flag=True, type=int, config="qc.n_slices"),
+            Arg("provenance", "the mask's provenance JSON (volume and QC flags in the title)", flag=True, type=Path),
+        ),
+    ),
+    Verb(
+        "run",
+        "the whole per-patient chain on one DICOM folder",
+        _run,
+        (
+            Arg("raw_dir", "the patient's raw DICOM folder", type=Path),
+            Arg("out_dir", "output folder", type=Path),
+            PATIENT,
+            KEY_FILE,
+            BACKEND,
+            WEIGHTS,
+            SPACING,
+            Arg(
+                "shape",
+                "depth, height, width of the array",
+                flag=True,
+                type=int,
+                nargs=3,
+                metavar=("D", "H", "W"),
+                config="export.shape",
+            ),
+        ),
+    ),
+    Verb(
+        "predict",
+        "the whole per-patient chain plus both models on one new patient",
+        _predict,
+        (
+            Arg("raw_dir", "the patient's raw DICOM folder", type=Path),
+            Arg("patient", "pseudonymous patient id", flag=True, default="new01"),
+            Arg(
+                "models",
+                "folder with classifier.keras, scorer.keras and optionally infection_unet.keras",
+                flag=True,
+                type=Path,
+                default=Path("results/models"),
+            ),
+            Arg("out_dir", "keep the intermediate files here (default: a temporary folder)", flag=True, type=Path),
+            KEY_FILE,
+            BACKEND,
+            WEIGHTS,
+            SPACING,
+        ),
+    ),
+    Verb(
+        "lung-eval",
+        "Dice/HD95/volume of a lung mask against a reference (RTSTRUCT or label map)",
+        _lung_eval,
+        (
+            Arg("labels", "the mask's label map (<patient>_labels.nii.gz; a binary mask works)", type=Path),
+            Arg(
+                "reference",
+                "RTSTRUCT file (or a folder with one) or a NIfTI label map (1 right, 2 left lung)",
+                type=Path,
+            ),
+            Arg("out_json", "the result JSON", type=Path),
+            PATIENT,
+            Arg("right_roi", "regular expression of the right lung ROI name (full match, any case)", flag=True),
+            Arg("left_roi", "regular expression of the left lung ROI name", flag=True),
+            Arg(
+                "lesion_roi",
+                "regular expression of lesion ROIs added for the 'with lesions' figures ('' for none)",
+                flag=True,
+                config="lung_eval.lesion_roi",
+            ),
+            Arg(
+                "contour_shift_mm",
+                "added to every contour vertex (pixel-corner structure sets: minus half a pixel)",
+                flag=True,
+                type=float,
+                nargs=2,
+                metavar=("DX", "DY"),
+                config="lung_eval.contour_shift_mm",
+            ),
+        ),
+    ),
+    Verb(
+        "segment-eval",
+        "Dice/IoU/accuracy/sensitivity/specificity of an infection U-Net",
+        _segment_eval,
+        (
+            Arg("model", "the U-Net (.keras)", flag=True, type=Path, required=True),
+            Arg("images", "folder of slices (e.g. Imgs/)", flag=True, type=Path, required=True),
+            Arg("masks", "folder of masks with the same stems (e.g. GT/)", flag=True, type=Path, required=True),
+            Arg("out", "metrics JSON", flag=True, type=Path, required=True),
+            Arg("threshold", "probability threshold", flag=True, type=float, default=0.5),
+        ),
+    ),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, built from ``VERBS``."""
     parser = argparse.ArgumentParser(prog="covidct", description=__doc__)
     parser.add_argument("--version", action="version", version=f"covidct {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="verb", required=True)
-
-    p = sub.add_parser("synth", help="write the synthetic demo cohort (DICOM + patient sheet + truth)")
-    p.add_argument("out_dir", type=Path)
-    p.add_argument("--patients", nargs="*", help="only these demo ids")
-
-    p = sub.add_parser("anonymize", help="anonymize one patient's DICOM folder (PS3.15 Basic Profile)")
-    p.add_argument("raw_dir", type=Path)
-    p.add_argument("out_dir", type=Path)
-    _patient(p)
-    p.add_argument("--key-file", help="secret file (else $COVIDCT_ANON_KEY)")
-    p.add_argument("--dates", choices=["shift", "remove"], default="shift")
-    p.add_argument("--summary", type=Path, help="also write the summary JSON here (what was skipped, by rank)")
-
-    p = sub.add_parser("verify", help="check an anonymized folder against the original")
-    p.add_argument("raw_dir", type=Path)
-    p.add_argument("anon_dir", type=Path)
-    p.add_argument("report", type=Path)
-    _patient(p)
-
-    p = sub.add_parser("hu", help="DICOM folder to a HU NIfTI volume")
-    p.add_argument("dicom_dir", type=Path)
-    p.add_argument("out_volume", type=Path)
-    p.add_argument("--info", type=Path, help="series-choice JSON (default: beside the volume)")
-    _patient(p)
-    p.add_argument("--series-uid")
-    p.add_argument("--min-slices", type=int, default=3)
-    p.add_argument("--max-slices", type=int, default=5000, help="refuse a series with more slices (default 5000)")
-    p.add_argument("--anonymize-summary", type=Path,
-                   help="the anonymizer's summary JSON: its skip list goes into the HU JSON")
-
-    p = sub.add_parser("resample", help="resample a volume to isotropic spacing")
-    p.add_argument("in_volume", type=Path)
-    p.add_argument("out_volume", type=Path)
-    p.add_argument("--spacing-mm", type=float, default=1.5)
-
-    p = sub.add_parser("segment", help="lung mask (threshold or lungmask R231)")
-    p.add_argument("in_volume", type=Path)
-    p.add_argument("out_mask", type=Path)
-    _patient(p)
-    p.add_argument("--backend", choices=["threshold", "lungmask"], default="threshold")
-    p.add_argument("--weights", help="R231 weights file (default: torch hub cache)")
-    p.add_argument("--force-cpu", action="store_true")
-    p.add_argument("--batch-size", type=int, default=20)
-
-    p = sub.add_parser("export", help="model-ready .npy from a volume and its lung mask")
-    p.add_argument("in_volume", type=Path)
-    p.add_argument("in_mask", type=Path)
-    p.add_argument("out_npy", type=Path)
-    _patient(p)
-    p.add_argument("--shape", type=int, nargs=3, default=[64, 128, 128], metavar=("D", "H", "W"))
-    p.add_argument("--margin-mm", type=float, default=5.0)
-    p.add_argument("--hu-window", type=float, nargs=2, default=[-1000.0, 400.0], metavar=("LO", "HI"))
-
-    p = sub.add_parser("qc", help="QC montage PNG of a lung mask")
-    p.add_argument("in_volume", type=Path)
-    p.add_argument("in_labels", type=Path)
-    p.add_argument("out_png", type=Path)
-    _patient(p)
-    p.add_argument("--n-slices", type=int, default=12)
-
-    p = sub.add_parser("run", help="the whole per-patient chain on one DICOM folder")
-    p.add_argument("raw_dir", type=Path)
-    p.add_argument("out_dir", type=Path)
-    _patient(p)
-    p.add_argument("--key-file")
-    p.add_argument("--backend", choices=["threshold", "lungmask"], default="threshold")
-    p.add_argument("--weights")
-    p.add_argument("--spacing-mm", type=float, default=1.5)
-    p.add_argument("--shape", type=int, nargs=3, default=[64, 128, 128], metavar=("D", "H", "W"))
-    p = sub.add_parser("predict", help="the whole per-patient chain plus both models on one new patient")
-    p.add_argument("raw_dir", type=Path)
-    p.add_argument("--patient", default="new01", help="pseudonymous id (default new01)")
-    p.add_argument("--models", type=Path, default=Path("results/models"),
-                   help="folder with classifier.keras and scorer.keras, and optionally "
-                   "infection_unet.keras (default results/models)")
-    p.add_argument("--out-dir", type=Path, help="keep the intermediate files here (default: a temporary folder)")
-    p.add_argument("--key-file")
-    p.add_argument("--backend", choices=["threshold", "lungmask"], default="threshold")
-    p.add_argument("--weights")
-    p.add_argument("--spacing-mm", type=float, default=1.5)
-    p = sub.add_parser("lung-eval", help="Dice/HD95/volume of a lung mask against a reference (RTSTRUCT or label map)")
-    p.add_argument("in_labels", type=Path, help="the mask's label map (<patient>_labels.nii.gz; a binary mask works)")
-    p.add_argument("reference", type=Path, help="RTSTRUCT file (or a folder with one) or a NIfTI label map "
-                   "(1 right, 2 left lung)")
-    p.add_argument("out_json", type=Path)
-    _patient(p)
-    p.add_argument("--right-roi", help="regular expression of the right lung ROI name (full match, any case)")
-    p.add_argument("--left-roi", help="regular expression of the left lung ROI name")
-    p.add_argument("--lesion-roi", help="regular expression of lesion ROIs added for the 'with lesions' "
-                   "figures ('' for none; default: GTV or GTV-1)")
-    p.add_argument("--contour-shift-mm", type=float, nargs=2, default=[0.0, 0.0], metavar=("DX", "DY"),
-                   help="added to every contour vertex (a structure set written with the pixel-corner "
-                   "convention: minus half the CT pixel spacing)")
-    p = sub.add_parser("segment-eval", help="Dice/IoU/accuracy/sensitivity/specificity of an infection U-Net")
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--images", type=Path, required=True, help="folder of slices (e.g. Imgs/)")
-    p.add_argument("--masks", type=Path, required=True, help="folder of masks with the same stems (e.g. GT/)")
-    p.add_argument("--out", type=Path, required=True, help="metrics JSON")
-    p.add_argument("--threshold", type=float, default=0.5)
+    for verb in VERBS:
+        p = sub.add_parser(verb.name, help=verb.help, description=verb.help)
+        for arg in verb.args:
+            arg.add_to(p)
     return parser
-
-
-def _predict_one(a: argparse.Namespace) -> None:
-    import tempfile
-
-    import numpy as np
-
-    from covidct.predict import COLUMNS, SEG_COLUMNS, predict_arrays
-
-    classifier, scorer = a.models / "classifier.keras", a.models / "scorer.keras"
-    for model in (classifier, scorer):
-        if not model.is_file():
-            raise CovidctError("model not found: train first (snakemake) or pass --models", path=model)
-    with tempfile.TemporaryDirectory() as tmp:
-        a.out_dir = a.out_dir or Path(tmp)
-        import json
-
-        shape = json.loads(classifier.with_suffix(".json").read_text())["shape"]
-        a.shape = shape
-        _run_chain(a)
-        array = np.load(a.out_dir / "npy" / f"{a.patient}.npy")
-        row = predict_arrays([(a.patient, array)], classifier, scorer)[0]
-        unet = a.models / "infection_unet.keras"
-        if unet.is_file():
-            from covidct import steps
-
-            out, pid = a.out_dir, a.patient
-            mask = out / "lung_mask" / f"{pid}.nii.gz"
-            seg = steps.segment_infection(out / "resampled" / f"{pid}.nii.gz", mask, _labels_path(mask), unet,
-                                          out / "infection_mask" / f"{pid}.nii.gz",
-                                          out / "infection_mask" / f"{pid}.json", out / "qc" / f"{pid}_infection.png",
-                                          pid)
-            row.update({k: seg[k] for k in SEG_COLUMNS})
-    row["split"] = "new"
-    for col in COLUMNS:
-        print(f"{col}\t{row.get(col, '')}")
-
-
-def _labels_path(mask: Path) -> Path:
-    name = mask.name
-    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else mask.stem
-    return mask.with_name(f"{stem}_labels.nii.gz")
-
-
-def _run_chain(a: argparse.Namespace) -> None:
-    from covidct import steps
-
-    out, pid = a.out_dir, a.patient
-    summary = out / "anonymized" / f"{pid}.json"
-    steps.anonymize(a.raw_dir, out / "anonymized" / pid, pid, key_file=a.key_file, summary_path=summary)
-    steps.verify(a.raw_dir, out / "anonymized" / pid, out / "verify" / f"{pid}.json", pid)
-    steps.dicom_to_hu(out / "anonymized" / pid, out / "hu" / f"{pid}.nii.gz", out / "hu" / f"{pid}.json", pid,
-                      anonymize_summary=summary)
-    steps.resample(out / "hu" / f"{pid}.nii.gz", out / "resampled" / f"{pid}.nii.gz", a.spacing_mm)
-    mask = out / "lung_mask" / f"{pid}.nii.gz"
-    steps.segment_lungs(out / "resampled" / f"{pid}.nii.gz", mask, _labels_path(mask),
-                        out / "lung_mask" / f"{pid}.json", pid, backend=a.backend, weights=a.weights)
-    steps.export_npy(out / "resampled" / f"{pid}.nii.gz", mask, out / "npy" / f"{pid}.npy", pid, shape=a.shape)
-    steps.qc_montage(out / "resampled" / f"{pid}.nii.gz", _labels_path(mask), out / "qc" / f"{pid}.png", pid,
-                     provenance=out / "lung_mask" / f"{pid}.json")
-    if a.verb == "run":
-        print(f"{pid}: outputs under {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``covidct`` command."""
-    a = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    from covidct import steps
-
+    args = vars(build_parser().parse_args(argv))
+    name, verbose = args.pop("verb"), args.pop("verbose")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    verb = next(v for v in VERBS if v.name == name)
     try:
-        if a.verb == "synth":
-            from covidct.synth import DEMO_COHORT, write_cohort
-
-            specs = [s for s in DEMO_COHORT if not a.patients or s.patient_id in a.patients]
-            print(write_cohort(a.out_dir, specs))
-        elif a.verb == "anonymize":
-            print(steps.anonymize(a.raw_dir, a.out_dir, a.patient, key_file=a.key_file, dates=a.dates,
-                                  summary_path=a.summary))
-        elif a.verb == "verify":
-            steps.verify(a.raw_dir, a.anon_dir, a.report, a.patient)
-            print(f"{a.patient}: verification passed, report {a.report}")
-        elif a.verb == "hu":
-            info = a.info or a.out_volume.with_name(a.out_volume.name.split(".")[0] + ".json")
-            steps.dicom_to_hu(a.dicom_dir, a.out_volume, info, a.patient, a.series_uid, a.min_slices,
-                              a.max_slices, anonymize_summary=a.anonymize_summary)
-        elif a.verb == "resample":
-            steps.resample(a.in_volume, a.out_volume, a.spacing_mm)
-        elif a.verb == "segment":
-            prov = a.out_mask.with_name(a.out_mask.name.split(".")[0] + ".json")
-            steps.segment_lungs(a.in_volume, a.out_mask, _labels_path(a.out_mask), prov, a.patient,
-                                backend=a.backend, weights=a.weights, force_cpu=a.force_cpu,
-                                batch_size=a.batch_size)
-        elif a.verb == "export":
-            steps.export_npy(a.in_volume, a.in_mask, a.out_npy, a.patient, tuple(a.shape), a.margin_mm,
-                             tuple(a.hu_window))
-        elif a.verb == "qc":
-            steps.qc_montage(a.in_volume, a.in_labels, a.out_png, a.patient, a.n_slices)
-        elif a.verb == "run":
-            _run_chain(a)
-        elif a.verb == "predict":
-            _predict_one(a)
-        elif a.verb == "lung-eval":
-            result = steps.evaluate_lung_mask(a.in_labels, a.out_json, a.patient, reference=a.reference,
-                                              right_roi=a.right_roi, left_roi=a.left_roi, lesion_roi=a.lesion_roi,
-                                              contour_shift_mm=tuple(a.contour_shift_mm))
-            for name, row in result["lungs"].items():
-                print(f"{name}\tdice={row['dice']}\thd95_mm={row['hd95_mm']}\tvolume_diff_ml={row['volume_diff_ml']}")
-            if "lungs_with_lesions" in result:
-                row = result["lungs_with_lesions"]
-                print(f"with lesions\tdice={row['dice']}\thd95_mm={row['hd95_mm']}\tvolume_diff_ml={row['volume_diff_ml']}")
-        elif a.verb == "segment-eval":
-            from covidct.segmentation import evaluate_folder
-
-            result = evaluate_folder(a.model, a.images, a.masks, a.out, a.threshold)
-            print(" ".join(f"{k}={v:.4f}" for k, v in result["mean"].items()), f"(n={result['n_images']})")
+        result = verb.run(**args)
     except CovidctError as exc:
-        print(f"covidct {a.verb}: error: {exc}", file=sys.stderr)
+        print(f"covidct {name}: error: {exc}", file=sys.stderr)
         return 1
+    if isinstance(result, (str, Path)):
+        print(result)
+    elif isinstance(result, dict) and name == "anonymize":
+        print(result)
     return 0
 
 

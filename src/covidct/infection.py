@@ -200,7 +200,7 @@ def train(sources: list[dict], out_model: str | Path, out_metrics: str | Path, s
           base_filters: int = 32, variants: tuple[str, ...] = ("bce", "bce_iou", "dice"), epochs: int = 40,
           batch_size: int = 4, learning_rate: float = 1e-3, patience: int | None = 15, val_fraction: float = 0.2,
           seed: int = 1337, augment: bool = True, hu_window: tuple[float, float] = HU_WINDOW,
-          max_slices_per_volume: int = 64) -> dict:
+          max_slices_per_volume: int = 64, out_sidecar: str | Path | None = None) -> dict:
     """Train each U-Net variant on the sources; keep the one with the best val Dice.
 
     Writes the model (``.keras``), a sidecar ``.json`` beside it (size, window, variant,
@@ -209,7 +209,7 @@ def train(sources: list[dict], out_model: str | Path, out_metrics: str | Path, s
     and seconds per epoch, plus the split (groups and slices per part).
     """
     from covidct.io import atomic_path, write_json
-    from covidct.train import _setup
+    from covidct.models.train import _setup
 
     gpu = _setup(seed)
     groups = load_sources(sources, size, tuple(hu_window), max_slices_per_volume)
@@ -235,7 +235,7 @@ def train(sources: list[dict], out_model: str | Path, out_metrics: str | Path, s
         best_model.save(tmp)
     sidecar = {"size": size, "hu_window": list(hu_window), "threshold": THRESHOLD, "variant": best_variant,
                "base_filters": base_filters}
-    write_json(Path(out_model).with_suffix(".json"), sidecar)
+    write_json(out_sidecar if out_sidecar is not None else Path(out_model).with_suffix(".json"), sidecar)
     empty = float(np.mean([1.0 if not y.any() else 0.0 for y in y_va]))
     metrics = {"chosen_variant": best_variant, "chosen_by": "best validation Dice (threshold 0.5)",
                "val_dice": results[best_variant]["val_dice"],
@@ -247,12 +247,13 @@ def train(sources: list[dict], out_model: str | Path, out_metrics: str | Path, s
     return metrics
 
 
-def load_unet(path: str | Path):
-    """The saved U-Net and its sidecar (size, hu_window, threshold)."""
+def load_unet(path: str | Path, sidecar: str | Path | None = None):
+    """The saved U-Net and its sidecar (size, hu_window, threshold); the sidecar is ``sidecar``, else
+    the JSON beside the model."""
     from covidct.io import read_json
     from covidct.segmentation import load_model
 
-    return load_model(path), read_json(Path(path).with_suffix(".json"))
+    return load_model(path), read_json(sidecar if sidecar is not None else Path(path).with_suffix(".json"))
 
 
 def segment_volume(model, sidecar: dict, hu: np.ndarray, lung: np.ndarray, batch_size: int = 8) -> np.ndarray:

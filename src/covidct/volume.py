@@ -1,10 +1,11 @@
-"""Resampling of HU volumes to an isotropic grid aligned with the patient axes."""
+"""Volumes on grids: resampling to the isotropic grid aligned with the patient axes, and the
+bounding box of a mask."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from covidct.dicom import HU_AIR
+from covidct.hounsfield import HU_AIR
 
 
 def canonical_grid(image, spacing_mm: float) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
@@ -52,8 +53,15 @@ def resample(image, spacing_mm: float = 1.5, interpolator: str = "linear", defau
     size, origin = canonical_grid(image, spacing_mm)
     interp = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}[interpolator]
     out = sitk.Resample(
-        image, size, sitk.Transform(), interp, origin, (spacing_mm,) * 3, (1, 0, 0, 0, 1, 0, 0, 0, 1),
-        float(default_value), image.GetPixelID(),
+        image,
+        size,
+        sitk.Transform(),
+        interp,
+        origin,
+        (spacing_mm,) * 3,
+        (1, 0, 0, 0, 1, 0, 0, 0, 1),
+        float(default_value),
+        image.GetPixelID(),
     )
     return out
 
@@ -64,3 +72,35 @@ def resample_like(image, reference, interpolator: str = "nearest", default_value
 
     interp = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}[interpolator]
     return sitk.Resample(image, reference, sitk.Transform(), interp, float(default_value), image.GetPixelID())
+
+
+def bounding_box(mask: np.ndarray, margin: tuple[int, ...] | int = 0) -> tuple[slice, ...] | None:
+    """Bounding box of the nonzero voxels of a mask, grown by ``margin`` voxels per axis and clipped;
+    None when the mask is empty.
+
+    >>> m = np.zeros((5, 6, 7), bool); m[2, 1:3, 4] = True
+    >>> bounding_box(m, (1, 1, 1))
+    (slice(1, 4, None), slice(0, 4, None), slice(3, 6, None))
+    >>> bounding_box(np.zeros((2, 2), bool)) is None
+    True
+    """
+    margins = (margin,) * mask.ndim if isinstance(margin, int) else margin
+    out = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        idx = np.nonzero(mask.any(axis=other))[0]
+        if idx.size == 0:
+            return None
+        out.append(slice(max(int(idx[0]) - margins[axis], 0), min(int(idx[-1]) + 1 + margins[axis], mask.shape[axis])))
+    return tuple(out)
+
+
+def ball(radius_vox: int, ndim: int = 2) -> np.ndarray:
+    """A digital ball (disc in 2D) of radius ``radius_vox`` (at least 1), a structuring element.
+
+    >>> ball(1).astype(int).tolist()
+    [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    """
+    r = max(int(radius_vox), 1)
+    grid = np.ogrid[tuple(slice(-r, r + 1) for _ in range(ndim))]
+    return sum(g**2 for g in grid) <= r * r

@@ -15,10 +15,13 @@ rule anonymize_dicom:
         allow_demo_key=lambda wildcards: is_demo_patient(wildcards.patient),
         key_file=config["anonymize"]["key_file"],
         dates=config["anonymize"]["dates"],
+    resources:
+        mem_mb=get_mem_mb(1500),  # Snakemake does not see the raw folder: datasets are cached up to 512 MiB
+        runtime=30,
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/anonymize_dicom.py"
+        "../scripts/step.py"
 
 
 rule verify_anonymization:
@@ -34,7 +37,10 @@ rule verify_anonymization:
     # not a param, so renaming or moving the sheet re-runs nothing. The folder's keyed hash is.
     params:
         raw_digest=get_raw_dicom_digest,
+    resources:
+        mem_mb=get_mem_mb(1500),
+        runtime=30,
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/verify_anonymization.py"
+        "../scripts/step.py"

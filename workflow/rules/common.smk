@@ -59,7 +59,7 @@ wildcard_constraints:
 
 
 def _demo_ids():
-    from covidct.synth import DEMO_COHORT
+    from covidct.demo.cohort import DEMO_COHORT
 
     return {spec.patient_id for spec in DEMO_COHORT}
 
@@ -76,7 +76,7 @@ def is_demo_patient(patient):
 def _digest_key():
     """The anonymization key when one is configured (a keyed hash cannot be reversed by trying
     record numbers); without a key real patients are refused anyway."""
-    from covidct.anonymize import load_key
+    from covidct.deid.keys import load_key
     from covidct.errors import CovidctError
 
     try:
@@ -109,11 +109,6 @@ def get_demo_input(wildcards):
     if is_demo_patient(wildcards.patient):
         return DICOM_DIRS[wildcards.patient]
     return []
-
-
-def get_output_dir(wildcards, output):
-    """Folder of a rule's `truth` output (the demo generator writes several files there)."""
-    return os.path.dirname(output.truth)
 
 
 def get_series_override(wildcards):
@@ -185,19 +180,11 @@ def get_final_output():
 IS_DEMO_COHORT = bool(LABELED) and all(is_demo_patient(p) for p in LABELED)
 
 
-def get_summary_inputs(wildcards):
-    """What the metrics page shows: test evaluation, training (val) metrics, the U-Net's, and
-    cross-validation when it is configured."""
-    inputs = {
-        "evaluation": "results/metrics/evaluation.json",
-        "classifier": "results/metrics/classifier.json",
-        "scorer": "results/metrics/scorer.json",
-        "infection": "results/metrics/infection_unet.json",
-        "split": "results/dataset/split.tsv",
-    }
+def get_cross_validation(wildcards):
+    """The cross-validation results the metrics page shows, when ``evaluation.folds`` asks for them."""
     if config["evaluation"]["folds"] and (RETRAIN or os.path.exists("results/metrics/cross_validation.json")):
-        inputs["cross_validation"] = "results/metrics/cross_validation.json"
-    return inputs
+        return "results/metrics/cross_validation.json"
+    return []
 
 
 def get_rejected_message(wildcards):
@@ -205,3 +192,28 @@ def get_rejected_message(wildcards):
         f"patient sheet {config['patients']} line {wildcards.row}: patient_id is not a safe pseudonymous "
         f"identifier (allowed: letters, digits, '_' and '-'); this row is not processed"
     )
+
+
+def get_mem_mb(base_mb, per_input_mb=0.0):
+    """A resource function: memory (MB) of a job, ``base_mb`` plus ``per_input_mb`` per MB of its
+    inputs (as Snakemake sizes them), doubled on each retry."""
+
+    def mem_mb(wildcards, input, attempt):
+        return int((base_mb + per_input_mb * input.size_mb) * 2 ** (attempt - 1))
+
+    return mem_mb
+
+
+def get_runtime(base_min, per_input_mb=0.0):
+    """A resource function: runtime (minutes) of a job, ``base_min`` plus ``per_input_mb`` minutes
+    per MB of its inputs, doubled on each retry."""
+
+    def runtime(wildcards, input, attempt):
+        return int((base_min + per_input_mb * input.size_mb) * 2 ** (attempt - 1))
+
+    return runtime
+
+
+def get_cpus(wildcards, threads):
+    """CPUs per task on a cluster: the rule's threads (the SLURM executor asks for cpus_per_task)."""
+    return threads

@@ -2,19 +2,22 @@ rule synth_patient:
     output:
         dicom=directory(f"{DEMO_DIR}/dicom/{{patient}}"),
         truth=f"{DEMO_DIR}/truth/{{patient}}.json",
+        lung_truth=f"{DEMO_DIR}/truth/{{patient}}_lung.nii.gz",
+        lesion_truth=f"{DEMO_DIR}/truth/{{patient}}_lesion.nii.gz",
     log:
         "results/logs/synth_patient/{patient}.log",
-    params:
-        truth_dir=get_output_dir,
+    resources:
+        mem_mb=1000,
+        runtime=10,
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/synth_patient.py"
+        "../scripts/step.py"
 
 
 rule reject_sheet_row:
     output:
-        "results/rejected/row{row}.txt",
+        marker="results/rejected/row{row}.txt",
     log:
         "results/logs/reject_sheet_row/row{row}.log",
     params:
@@ -22,4 +25,4 @@ rule reject_sheet_row:
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/reject_sheet_row.py"
+        "../scripts/step.py"

@@ -12,7 +12,10 @@ rule export_npy:
         shape=config["export"]["shape"],
         margin_mm=config["export"]["margin_mm"],
         hu_window=config["export"]["hu_window"],
+    resources:
+        mem_mb=get_mem_mb(500, per_input_mb=30),
+        runtime=10,
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/export_npy.py"
+        "../scripts/step.py"

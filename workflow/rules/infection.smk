@@ -1,19 +1,22 @@
 rule synth_infection_training:
     output:
-        directory(INFECTION_DEMO_DIR),
+        dir=directory(INFECTION_DEMO_DIR),
     log:
         "results/logs/synth_infection_training.log",
     params:
         n=config["infection"]["demo_volumes"],
+    resources:
+        mem_mb=2000,
+        runtime=30,
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/synth_infection_training.py"
+        "../scripts/step.py"
 
 
 rule train_infection_unet:
     input:
-        get_infection_source_dirs,
+        sources_dirs=get_infection_source_dirs,
     output:
         model="results/models/infection_unet.keras",
         sidecar="results/models/infection_unet.json",
@@ -28,10 +31,13 @@ rule train_infection_unet:
     threads: 2
     resources:
         gpu=1,
+        cpus_per_task=get_cpus,
+        mem_mb=12000,
+        runtime=360,
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/train_infection_unet.py"
+        "../scripts/step.py"
 
 
 rule evaluate_infection_unet:
@@ -39,16 +45,19 @@ rule evaluate_infection_unet:
         model="results/models/infection_unet.keras",
         sidecar="results/models/infection_unet.json",
     output:
-        "results/metrics/infection_unet_test.json",
+        metrics="results/metrics/infection_unet_test.json",
     log:
         "results/logs/evaluate_infection_unet.log",
     params:
         images=lambda wildcards: config["infection"]["test"]["images"],
         masks=lambda wildcards: config["infection"]["test"]["masks"],
+    resources:
+        mem_mb=4000,
+        runtime=30,
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/evaluate_infection_unet.py"
+        "../scripts/step.py"
 
 
 rule segment_infection:
@@ -75,7 +84,9 @@ rule segment_infection:
         n_slices=config["qc"]["n_slices"],
     resources:
         gpu=1,
+        mem_mb=get_mem_mb(1500, per_input_mb=30),
+        runtime=get_runtime(10, per_input_mb=1),
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/segment_infection.py"
+        "../scripts/step.py"

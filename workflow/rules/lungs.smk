@@ -17,10 +17,14 @@ rule segment_lungs:
         threshold=get_threshold_params,
     resources:
         gpu=1,
+        # measured: about 70 MB of memory per MB of compressed resampled volume (threshold backend);
+        # lungmask holds the network and a float copy of the volume besides
+        mem_mb=get_mem_mb(1500 if config["lung_mask"]["backend"] == "threshold" else 4000, per_input_mb=100),
+        runtime=get_runtime(10, per_input_mb=1 if config["lung_mask"]["backend"] == "threshold" else 5),
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/segment_lungs.py"
+        "../scripts/step.py"
 
 
 rule qc_montage:
@@ -41,10 +45,13 @@ rule qc_montage:
         "results/benchmarks/qc_montage/{patient}.tsv"
     params:
         n_slices=config["qc"]["n_slices"],
+    resources:
+        mem_mb=get_mem_mb(500, per_input_mb=30),
+        runtime=10,
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/qc_montage.py"
+        "../scripts/step.py"
 
 
 # Lung masks against reference contours, for patients whose sheet row names a lung_reference.
@@ -65,15 +72,18 @@ rule evaluate_lung_mask:
         left_roi=config["lung_eval"]["left_roi"],
         lesion_roi=config["lung_eval"]["lesion_roi"],
         contour_shift_mm=config["lung_eval"]["contour_shift_mm"],
+    resources:
+        mem_mb=get_mem_mb(2000, per_input_mb=50),  # the reference (not seen by Snakemake) is rasterized on the grid
+        runtime=20,
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/evaluate_lung_mask.py"
+        "../scripts/step.py"
 
 
 rule lung_eval_table:
     input:
-        json=expand("results/lung_eval/{patient}.json", patient=LUNG_REFERENCED),
+        results=expand("results/lung_eval/{patient}.json", patient=LUNG_REFERENCED),
     output:
         csv=report("results/metrics/lung_eval.csv", caption="../report/lung_eval.rst", category="Lung mask QC"),
     log:
@@ -81,4 +91,4 @@ rule lung_eval_table:
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/lung_eval_table.py"
+        "../scripts/step.py"

@@ -22,16 +22,19 @@ if RETRAIN:
             shape=config["export"]["shape"],
             hu_window=config["export"]["hu_window"],
             dtype=config["dataset"]["dtype"],
+        resources:
+            mem_mb=2000,  # streamed: one array at a time
+            runtime=get_runtime(10, per_input_mb=0.05),
         conda:
             "../envs/covidct.yaml"
         script:
-            "../scripts/build_hdf5.py"
+            "../scripts/step.py"
 
 
     rule train_classifier:
         input:
-            train="results/dataset/train.h5",
-            val="results/dataset/val.h5",
+            train_set="results/dataset/train.h5",
+            val_set="results/dataset/val.h5",
         output:
             model="results/models/classifier.keras",
             sidecar="results/models/classifier.json",
@@ -49,16 +52,19 @@ if RETRAIN:
         threads: 2
         resources:
             gpu=1,
+            cpus_per_task=get_cpus,
+            mem_mb=16000,
+            runtime=720,
         conda:
             "../envs/covidct.yaml"
         script:
-            "../scripts/train_classifier.py"
+            "../scripts/step.py"
 
 
     rule train_scorer:
         input:
-            train="results/dataset/train.h5",
-            val="results/dataset/val.h5",
+            train_set="results/dataset/train.h5",
+            val_set="results/dataset/val.h5",
         output:
             model="results/models/scorer.keras",
             sidecar="results/models/scorer.json",
@@ -78,10 +84,13 @@ if RETRAIN:
         threads: 2
         resources:
             gpu=1,
+            cpus_per_task=get_cpus,
+            mem_mb=16000,
+            runtime=720,
         conda:
             "../envs/covidct.yaml"
         script:
-            "../scripts/train_scorer.py"
+            "../scripts/step.py"
 
 
 rule predict:
@@ -89,6 +98,7 @@ rule predict:
         npy=expand("results/npy/{patient}.npy", patient=PATIENTS),
         split="results/dataset/split.tsv",
         classifier="results/models/classifier.keras",
+        classifier_sidecar="results/models/classifier.json",
         scorer="results/models/scorer.keras",
         infection=expand("results/infection_mask/{patient}.json", patient=PATIENTS),
     output:
@@ -98,18 +108,21 @@ rule predict:
     params:
         patient_ids=PATIENTS,
         labeled=LABELED,
+    resources:
+        mem_mb=get_mem_mb(4000, per_input_mb=2),
+        runtime=get_runtime(10, per_input_mb=0.05),
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/predict.py"
+        "../scripts/step.py"
 
 
 rule evaluate:
     input:
         predictions="results/predictions.csv",
         split="results/dataset/split.tsv",
-        classifier="results/models/classifier.json",
-        scorer="results/models/scorer.json",
+        classifier_sidecar="results/models/classifier.json",
+        scorer_sidecar="results/models/scorer.json",
     output:
         evaluation="results/metrics/evaluation.json",
         roc=report("results/plots/test_roc.png", caption="../report/test_roc.rst", category="Evaluation (test)"),
@@ -124,18 +137,21 @@ rule evaluate:
     params:
         evaluation=config["evaluation"],
         demo=IS_DEMO_COHORT,
+    resources:
+        mem_mb=2000,
+        runtime=30,
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/evaluate.py"
+        "../scripts/step.py"
 
 
 if RETRAIN and config["evaluation"]["folds"]:
 
     rule cross_validate:
         input:
-            train="results/dataset/train.h5",
-            val="results/dataset/val.h5",
+            train_set="results/dataset/train.h5",
+            val_set="results/dataset/val.h5",
             split="results/dataset/split.tsv",
         output:
             cv="results/metrics/cross_validation.json",
@@ -151,15 +167,23 @@ if RETRAIN and config["evaluation"]["folds"]:
         threads: 2
         resources:
             gpu=1,
+            cpus_per_task=get_cpus,
+            mem_mb=16000,
+            runtime=720 * config["evaluation"]["folds"],
         conda:
             "../envs/covidct.yaml"
         script:
-            "../scripts/cross_validate.py"
+            "../scripts/step.py"
 
 
 rule summarize:
     input:
-        unpack(get_summary_inputs),
+        evaluation="results/metrics/evaluation.json",
+        classifier="results/metrics/classifier.json",
+        scorer="results/metrics/scorer.json",
+        infection="results/metrics/infection_unet.json",
+        split="results/dataset/split.tsv",
+        cross_validation=get_cross_validation,
     output:
         metrics=report("results/metrics/summary.html", caption="../report/metrics.rst", category="Metrics"),
         cohort=report("results/metrics/cohort.csv", caption="../report/cohort.rst", category="Cohort"),
@@ -170,7 +194,10 @@ rule summarize:
         "results/logs/summarize.log",
     params:
         n_unlabeled=len(UNLABELED),
+    resources:
+        mem_mb=1000,
+        runtime=10,
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/summarize.py"
+        "../scripts/step.py"

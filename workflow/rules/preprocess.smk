@@ -14,10 +14,14 @@ rule dicom_to_hu:
         series_uid=get_series_override,
         min_slices=config["hu"]["min_slices"],
         max_slices=config["hu"]["max_slices"],
+    resources:
+        # the raw series is not an input Snakemake can size: enough for max_slices of 512 x 512
+        mem_mb=get_mem_mb(2000 + config["hu"]["max_slices"] // 2),
+        runtime=30,
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/dicom_to_hu.py"
+        "../scripts/step.py"
 
 
 rule resample_volume:
@@ -31,7 +35,10 @@ rule resample_volume:
         "results/benchmarks/resample_volume/{patient}.tsv"
     params:
         spacing_mm=config["resample"]["spacing_mm"],
+    resources:
+        mem_mb=get_mem_mb(1000, per_input_mb=20),  # a .nii.gz holds about a third of its voxels' bytes
+        runtime=10,
     conda:
         "../envs/covidct.yaml"
     script:
-        "../scripts/resample_volume.py"
+        "../scripts/step.py"

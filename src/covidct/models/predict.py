@@ -1,0 +1,81 @@
+"""Predictions of both models for patients' model-ready arrays."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from covidct.io import atomic_path, sha256_file
+from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
+
+#: Columns taken as they are from the infection U-Net's per-patient JSON (``steps.segment_infection``).
+SEG_COLUMNS = ["seg_score", "seg_severity_class", "seg_ctsi", "infection_unet_sha256"]
+COLUMNS = [
+    "patient_id",
+    "split",
+    "covid_probability",
+    "covid_label",
+    "score",
+    "severity_class",
+    "ctsi",
+    "seg_score",
+    "seg_severity_class",
+    "seg_ctsi",
+    "classifier_sha256",
+    "scorer_sha256",
+    "infection_unet_sha256",
+]
+
+
+def predict_arrays(
+    items: Iterable[tuple[str, np.ndarray]], classifier: str | Path, scorer: str | Path, threshold: float
+) -> list[dict]:
+    """Run the classifier and the scorer on each array.
+
+    Args:
+        items: ``(patient_id, array (D, H, W))`` pairs.
+        classifier: ``classifier.keras``.
+        scorer: ``scorer.keras``.
+        threshold: The classifier's decision threshold (chosen on val, in its sidecar JSON).
+
+    Returns:
+        One dict per patient with the COLUMNS but SEG_COLUMNS (split left empty).
+    """
+    from covidct.models.cnn3d import load_model
+
+    clf, reg = load_model(classifier), load_model(scorer)
+    shas = sha256_file(classifier), sha256_file(scorer)
+    rows = []
+    for pid, array in items:
+        x = np.asarray(array, dtype=np.float32)[None, ..., None]
+        if x.shape[1:4] != tuple(clf.input_shape[1:4]):
+            from covidct.errors import CovidctError
+
+            raise CovidctError(f"array shape {x.shape[1:4]} differs from the model input {clf.input_shape[1:4]}", pid)
+        prob = float(np.asarray(clf(x, training=False)).reshape(-1)[0])
+        score = float(np.clip(np.asarray(reg(x, training=False)).reshape(-1)[0], 0.0, 100.0))
+        rows.append(
+            {
+                "patient_id": pid,
+                "split": "",
+                "covid_probability": round(prob, 4),
+                "covid_label": int(prob >= threshold),
+                "score": round(score, 2),
+                "severity_class": SEVERITY_CLASSES[severity_class(score)],
+                "ctsi": ctsi(score),
+                "classifier_sha256": shas[0],
+                "scorer_sha256": shas[1],
+            }
+        )
+    return rows
+
+
+def write_predictions(rows: list[dict], path: str | Path) -> None:
+    """Write the predictions table as CSV, atomically."""
+    with atomic_path(path, suffix=".csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
