@@ -19,15 +19,20 @@ defaults (``severity`` block of config/config.yaml), on the workflow's grid (``r
     ``synth_infection_training`` writes: other seeds than this cohort), then the read-out with the
     truth lobes resampled (standing in for a perfect lobe model: no lobe weights are available
     offline) and with the six zones. Also (b0): the pipeline's lung mask with the truth lesions, which
-    isolates what the lung mask costs. Repeated for ``--unet-seeds`` U-Net seeds (mean +- sd).
+    isolates what the lung mask costs, and (b1): the truth lung mask with the U-Net run inside it,
+    which isolates what the U-Net costs. Repeated for ``--unet-seeds`` U-Net seeds (mean +- sd).
 
 Targets (issue 13): per-lobe score exact in >= 90 % of lobes and within +-1 in >= 99 %; CTSS within
 +-2 for >= 95 % of patients; PO within 3 points and PHO within 2 points; read-out <= 1 s per patient
 on the CPU (lobe inference aside).
 
     nice python bench/severity_readout.py [--n 60] [--n-e2e 20] [--unet-seeds 1337 1338] [--work DIR]
+        [--parts a b] [--reuse]
 
-Output: bench/measured/severity_readout.json (every patient) and severity_readout.txt (the summary).
+``--reuse``: the pipeline's per-patient outputs up to the lung mask that an earlier run left in
+``--work`` are used again (the U-Nets are always trained). Output, per part:
+bench/measured/severity_readout_{a,b}.json (every patient); severity_readout.txt (the summary of the
+parts measured).
 """
 
 from __future__ import annotations
@@ -232,9 +237,10 @@ def train_unet(work: Path, seed: int) -> tuple[Path, float]:
     return out / "infection_unet.keras", time.perf_counter() - t0
 
 
-def prepare_e2e(specs, work: Path, cfg: dict) -> list[dict]:
+def prepare_e2e(specs, work: Path, cfg: dict, reuse: bool = False) -> list[dict]:
     """DICOM -> anonymized -> HU -> resampled -> lung mask for each patient (the workflow's steps),
-    and the truth maps on the resampled grid."""
+    and the truth maps on the resampled grid (``reuse``: the pipeline's outputs an earlier run of
+    this script left in ``work``)."""
     import os
 
     from covidct import steps
@@ -247,53 +253,69 @@ def prepare_e2e(specs, work: Path, cfg: dict) -> list[dict]:
         d = work / "b" / spec.patient_id
         d.mkdir(parents=True, exist_ok=True)
         pid = spec.patient_id
-        write_patient(spec, d / "raw", d / "truth")
-        steps.anonymize_dicom(pid, d / "anon", raw_dir=d / "raw")
-        steps.dicom_to_hu(d / "anon", d / "hu.nii.gz", d / "hu.json", pid)
-        steps.resample_volume(d / "hu.nii.gz", d / "volume.nii.gz", cfg["resample"]["spacing_mm"], pid)
-        steps.segment_lungs(
-            d / "volume.nii.gz",
-            d / "mask.nii.gz",
-            d / "labels.nii.gz",
-            d / "lungs.json",
-            pid,
-            threshold=cfg["lung_mask"]["threshold"],
-        )
+        done = all((d / f).is_file() for f in ("volume.nii.gz", "mask.nii.gz", "labels.nii.gz", "hu.json"))
+        if not (reuse and done):
+            write_patient(spec, d / "raw", d / "truth")
+            steps.anonymize_dicom(pid, d / "anon", raw_dir=d / "raw")
+            steps.dicom_to_hu(d / "anon", d / "hu.nii.gz", d / "hu.json", pid)
+            steps.resample_volume(d / "hu.nii.gz", d / "volume.nii.gz", cfg["resample"]["spacing_mm"], pid)
+            steps.segment_lungs(
+                d / "volume.nii.gz",
+                d / "mask.nii.gz",
+                d / "labels.nii.gz",
+                d / "lungs.json",
+                pid,
+                threshold=cfg["lung_mask"]["threshold"],
+            )
+            shutil.rmtree(d / "raw")
+            shutil.rmtree(d / "anon")
         phantom = make_phantom(spec)
         truth = truth_readout(phantom)
-        _resampled(phantom.lobes, phantom, 0, d / "lobes.nii.gz", reference=d / "volume.nii.gz")
-        _resampled(phantom.lesion_mask, phantom, 0, d / "lesion.nii.gz", reference=d / "volume.nii.gz")
-        shutil.rmtree(d / "raw")
-        shutil.rmtree(d / "anon")
+        grid = d / "volume.nii.gz"
+        _resampled(phantom.lobes, phantom, 0, d / "lobes.nii.gz", reference=grid)
+        _resampled(phantom.lesion_mask, phantom, 0, d / "lesion.nii.gz", reference=grid)
+        _resampled((phantom.lung_labels > 0).astype(np.uint8), phantom, 0, d / "truth_mask.nii.gz", reference=grid)
+        _resampled(phantom.lung_labels, phantom, 0, d / "truth_labels.nii.gz", reference=grid)
         prepared.append({"spec": spec, "dir": d, "truth": truth})
-        print(f"(b) prepared {pid}", flush=True)
+        print(f"(b) prepared {pid}{' (reused)' if reuse and done else ''}", flush=True)
     return prepared
 
 
-def part_b(prepared: list[dict], model: Path, severity: dict, with_truth_lesions: bool = False) -> dict:
-    """(b) The read-out on the pipeline's lung mask with the U-Net's infection mask (or, for (b0), the
-    truth lesions inside the pipeline's lung mask), with the truth lobes and with the six zones."""
+def part_b(
+    prepared: list[dict],
+    model: Path | None,
+    severity: dict,
+    with_truth_lesions: bool = False,
+    truth_lung: bool = False,
+) -> dict:
+    """(b) The read-out on the pipeline's lung mask with the U-Net's infection mask; (b0) the truth
+    lesions inside the pipeline's lung mask; (b1) the truth lung mask with the U-Net run inside it;
+    each with the truth lobes and with the six zones."""
     import SimpleITK as sitk
 
     from covidct import steps
     from covidct.io import read_volume, write_volume
 
     out = {"lobes": [], "zones": []}
+    name = "b0" if with_truth_lesions else "b1" if truth_lung else "b"
     for item in prepared:
         d, pid = item["dir"], item["spec"].patient_id
+        mask, labels = d / "mask.nii.gz", d / "labels.nii.gz"
+        if truth_lung:
+            mask, labels = d / "truth_mask.nii.gz", d / "truth_labels.nii.gz"
         if with_truth_lesions:
-            lung = sitk.GetArrayFromImage(read_volume(d / "mask.nii.gz")) > 0
+            lung = sitk.GetArrayFromImage(read_volume(mask)) > 0
             lesion = read_volume(d / "lesion.nii.gz")
             inside = sitk.GetImageFromArray((sitk.GetArrayFromImage(lesion) * lung).astype(np.uint8))
             inside.CopyInformation(lesion)
             infection = d / "lesion_in_mask.nii.gz"
             write_volume(infection, inside)
         else:
-            infection = d / f"infection_{model.parent.name}.nii.gz"
+            infection = d / f"infection_{name}_{model.parent.name}.nii.gz"
             steps.segment_infection(
                 d / "volume.nii.gz",
-                d / "mask.nii.gz",
-                d / "labels.nii.gz",
+                mask,
+                labels,
                 model,
                 model.with_suffix(".json"),
                 infection,
@@ -304,7 +326,7 @@ def part_b(prepared: list[dict], model: Path, severity: dict, with_truth_lesions
         for scheme, lobe_map in (("lobes", str(d / "lobes.nii.gz")), ("zones", [])):
             res = steps.severity_readout(
                 d / "volume.nii.gz",
-                d / "labels.nii.gz",
+                labels,
                 infection,
                 d / "hu.json",
                 d / f"{scheme}.json",
@@ -317,7 +339,7 @@ def part_b(prepared: list[dict], model: Path, severity: dict, with_truth_lesions
             row["lobe_voxels_reassigned_percent"] = res["qc"].get("lobe_voxels_reassigned_percent")
             out[scheme].append(row)
         print(
-            f"(b{'0' if with_truth_lesions else ''}) {pid}: CTSS diff {out['lobes'][-1]['total_diff']}, "
+            f"({name}) {pid}: CTSS diff {out['lobes'][-1]['total_diff']}, "
             f"PO err {out['lobes'][-1]['po_err']}, PHO err {out['lobes'][-1]['pho_err']}",
             flush=True,
         )
@@ -354,18 +376,20 @@ def report(result: dict) -> str:
     ]
     for part, title in (
         ("a", "(a) truth lung, lesions and lobes on the workflow's grid"),
-        ("b0", "(b0) pipeline lung mask, truth lesions inside it, truth lobes / zones"),
-        ("b", "(b) end to end: pipeline lung mask and infection U-Net"),
+        ("b0", "(b0) pipeline lung mask, truth lesions inside it; truth lobes / zones"),
+        ("b1", "(b1) truth lung mask, the infection U-Net inside it; truth lobes / zones"),
+        ("b", "(b) end to end: pipeline lung mask and infection U-Net; truth lobes / zones"),
     ):
         if part not in result:
             continue
         lines.append(title)
-        runs = result[part] if part == "b" else {"": result[part]}
+        seeds = part in ("b", "b1")
+        runs = result[part] if seeds else {"": result[part]}
         for scheme in ("lobes", "zones"):
             lines.append(f"  {scheme}:")
             for key, label in keys:
                 values = [run["summary"][scheme][key] for run in runs.values()]
-                text = _mean_sd(values) + f"  (U-Net seeds {', '.join(runs)})" if part == "b" else f"{values[0]}"
+                text = _mean_sd(values) + f"  (U-Net seeds {', '.join(runs)})" if seeds else f"{values[0]}"
                 lines.append(f"    {label}: {text}")
         if part == "b":
             for seed, run in runs.items():
@@ -381,6 +405,7 @@ def main() -> None:
     parser.add_argument("--unet-seeds", type=int, nargs="*", default=[1337, 1338])
     parser.add_argument("--parts", nargs="*", default=["a", "b"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/covidct-severity-bench"))
+    parser.add_argument("--reuse", action="store_true", help="reuse the patients an earlier run prepared in --work")
     args = parser.parse_args()
     import sys
 
@@ -409,12 +434,14 @@ def main() -> None:
         a = part_a(specs, args.work, spacing, severity)
         result["a"] = {"rows": a, "summary": {k: summary(v) for k, v in a.items()}}
     if "b" in args.parts:
-        prepared = prepare_e2e(specs[: args.n_e2e], args.work, cfg)
+        prepared = prepare_e2e(specs[: args.n_e2e], args.work, cfg, args.reuse)
         b0 = part_b(prepared, None, severity, with_truth_lesions=True)
         result["b0"] = {"rows": b0, "summary": {k: summary(v) for k, v in b0.items()}}
-        result["b"] = {}
+        result["b"], result["b1"] = {}, {}
         for seed in args.unet_seeds:
             model, train_s = train_unet(args.work, seed)
+            b1 = part_b(prepared, model, severity, truth_lung=True)
+            result["b1"][str(seed)] = {"rows": b1, "summary": {k: summary(v) for k, v in b1.items()}}
             b = part_b(prepared, model, severity)
             metrics = json.loads((model.parent / "metrics.json").read_text())
             unet = f"variant {metrics.get('chosen_variant')}, val Dice " + ", ".join(
@@ -427,8 +454,20 @@ def main() -> None:
                 "unet": unet,
             }
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "severity_readout.json").write_text(json.dumps(result, indent=1, default=str))
-    text = report(result)
+    for part in ("a", "b"):
+        if part in args.parts:
+            own = {"a": ("a",), "b": ("b0", "b1", "b")}[part]
+            keep = {k: v for k, v in result.items() if k not in ("a", "b0", "b1", "b") or k in own}
+            (OUT / f"severity_readout_{part}.json").write_text(json.dumps(keep, indent=1, default=str))
+    merged, commands = {"spacing_mm": spacing}, []
+    for part in ("a", "b"):
+        path = OUT / f"severity_readout_{part}.json"
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            merged.update({k: v for k, v in saved.items() if k in ("a", "b0", "b1", "b")})
+            commands.append(f"part {part}: {saved['command']}")
+    merged["command"] = "; ".join(commands)
+    text = report(merged)
     (OUT / "severity_readout.txt").write_text(text + "\n")
     print(text)
 

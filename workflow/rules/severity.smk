@@ -1,5 +1,7 @@
 # The clinical severity read-out of every patient (lobe or zone scores, PO, PHO, lesion types) and
 # its cohort table and plots. Lobes come from segment_lobes (lungs.smk) when a lobe model is configured.
+# Lesion types come from HU bands; a lesion-type map on the same grid (1 ground-glass, 2 consolidation,
+# e.g. from a multi-class infection U-Net) goes in as the input `types` (the step's argument) when there is one.
 rule severity_readout:
     input:
         volume="results/resampled/{patient}.nii.gz",
