@@ -16,6 +16,7 @@ include: "workflow/rules/lungs.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/infection.smk"
+include: "workflow/rules/severity.smk"
 
 
 rule all:

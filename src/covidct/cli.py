@@ -110,6 +110,41 @@ def _segment(volume: Path, out_mask: Path, patient: str, **kwargs: Any) -> str:
     return f"{patient}: lungs {prov.get('lung_volume_ml', 0):.0f} mL; QC flags: {'; '.join(flags) or 'none'}"
 
 
+def _lobes(volume: Path, out_lobes: Path, patient: str, **kwargs: Any) -> str:
+    prov = steps.segment_lobes(volume, out_lobes, _beside(out_lobes, ".json"), patient, **kwargs)
+    return f"{patient}: lobes ({prov['model']}) " + ", ".join(
+        f"{k} {v:.0f} mL" for k, v in prov["lobe_volumes_ml"].items()
+    )
+
+
+def _severity(
+    volume: Path,
+    labels: Path,
+    infection: Path,
+    out_json: Path,
+    patient: str,
+    out_png: Path | None = None,
+    **kwargs: Any,
+) -> str:
+    result = steps.severity_readout(
+        volume,
+        labels,
+        infection,
+        kwargs.pop("hu_info", None),
+        out_json,
+        out_png or _beside(out_json, ".png"),
+        patient,
+        **kwargs,
+    )
+    total = f"CTSS {result['ctss']}/25" if result["scheme"] == "lobes" else f"zone score {result['zone_score']}/30"
+    regions = " ".join(f"{r['name']}={r['score']}" for r in result["regions"])
+    return (
+        f"{patient}: {total} ({regions}); PO {result['po']:.1f} % ({result['po_severity_class']}), "
+        f"PHO {result['pho']:.1f} %, ground-glass {result['ggo_percent']:.1f} %, "
+        f"consolidation {result['consolidation_percent']:.1f} % of the lung"
+    )
+
+
 def _lung_eval(labels: Path, reference: Path, out_json: Path, patient: str, **kwargs: Any) -> str:
     kwargs["contour_shift_mm"] = tuple(kwargs.get("contour_shift_mm") or (0.0, 0.0))
     result = steps.evaluate_lung_mask(labels, out_json, patient, reference=reference, **kwargs)
@@ -173,12 +208,14 @@ def _run(raw_dir: Path, out_dir: Path, patient: str, **kwargs: Any) -> str:
 
 
 def predict_one(raw_dir: Path, patient: str, models: Path, out_dir: Path | None = None, **kwargs: Any) -> dict:
-    """The per-patient chain plus both 3D models (and the infection U-Net when ``models`` holds one)
-    on one new patient: one row of ``predictions.csv``, split ``new``."""
+    """The per-patient chain plus both 3D models (and the infection U-Net and the severity read-out,
+    six zones, when ``models`` holds the U-Net) on one new patient: one row of ``predictions.csv``,
+    split ``new``."""
     import numpy as np
 
     from covidct.io import read_json
     from covidct.models.predict import SEG_COLUMNS, predict_arrays
+    from covidct.readout import readout_row
 
     paths = {name: Path(models) / f"{name}.{ext}" for name, ext in (("classifier", "keras"), ("scorer", "keras"))}
     for model in paths.values():
@@ -205,6 +242,16 @@ def predict_one(raw_dir: Path, patient: str, models: Path, out_dir: Path | None 
                 patient,
             )
             row.update({k: seg[k] for k in SEG_COLUMNS})
+            readout = steps.severity_readout(
+                p["resampled"],
+                p["labels"],
+                out / "infection_mask" / f"{patient}.nii.gz",
+                p["info"],
+                out / "severity" / f"{patient}.json",
+                out / "severity" / f"{patient}.png",
+                patient,
+            )
+            row.update(readout_row(readout))
     row["split"] = "new"
     return row
 
@@ -379,6 +426,53 @@ VERBS: tuple[Verb, ...] = (
             BACKEND,
             WEIGHTS,
             SPACING,
+        ),
+    ),
+    Verb(
+        "lobes",
+        "lobe map from lungmask's LTRCLobes (alone or fused with R231); provenance JSON beside it",
+        _lobes,
+        (
+            Arg("volume", "the resampled HU volume", type=Path),
+            Arg("out_lobes", "the lobe map (.nii.gz; 1 LUL, 2 LLL, 3 RUL, 4 RML, 5 RLL)", type=Path),
+            PATIENT,
+            Arg("model", "lobe model", flag=True, default="LTRCLobes_R231", type=str),
+            Arg("weights", "LTRCLobes weights file (default: the torch hub cache; never downloaded)", flag=True),
+            Arg("r231_weights", "R231 weights for LTRCLobes_R231 (default: the torch hub cache)", flag=True),
+            Arg("force_cpu", "do not use CUDA", flag=True, action="store_true"),
+            Arg("batch_size", "slices per forward pass", flag=True, type=int, config="lung_mask.batch_size"),
+        ),
+    ),
+    Verb(
+        "severity",
+        "severity read-out: lobe (or six-zone) scores, CTSS or zone score, PO, PHO, lesion types, panel PNG",
+        _severity,
+        (
+            Arg("volume", "the resampled HU volume", type=Path),
+            Arg("labels", "the lung label map (1 right, 2 left)", type=Path),
+            Arg("infection", "the infection mask on the same grid", type=Path),
+            Arg("out_json", "the read-out JSON", type=Path),
+            PATIENT,
+            Arg("out_png", "the severity panel (default: beside the JSON)", flag=True, type=Path),
+            Arg("lobes", "a lobe map on the same grid (default: six geometric zones)", flag=True, type=Path),
+            Arg(
+                "types", "a lesion-type map, 1 ground-glass, 2 consolidation (default: HU bands)", flag=True, type=Path
+            ),
+            Arg("hu_info", "the HU step's JSON (its shifted study date goes into the read-out)", flag=True, type=Path),
+            Arg(
+                "high_opacity_hu",
+                "PHO counts infected voxels above this HU",
+                flag=True,
+                type=float,
+                config="severity.high_opacity_hu",
+            ),
+            Arg(
+                "consolidation_above_hu",
+                "without --types: consolidation above this HU",
+                flag=True,
+                type=float,
+                config="severity.consolidation_above_hu",
+            ),
         ),
     ),
     Verb(

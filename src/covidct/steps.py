@@ -89,7 +89,12 @@ def _raw_folder(raw_dir: str | Path | None, sheet: str | Path | None, patient: s
 
 
 def synth_patient(
-    patient: str, out_dicom: str | Path, out_truth: str | Path, out_lung_truth: str | Path, out_lesion_truth: str | Path
+    patient: str,
+    out_dicom: str | Path,
+    out_truth: str | Path,
+    out_lung_truth: str | Path,
+    out_lesion_truth: str | Path,
+    out_lobe_truth: str | Path,
 ) -> dict:
     """Generate one patient of the built-in demo cohort: its DICOM folder and its truth files."""
     from covidct.demo.cohort import DEMO_COHORT
@@ -100,7 +105,12 @@ def synth_patient(
         raise CovidctError(f"not a demo cohort patient (demo ids: {', '.join(specs)})", patient)
     truth_dir = Path(out_truth).parent
     expected = truth_paths(truth_dir, patient)
-    declared = {"json": Path(out_truth), "lung": Path(out_lung_truth), "lesion": Path(out_lesion_truth)}
+    declared = {
+        "json": Path(out_truth),
+        "lung": Path(out_lung_truth),
+        "lesion": Path(out_lesion_truth),
+        "lobes": Path(out_lobe_truth),
+    }
     if declared != expected:
         raise CovidctError(f"the truth files must be named {sorted(map(str, expected.values()))}", patient)
     return write_patient(specs[patient], Path(out_dicom), truth_dir)
@@ -310,6 +320,58 @@ def segment_lungs(
         backend,
         "; ".join(prov["qc"]["flags"]) or "none",
     )
+    return prov
+
+
+def segment_lobes(
+    volume: str | Path,
+    out_lobes: str | Path,
+    out_provenance: str | Path,
+    patient: str,
+    model: str = "LTRCLobes_R231",
+    weights: str | None = None,
+    r231_weights: str | None = None,
+    force_cpu: bool = False,
+    batch_size: int = 20,
+) -> dict:
+    """Lobes of one patient from lungmask's LTRCLobes (``model`` LTRCLobes) or its fusion with R231
+    (LTRCLobes_R231, the R231 weights of ``lung_mask.weights`` or the hub cache); write the lobe map
+    (lungmask's labels: 1 left upper, 2 left lower, 3 right upper, 4 right middle, 5 right lower) and
+    its provenance JSON (weights' SHA-256, volume of each lobe)."""
+    import SimpleITK as sitk
+
+    from covidct.io import sha256_file
+    from covidct.lungs.labels import versions
+    from covidct.lungs.lobes import LOBE_MODELS, LOBES, lungmask_lobes, resolve_lobe_weights
+    from covidct.lungs.lungmask import resolve_weights
+
+    if model not in LOBE_MODELS:
+        raise CovidctError(f"unknown lung_mask.lobes.model {model!r}: use one of {', '.join(LOBE_MODELS)}", patient)
+    t0 = time.perf_counter()
+    image = read_volume(volume)
+    path = resolve_lobe_weights(weights or None, patient)
+    fill = resolve_weights(r231_weights or None, patient) if model == "LTRCLobes_R231" else None
+    prov: dict = {
+        "patient": patient,
+        "model": model,
+        "weights_file": path.name,
+        "weights_sha256": sha256_file(path),
+        "r231_weights_file": fill.name if fill else None,
+        "r231_weights_sha256": sha256_file(fill) if fill else None,
+        "versions": versions(),
+    }
+    lobes, stats = lungmask_lobes(image, path, fill, force_cpu=force_cpu, batch_size=batch_size, patient=patient)
+    prov.update(stats)
+    voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+    prov["lobe_volumes_ml"] = {
+        r.name: round(float(np.count_nonzero(lobes == r.code)) * voxel_ml, 1) for r in LOBES.regions
+    }
+    prov["seconds"] = round(time.perf_counter() - t0, 2)
+    out = sitk.GetImageFromArray(lobes)
+    out.CopyInformation(image)
+    write_volume(out_lobes, out)
+    write_json(out_provenance, prov)
+    log.info("patient %s: lobes (%s) %s", patient, model, prov["lobe_volumes_ml"])
     return prov
 
 
@@ -541,6 +603,113 @@ def segment_infection(
     return result
 
 
+def _same_grid(reference, image, what: str, path: str | Path, patient: str) -> None:
+    """``image`` (read from ``path``) lies on ``reference``'s grid, or a clear error."""
+    same = (
+        reference.GetSize() == image.GetSize()
+        and np.allclose(reference.GetSpacing(), image.GetSpacing(), atol=1e-4)
+        and np.allclose(reference.GetOrigin(), image.GetOrigin(), atol=1e-3)
+        and np.allclose(reference.GetDirection(), image.GetDirection(), atol=1e-6)
+    )
+    if not same:
+        raise CovidctError(f"the {what} is not on the resampled volume's grid", patient, path)
+
+
+def severity_readout(
+    volume: str | Path,
+    labels: str | Path,
+    infection: str | Path,
+    hu_info: str | Path | None,
+    out_json: str | Path,
+    out_png: str | Path,
+    patient: str,
+    lobes: str | Path | list | None = None,
+    types: str | Path | list | None = None,
+    high_opacity_hu: float = -200.0,
+    consolidation_above_hu: float = -200.0,
+) -> dict:
+    """The clinical severity read-out of one patient (``covidct.readout``): per lobe (``lobes``, a lobe
+    model's map) or per geometric zone (no ``lobes``) volume, infected percent and 0-5 score, CTSS or
+    zone score, PO and PHO per lung and total, ground-glass and consolidation (from ``types``, a
+    lesion-type map 1 ground-glass / 2 consolidation, else HU bands), the severity class of the PO;
+    the JSON (with the anonymizer's shifted study date from ``hu_info``, the HU step's JSON, when
+    given) and the severity panel PNG.
+    All maps lie on the resampled volume's grid; ``lobes``/``types`` may be empty lists (none)."""
+    import SimpleITK as sitk
+
+    from covidct.readout import severity_readout as read_out
+    from covidct.report.severity import severity_panel
+
+    t0 = time.perf_counter()
+    image = read_volume(volume)
+    arrays = {}
+    for what, path in (
+        ("lung label map", labels),
+        ("infection mask", infection),
+        ("lobe map", lobes),
+        ("lesion-type map", types),
+    ):
+        if not path:
+            arrays[what] = None
+            continue
+        other = read_volume(path)
+        _same_grid(image, other, what, path, patient)
+        arrays[what] = sitk.GetArrayFromImage(other)
+    lung_labels = arrays["lung label map"]
+    if not np.any(lung_labels):
+        raise CovidctError("lung mask is empty: no severity read-out", patient, labels)
+    hu = sitk.GetArrayFromImage(image)
+    readout = read_out(
+        hu,
+        lung_labels,
+        arrays["infection mask"],
+        image.GetSpacing(),
+        lobes=arrays["lobe map"],
+        types=arrays["lesion-type map"],
+        high_opacity_hu=high_opacity_hu,
+        consolidation_above_hu=consolidation_above_hu,
+    )
+    study = read_json(hu_info).get("study", {}) if hu_info else {}
+    result = {
+        "patient_id": patient,
+        "study_date": study.get("study_date"),
+        "study_date_note": study.get("study_date_note"),
+        "regions_from": (
+            f"lobe map {Path(lobes).name}"
+            if lobes and readout.scheme.name == "lobes"
+            else "six geometric zones (thirds of each lung's height)"
+        ),
+        **readout.result,
+    }
+    total = (
+        f"CTSS {result['ctss']}/25"
+        if readout.scheme.name == "lobes"
+        else f"zone score {result['zone_score']}/30 (zones)"
+    )
+    date = f"  scan date {result['study_date']} (shifted)" if result["study_date"] else ""
+    severity_panel(
+        hu,
+        readout.regions,
+        readout.types,
+        result,
+        readout.scheme,
+        out_png,
+        f"{patient}{date}: PO {result['po']:.1f} % ({result['po_severity_class']}), PHO {result['pho']:.1f} %, {total}",
+    )
+    result["step_seconds"] = round(time.perf_counter() - t0, 2)
+    write_json(out_json, result)
+    log.info(
+        "patient %s: %s, PO %.1f %%, PHO %.1f %%, %s; QC flags: %s",
+        patient,
+        readout.scheme.name,
+        result["po"],
+        result["pho"],
+        total,
+        "; ".join(result["qc"]["flags"]) or "none",
+    )
+    return result
+
+
 # ------------------------------------------------------------------------- the cohort
 
 
@@ -664,16 +833,20 @@ def predict(
     out_csv: str | Path,
     patient_ids: list[str],
     infection: list[str] | None = None,
+    severity: list[str] | None = None,
     labeled: list[str] = (),
 ) -> None:
-    """Predictions for every patient (labeled or not): probability, label, score, class, CTSI, and
-    the segmentation severity (``seg_*``) from each patient's infection JSON when given.
+    """Predictions for every patient (labeled or not): probability, label, score, class, CTSI, the
+    segmentation severity (``seg_*``) from each patient's infection JSON and the clinical read-out
+    (CTSS or zone score, per-region scores, PO, PHO, lesion types, PO class) from each patient's
+    severity JSON, when given.
 
     ``split`` is train/val/test from the data sets the models were trained on, ``new`` for a labeled
     patient the models have not seen (``retrain: false``), ``unlabeled`` otherwise."""
     import pandas as pd
 
     from covidct.models.predict import SEG_COLUMNS, predict_arrays, write_predictions
+    from covidct.readout import readout_row
 
     splits = pd.read_csv(split, sep="\t", dtype=str).set_index("patient_id")["split"].to_dict()
     threshold = float(read_json(classifier_sidecar)["threshold"])
@@ -685,7 +858,72 @@ def predict(
         if seg["patient_id"] != row["patient_id"]:
             raise CovidctError(f"infection result {path} is for another patient", row["patient_id"])
         row.update({k: seg[k] for k in SEG_COLUMNS})
+    for row, path in zip(rows, severity or []):
+        result = read_json(path)
+        if result["patient_id"] != row["patient_id"]:
+            raise CovidctError(f"severity read-out {path} is for another patient", row["patient_id"])
+        row.update(readout_row(result))
     write_predictions(rows, out_csv)
+
+
+def severity_cohort(readouts: list[str], out_csv: str | Path, patients: list[dict]) -> None:
+    """The cohort table of the severity read-outs (``results/severity/cohort.csv``): per patient its
+    subject, shifted study date, the sheet's score and the read-out's columns. ``patients``: the
+    sheet's rows (patient_id, score, subject_id)."""
+    import csv
+
+    from covidct.readout import READOUT_COLUMNS, readout_row
+    from covidct.report.severity import COHORT_KEYS
+
+    sheet = {p["patient_id"]: p for p in patients}
+    rows = []
+    for path in readouts:
+        result = read_json(path)
+        row = sheet.get(result["patient_id"], {})
+        rows.append(
+            {
+                "patient_id": result["patient_id"],
+                "subject_id": row.get("subject_id", ""),
+                "study_date": result.get("study_date") or "",
+                "sheet_score": row.get("score", ""),
+                **readout_row(result),
+            }
+        )
+    with atomic_path(out_csv, suffix=".csv") as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=COHORT_KEYS + READOUT_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+
+
+def _table_rows(table: str | Path) -> list[dict]:
+    import csv
+
+    with open(table, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def severity_vs_score(table: str | Path, out_png: str | Path) -> None:
+    """The cohort plot of PO against the sheet's score, for the patients that have one."""
+    from covidct.report.severity import po_vs_score
+
+    rows = [r for r in _table_rows(table) if r["sheet_score"].strip()]
+    po_vs_score(
+        [float(r["sheet_score"]) for r in rows],
+        [float(r["po"]) for r in rows],
+        out_png,
+        [r["patient_id"] for r in rows],
+    )
+
+
+def severity_followup(table: str | Path, out_png: str | Path) -> None:
+    """Each subject's scores over its (shifted) scan dates, for the subjects with several scans."""
+    from covidct.report.severity import follow_up, follow_up_subjects
+
+    subjects, undated = follow_up_subjects(_table_rows(table))
+    if not subjects:
+        log.warning("no subject has a dated scan (dates removed by the anonymizer?): the plot says so")
+    follow_up(subjects, out_png, undated)
 
 
 #: What the demo's metrics page says first.

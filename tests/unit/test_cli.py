@@ -97,3 +97,21 @@ def test_resample_export_and_qc_through_the_command_line(tmp_path, capsys):
         == 1
     )
     assert "patient p1" in capsys.readouterr().err and not (tmp_path / "b.npy").exists()
+
+
+def test_severity_read_out_through_the_command_line(tmp_path, capsys):
+    hu, labels = chest_phantom(shape=(24, 40, 40))
+    infection = np.zeros(labels.shape, np.uint8)
+    infection[:6][labels[:6] > 0] = 1  # the lowest slices of both lungs
+    for name, array in (("hu", hu), ("labels", labels), ("infection", infection)):
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing((5.0, 5.0, 5.0))
+        sitk.WriteImage(image, str(tmp_path / f"{name}.nii.gz"))
+    args = [str(tmp_path / f"{n}.nii.gz") for n in ("hu", "labels", "infection")] + [str(tmp_path / "s.json")]
+    assert cli.main(["severity", *args, "--patient", "p1"]) == 0
+    out = capsys.readouterr().out
+    result = __import__("json").loads((tmp_path / "s.json").read_text())
+    assert result["scheme"] == "zones" and (tmp_path / "s.png").is_file()
+    assert f"zone score {result['zone_score']}/30" in out and f"PO {result['po']:.1f} %" in out
+    assert result["zone_score"] == sum(r["score"] for r in result["regions"]) and result["zone_score"] > 0
+    assert all(r["score"] == 0 for r in result["regions"] if "upper" in r["label"])

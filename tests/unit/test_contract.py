@@ -30,8 +30,8 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
         out[rule.name] = {
             "input": sorted(rule.input._names), "output": sorted(rule.output._names),
             "params": sorted(rule.params._names), "wildcards": sorted(rule.wildcard_names),
-            "unnamed_input": len(rule.input) > len(rule.input._names),
-            "unnamed_output": len(rule.output) > len(rule.output._names),
+            "unnamed_input": len(rule.input) > sum(1 if j is None else j - i for i, j in rule.input._names.values()),
+            "unnamed_output": len(rule.output) > sum(1 if j is None else j - i for i, j in rule.output._names.values()),
             "script": rule.script,
         }
     print(json.dumps(out))
@@ -43,13 +43,15 @@ def rules(tmp_path_factory):
     work = tmp_path_factory.mktemp("contract")
     sheet = work / "patients.tsv"
     sheet.write_text(
-        "patient_id\tdicom_dir\tlabel\tscore\tlung_reference\np1\traw/p1\t1\t20\tref/p1.dcm\nbad id\traw/x\t\t\t\n"
+        "patient_id\tdicom_dir\tlabel\tscore\tlung_reference\tsubject_id\n"
+        "p1\traw/p1\t1\t20\tref/p1.dcm\ts1\np2\traw/p2\t\t\t\ts1\nbad id\traw/x\t\t\t\t\n"
     )
     config = write_config(
         work,
         sheet,
         evaluation={"folds": 3},
         infection={"test": {"images": str(work / "Imgs"), "masks": str(work / "GT")}},
+        lung_mask={"lobes": {"model": "LTRCLobes_R231", "weights": ""}},
     )
     res = subprocess.run(
         [sys.executable, "-c", _LIST_RULES, str(work), str(config), str(REPO / "Snakefile")],
@@ -79,6 +81,9 @@ def test_every_rules_names_are_its_steps_arguments(rules):
         "evaluate_lung_mask",
         "lung_eval_table",
         "reject_sheet_row",
+        "segment_lobes",
+        "severity_vs_score",
+        "severity_followup",
     )
     assert set(optional) <= set(rules), "the fixture must switch every optional rule on"
     for name, rule in rules.items():

@@ -22,7 +22,10 @@ PER_PATIENT = [
     "export_npy",
     "qc_montage",
     "segment_infection",
+    "severity_readout",
 ]
+#: The cohort table of the read-outs and its plot against the sheet's scores follow every sheet change.
+READOUT_COHORT = {"severity_cohort": 1, "severity_vs_score": 1}
 NEW = PhantomSpec("tiny04", 504, True, 25.0, 24, 10.0, 72, 5.0)
 
 
@@ -59,6 +62,7 @@ def test_one_new_patient_runs_its_jobs_and_the_aggregates(cohort):
         "predict": 1,
         "evaluate": 1,
         "summarize": 1,
+        **READOUT_COHORT,
         "all": 1,
     }
 
@@ -67,7 +71,14 @@ def test_one_new_patient_without_retraining(cohort):
     counts = _dry(cohort, f"patients={cohort / 'patients_plus.tsv'}", "retrain=false")
     # the data sets, models and their metrics stay as they are: only the predictions (and the evaluation
     # and metrics page that read them) are redone
-    assert counts == {**dict.fromkeys(PER_PATIENT, 1), "predict": 1, "evaluate": 1, "summarize": 1, "all": 1}
+    assert counts == {
+        **dict.fromkeys(PER_PATIENT, 1),
+        "predict": 1,
+        "evaluate": 1,
+        "summarize": 1,
+        **READOUT_COHORT,
+        "all": 1,
+    }
 
 
 def test_changing_the_resampling_reruns_only_what_depends_on_it(cohort):
@@ -75,7 +86,14 @@ def test_changing_the_resampling_reruns_only_what_depends_on_it(cohort):
     config["resample"]["spacing_mm"] = 6.0
     (cohort / "config_6mm.yaml").write_text(yaml.safe_dump(config))
     counts = _dry(cohort, f"patients={cohort / 'patients.tsv'}", configfile=cohort / "config_6mm.yaml")
-    downstream = ["resample_volume", "segment_lungs", "export_npy", "qc_montage", "segment_infection"]
+    downstream = [
+        "resample_volume",
+        "segment_lungs",
+        "export_npy",
+        "qc_montage",
+        "segment_infection",
+        "severity_readout",
+    ]
     assert counts == {
         **dict.fromkeys(downstream, 3),
         "build_hdf5": 1,
@@ -84,6 +102,7 @@ def test_changing_the_resampling_reruns_only_what_depends_on_it(cohort):
         "predict": 1,
         "evaluate": 1,
         "summarize": 1,
+        **READOUT_COHORT,
         "all": 1,
     }
 
@@ -117,6 +136,7 @@ def test_new_patient_predicted_with_existing_models_then_removed(cohort):
     rows = {r["patient_id"]: r for r in csv.DictReader(open(results / "predictions.csv"))}
     assert list(rows) == ["tiny01", "tiny02", "tiny03", "tiny04"] and rows["tiny04"]["split"] == "new"
     assert (results / "npy/tiny04.npy").is_file() and (results / "infection_mask/tiny04.json").is_file()
+    assert (results / "severity/tiny04.json").is_file() and rows["tiny04"]["po"] != ""
     # tiny04 leaves the sheet again: it disappears from the predictions, nothing else re-runs
     res = snakemake(
         cohort,
@@ -148,5 +168,6 @@ def test_removed_patient_rebuilds_data_sets_and_models_only(cohort):
         "predict": 1,
         "evaluate": 1,
         "summarize": 1,
+        **READOUT_COHORT,
         "all": 1,
     }

@@ -24,6 +24,7 @@ PER_PATIENT_RULES = [
     "export_npy",
     "qc_montage",
     "segment_infection",
+    "severity_readout",
 ]
 AGGREGATE_RULES = [
     "build_hdf5",
@@ -34,6 +35,8 @@ AGGREGATE_RULES = [
     "summarize",
     "synth_infection_training",
     "train_infection_unet",
+    "severity_cohort",
+    "severity_vs_score",
 ]
 
 
@@ -267,7 +270,15 @@ def test_demo_patient_end_to_end_with_default_config(tmp_path):
 def test_rerun_after_fixing_sheet_runs_only_the_aggregates(tiny_rerun):
     work, dry, res, _, per_patient, models = tiny_rerun
     assert res.returncode == 0, res.stderr[-3000:]
-    assert job_counts(dry.stdout + dry.stderr) == {"predict": 1, "evaluate": 1, "summarize": 1, "all": 1}
+    # the read-outs' cohort table and plot waited for every patient's read-out (the bad ones had none)
+    assert job_counts(dry.stdout + dry.stderr) == {
+        "predict": 1,
+        "evaluate": 1,
+        "summarize": 1,
+        "severity_cohort": 1,
+        "severity_vs_score": 1,
+        "all": 1,
+    }
     for path, (mtime, data) in per_patient.items():
         assert path.stat().st_mtime_ns == mtime and path.read_bytes() == data, path
     assert all(p.stat().st_mtime_ns == m for p, m in models.items())
@@ -287,6 +298,17 @@ def test_predictions_metrics_and_report(tiny_rerun):
         assert int(r["seg_ctsi"]) == int(float(r["seg_score"]) // 4) and len(r["infection_unet_sha256"]) == 64
         assert (work / f"results/infection_mask/{r['patient_id']}.nii.gz").is_file()
         assert (work / f"results/qc/{r['patient_id']}_infection.png").is_file()
+        sev = json.loads((work / f"results/severity/{r['patient_id']}.json").read_text())
+        assert (work / f"results/severity/{r['patient_id']}.png").is_file()
+        # the read-out scores the same masks: its PO is the segmentation severity
+        assert float(r["po"]) == sev["po"] == pytest.approx(seg["seg_score"], abs=0.011)
+        assert r["region_scheme"] == sev["scheme"] == "zones" and r["ctss"] == ""  # no lobe model configured
+        zones = [int(r[f"score_{z}"]) for z in ("RUZ", "RMZ", "RLZ", "LUZ", "LMZ", "LLZ")]
+        assert int(r["zone_score"]) == sum(zones) == sev["zone_score"] and r["score_RUL"] == ""
+        assert float(r["ggo_percent"]) + float(r["consolidation_percent"]) == pytest.approx(float(r["po"]), abs=0.02)
+        assert float(r["pho"]) == float(r["consolidation_percent"])  # HU bands: the same -200 HU cut
+        assert r["po_severity_class"] in ("Low", "Mild", "Moderate", "Severe", "Critical")
+        assert sev["study_date"] and len(sev["study_date"]) == 8  # the anonymizer's shifted date
         assert 0 <= float(r["covid_probability"]) <= 1 and r["covid_label"] in ("0", "1")
         assert 0 <= float(r["score"]) <= 100 and int(r["ctsi"]) == int(float(r["score"]) // 4)
         assert len(r["classifier_sha256"]) == 64 and len(r["scorer_sha256"]) == 64
@@ -309,12 +331,16 @@ def test_predictions_metrics_and_report(tiny_rerun):
         "cohort_label",
         "cohort_severity",
         "cohort_ctsi",
+        "cohort_po_vs_score",
     ):
         assert (work / f"results/plots/{plot}.png").is_file(), plot
+    cohort = list(csv.DictReader(open(work / "results/severity/cohort.csv")))
+    assert [c["patient_id"] for c in cohort] == ["tiny01", "tiny02", "tiny03"]
+    assert [c["po"] for c in cohort] == [r["po"] for r in rows] and cohort[1]["sheet_score"] == "0.0"
     assert report.returncode == 0, report.stderr[-2000:]
     html = (work / "results/report.html").read_text(errors="replace")
     assert "predictions.csv" in html and "cohort_ctsi.png" in html and "tiny01.png" in html
-    assert "tiny01_infection.png" in html
+    assert "tiny01_infection.png" in html and "Severity read-out" in html and "cohort_po_vs_score.png" in html
     assert KEY not in html and KEY.encode() not in (work / "results/report.html").read_bytes()
     inf = json.loads((work / "results/metrics/infection_unet.json").read_text())
     assert inf["chosen_variant"] == "bce" and inf["split"]["val_groups"] == 1 and "val_dice" in inf

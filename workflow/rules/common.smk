@@ -144,6 +144,25 @@ def get_infection_source_dirs(wildcards):
     return [path for src in INFECTION_SOURCES for path in src.values()]
 
 
+# The lobe model of the severity read-out; without one, six geometric zones are scored.
+LOBE_MODEL = config["lung_mask"]["lobes"]["model"] if config["lung_mask"]["lobes"]["model"] != "none" else None
+# The cohort plot of PO against the sheet's score needs scores; the follow-up plot a subject with two scans.
+HAS_SHEET_SCORES = bool((patients["score"].str.strip() != "").any())
+_SUBJECTS = patients["subject_id"].str.strip() if "subject_id" in patients.columns else pd.Series([], dtype=str)
+HAS_FOLLOW_UP = bool((_SUBJECTS[_SUBJECTS != ""].value_counts() >= 2).any())
+
+
+def get_lobe_map(wildcards):
+    """The patient's lobe map when a lobe model is configured; else nothing (six zones)."""
+    return f"results/lobes/{wildcards.patient}.nii.gz" if LOBE_MODEL else []
+
+
+def get_severity_patients(wildcards):
+    """The sheet's score and subject of every patient, for the cohort table of the read-outs."""
+    cols = ["patient_id", "score"] + (["subject_id"] if "subject_id" in patients.columns else [])
+    return patients.loc[PATIENTS, cols].to_dict("records")
+
+
 RETRAIN = config["retrain"]
 TRAINED_FILES = ["results/dataset/split.tsv", "results/dataset/test.h5", "results/models/classifier.keras", "results/models/classifier.json",
                  "results/models/scorer.keras", "results/models/scorer.json", "results/metrics/classifier.json",
@@ -165,6 +184,13 @@ def get_final_output():
     outputs += expand("results/verify/{patient}.json", patient=PATIENTS)
     outputs += expand("results/rejected/row{row}.txt", row=rejected_rows["row"].tolist())
     outputs += expand("results/infection_mask/{patient}.json", patient=PATIENTS)
+    outputs += expand("results/severity/{patient}.json", patient=PATIENTS)
+    if PATIENTS:
+        outputs.append("results/severity/cohort.csv")
+    if PATIENTS and HAS_SHEET_SCORES:
+        outputs.append("results/plots/cohort_po_vs_score.png")
+    if HAS_FOLLOW_UP:
+        outputs.append("results/plots/cohort_followup.png")
     if config["infection"]["test"]:
         outputs.append("results/metrics/infection_unet_test.json")
     if LUNG_REFERENCED:

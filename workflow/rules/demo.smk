@@ -4,6 +4,7 @@ rule synth_patient:
         truth=f"{DEMO_DIR}/truth/{{patient}}.json",
         lung_truth=f"{DEMO_DIR}/truth/{{patient}}_lung.nii.gz",
         lesion_truth=f"{DEMO_DIR}/truth/{{patient}}_lesion.nii.gz",
+        lobe_truth=f"{DEMO_DIR}/truth/{{patient}}_lobes.nii.gz",
     log:
         "results/logs/synth_patient/{patient}.log",
     resources:

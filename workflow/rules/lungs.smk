@@ -27,6 +27,37 @@ rule segment_lungs:
         "../scripts/step.py"
 
 
+# Lobes for the severity read-out, only when a lobe model is configured (lung_mask.lobes.model).
+if LOBE_MODEL:
+
+    rule segment_lobes:
+        input:
+            volume="results/resampled/{patient}.nii.gz",
+        output:
+            lobes="results/lobes/{patient}.nii.gz",
+            provenance="results/lobes/{patient}.json",
+        log:
+            "results/logs/segment_lobes/{patient}.log",
+        benchmark:
+            "results/benchmarks/segment_lobes/{patient}.tsv"
+        params:
+            model=LOBE_MODEL,
+            weights=config["lung_mask"]["lobes"]["weights"],
+            r231_weights=config["lung_mask"]["weights"],
+            force_cpu=config["lung_mask"]["force_cpu"],
+            batch_size=config["lung_mask"]["batch_size"],
+        resources:
+            gpu=1,
+            # like lungmask R231 (one network), twice with the R231 fusion, whose post-processing
+            # labels every lobe piece of the volume
+            mem_mb=get_mem_mb(4000 if LOBE_MODEL == "LTRCLobes" else 6000, per_input_mb=100),
+            runtime=get_runtime(10, per_input_mb=5 if LOBE_MODEL == "LTRCLobes" else 12),
+        conda:
+            "../envs/covidct.yaml"
+        script:
+            "../scripts/step.py"
+
+
 rule qc_montage:
     input:
         volume="results/resampled/{patient}.nii.gz",

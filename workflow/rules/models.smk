@@ -101,6 +101,7 @@ rule predict:
         classifier_sidecar="results/models/classifier.json",
         scorer="results/models/scorer.keras",
         infection=expand("results/infection_mask/{patient}.json", patient=PATIENTS),
+        severity=expand("results/severity/{patient}.json", patient=PATIENTS),
     output:
         csv=report("results/predictions.csv", caption="../report/predictions.rst", category="Predictions"),
     log:

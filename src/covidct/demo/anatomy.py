@@ -2,8 +2,9 @@
 (``x`` to the patient's left, ``y`` posterior, ``z`` superior; ``z`` index 0 the most inferior slice):
 air, a patient table, body outline with fat and muscle, ribs, spine, sternum, mediastinal fat, heart
 and aorta, two lungs with a branching vessel tree, trachea and main bronchi, a neck with larynx and
-pharynx, bowel gas below the diaphragm, and for COVID-positive patients ground-glass and
-consolidation lesions that fill an exact fraction of the lung, so the score is true by construction."""
+pharynx, bowel gas below the diaphragm, five lobes (an oblique fissure in each lung, a horizontal
+fissure in the right), and for COVID-positive patients ground-glass and consolidation lesions that
+fill an exact fraction of the lung (or of each lobe), so the score is true by construction."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from covidct.demo.spec import PhantomSpec
+from covidct.demo.spec import LOBE_ORDER, PhantomSpec
 from covidct.hounsfield import HU_AIR, HU_MAX, HU_MIN
+from covidct.lungs.lobes import LOBE_LLL, LOBE_LUL, LOBE_RLL, LOBE_RML, LOBE_RUL
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +263,25 @@ STOMACH_FLUID_LEVEL_MM = -5.0
 COLON_GAS_MM = ((48.0, -40.0, 12.0, 13.0), (35.0, -62.0, 28.0, 10.0))
 
 
+#: Fissures, as heights in a lung (0 at its base, 1 at its apex; ranges drawn per seed). The oblique
+#: fissure of each lung rises from OBLIQUE_ANTERIOR at the lung's anterior edge to OBLIQUE_POSTERIOR at
+#: its posterior edge (a plane seen from the side, bent by up to FISSURE_BEND toward the lateral
+#: edge): below and behind it the lower lobe. The horizontal fissure of the right lung lies at
+#: HORIZONTAL (tilted by up to FISSURE_BEND from medial to lateral): the middle lobe is above the
+#: oblique and below the horizontal fissure, in front. Lobar shares of the lungs come out near the
+#: adult ones (demo cohort: right upper 20 %, middle 7 %, lower 28 %, left upper 24 %, lower 22 %).
+OBLIQUE_ANTERIOR = (0.10, 0.20)
+
+
+OBLIQUE_POSTERIOR = (0.82, 0.92)
+
+
+HORIZONTAL = (0.48, 0.56)
+
+
+FISSURE_BEND = 0.06
+
+
 #: Lesion texture: smooth noise on physical lattices (step mm, smoothing in steps, weight).
 LESION_NOISE_OCTAVES = ((8.0, 1.2, 1.0), (4.0, 1.0, 0.35))
 
@@ -278,6 +299,8 @@ class Phantom:
         origin: LPS position (mm) of the centre of voxel (0, 0, 0).
         score: Percent of lung voxels inside ``lesion_mask``, counted from the arrays.
         lesion_kind: uint8, 0 none, 1 ground glass (LESION_GGO), 2 consolidation.
+        lobes: uint8 lobe of every lung voxel (lungmask's convention: 1 left upper, 2 left lower,
+            3 right upper, 4 right middle, 5 right lower), 0 outside the lung.
     """
 
     hu: np.ndarray
@@ -287,6 +310,7 @@ class Phantom:
     origin: tuple[float, float, float]
     score: float
     lesion_kind: np.ndarray | None = field(default=None, repr=False)
+    lobes: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -735,16 +759,54 @@ def _smooth_noise_at(
     return ndimage.map_coordinates(lattice, coords, order=1, mode="nearest")
 
 
-def _lesions(
-    spec: PhantomSpec, lay: _Layout, labels: np.ndarray, lung_idx: tuple[np.ndarray, ...]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Choose exactly round(target% of the lung) lesion voxels and give them HU.
+def _lobe_codes(spec: PhantomSpec, lay: _Layout, labels: np.ndarray, lung_idx: tuple[np.ndarray, ...]) -> np.ndarray:
+    """The lobe of each lung voxel, from the fissure surfaces (see OBLIQUE_ANTERIOR)."""
+    g = lay.grid
+    zi, yi, xi = lung_idx
+    X, Y, Z = g.xs[xi], g.ys[yi], g.zs[zi]
+    lab = labels[lung_idx]
+    codes = np.zeros(zi.size, np.uint8)
+    rng = np.random.default_rng([spec.seed, 8])
+    for side in lay.sides:
+        anterior, posterior = rng.uniform(*OBLIQUE_ANTERIOR), rng.uniform(*OBLIQUE_POSTERIOR)
+        bend, horizontal, tilt = rng.uniform(-1, 1) * FISSURE_BEND, rng.uniform(*HORIZONTAL), rng.uniform(-1, 1)
+        sel = lab == side.label
+        h = side.height(Z[sel])
+        v = np.clip((Y[sel] - side.cy) / side.ay, -1.0, 1.0)  # -1 anterior, +1 posterior
+        u = np.clip((X[sel] - side.cx) / side.ax, -1.0, 1.0)
+        lateral = -u if side.label == LABEL_RIGHT_LUNG else u  # +1 at the lateral edge
+        oblique = anterior + (posterior - anterior) * (v + 1.0) / 2.0 + bend * np.clip(lateral, 0.0, 1.0) ** 2
+        lower = h < oblique
+        if side.label == LABEL_RIGHT_LUNG:
+            middle = ~lower & (h < horizontal + tilt * FISSURE_BEND * lateral)
+            codes[sel] = np.where(lower, LOBE_RLL, np.where(middle, LOBE_RML, LOBE_RUL))
+        else:
+            codes[sel] = np.where(lower, LOBE_LLL, LOBE_LUL)
+    return codes
 
-    Lesions are the lung voxels of highest priority, a smooth noise field plus a bias
-    toward peripheral, posterior and basal lung: thresholding it gives smooth irregular
-    blobs, and the threshold falls exactly at the requested count (the last blob is
-    trimmed). The deeper inside a lesion (higher above the threshold), the denser: a
-    ground-glass rim and, for the top fraction, consolidation.
+
+def _lesion_groups(spec: PhantomSpec, lobe_at: np.ndarray) -> list[tuple[np.ndarray | None, int, float]]:
+    """Where lesions go and how many: ``(lung voxel indices or None for all, count, percent)``."""
+    if spec.lobe_involvement is None:
+        return [(None, _lesion_count(spec.target_score, lobe_at.size), spec.target_score)]
+    groups = []
+    for code, percent in zip(LOBE_ORDER, spec.lobe_involvement):
+        members = np.flatnonzero(lobe_at == code)
+        groups.append((members, _lesion_count(percent, members.size), percent))
+    return groups
+
+
+def _lesions(
+    spec: PhantomSpec, lay: _Layout, labels: np.ndarray, lung_idx: tuple[np.ndarray, ...], lobe_at: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Choose exactly round(target% of the lung) lesion voxels (or round(percent of each lobe) in each
+    lobe, with ``spec.lobe_involvement``) and give them HU.
+
+    Lesions are the lung voxels (of the lobe) of highest priority, a smooth noise field plus a bias
+    toward peripheral, posterior and basal lung: thresholding it gives smooth irregular blobs, and
+    the threshold falls exactly at the requested count (the last blob is trimmed). The deeper
+    inside a lesion (higher above the threshold), the denser: a ground-glass rim and, for the top
+    fraction (more of it where more is involved), consolidation.
 
     Returns:
         Per lung voxel: lesion kind (0, LESION_GGO, LESION_CONSOLIDATION) and lesion HU.
@@ -752,10 +814,10 @@ def _lesions(
     g = lay.grid
     zi, yi, xi = lung_idx
     n_lung = zi.size
-    n_les = _lesion_count(spec.target_score, n_lung)
     kind = np.zeros(n_lung, np.uint8)
     les_hu = np.zeros(n_lung, np.float32)
-    if n_les == 0:
+    groups = _lesion_groups(spec, lobe_at)
+    if sum(count for _, count, _ in groups) == 0:
         return kind, les_hu
     rng = np.random.default_rng([spec.seed, 3])
     X, Y, Z = g.xs[xi], g.ys[yi], g.zs[zi]
@@ -773,21 +835,27 @@ def _lesions(
         posterior = (Y[sel] - side.cy) / side.ay
         basal = 1.0 - np.clip(side.height(Z[sel]), 0.0, 1.0)
         priority[sel] += 1.2 * np.clip(periph, 0.0, 1.0) + 0.5 * posterior + 0.3 * basal
-    order = np.argsort(-priority, kind="stable")
-    chosen = order[:n_les]
-    depth = priority[chosen] - priority[order[n_les - 1]]
-    cons_fraction = 0.1 + 0.3 * spec.target_score / 100.0
-    d_c = max(float(np.quantile(depth, 1.0 - cons_fraction)), 1e-6)
-    d_max = max(float(depth.max()), d_c + 1e-6)
-    is_cons = depth > d_c
-    ggo = np.clip(depth / d_c, 0.0, 1.0) ** 0.8
-    cons = np.clip((depth - d_c) / (d_max - d_c), 0.0, 1.0) ** 0.5
-    kind[chosen] = np.where(is_cons, LESION_CONSOLIDATION, LESION_GGO)
-    les_hu[chosen] = np.where(
-        is_cons,
-        HU_CONSOLIDATION[0] + (HU_CONSOLIDATION[1] - HU_CONSOLIDATION[0]) * cons,
-        HU_GGO[0] + (HU_GGO[1] - HU_GGO[0]) * ggo,
-    )
+    for members, count, percent in groups:
+        if count == 0:
+            continue
+        if members is None:
+            order = np.argsort(-priority, kind="stable")
+        else:
+            order = members[np.argsort(-priority[members], kind="stable")]
+        chosen = order[:count]
+        depth = priority[chosen] - priority[order[count - 1]]
+        cons_fraction = 0.1 + 0.3 * percent / 100.0
+        d_c = max(float(np.quantile(depth, 1.0 - cons_fraction)), 1e-6)
+        d_max = max(float(depth.max()), d_c + 1e-6)
+        is_cons = depth > d_c
+        ggo = np.clip(depth / d_c, 0.0, 1.0) ** 0.8
+        cons = np.clip((depth - d_c) / (d_max - d_c), 0.0, 1.0) ** 0.5
+        kind[chosen] = np.where(is_cons, LESION_CONSOLIDATION, LESION_GGO)
+        les_hu[chosen] = np.where(
+            is_cons,
+            HU_CONSOLIDATION[0] + (HU_CONSOLIDATION[1] - HU_CONSOLIDATION[0]) * cons,
+            HU_GGO[0] + (HU_GGO[1] - HU_GGO[0]) * ggo,
+        )
     return kind, les_hu
 
 
@@ -871,7 +939,8 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     cy = np.where(lab == LABEL_RIGHT_LUNG, lay.sides[0].cy, lay.sides[1].cy)
     ay = np.where(lab == LABEL_RIGHT_LUNG, lay.sides[0].ay, lay.sides[1].ay)
     lung_hu = HU_LUNG + 0.5 * HU_LUNG_AP_GRADIENT * np.clip((g.ys[yi] - cy) / ay, -1.0, 1.0)
-    kind_at, les_hu = _lesions(spec, lay, labels, lung_idx)
+    lobe_at = _lobe_codes(spec, lay, labels, lung_idx)
+    kind_at, les_hu = _lesions(spec, lay, labels, lung_idx, lobe_at)
     lung_hu = np.where(kind_at > 0, les_hu, lung_hu).astype(np.float32)
     hu[lung_idx] = lung_hu
 
@@ -910,6 +979,8 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
 
     lesion_kind = np.zeros(g.shape, np.uint8)
     lesion_kind[lung_idx] = kind_at
+    lobes = np.zeros(g.shape, np.uint8)
+    lobes[lung_idx] = lobe_at
     lesion_mask = (lesion_kind > 0).astype(np.uint8)
     n_lung = int(lung.sum())
     score = 100.0 * float(lesion_mask.sum()) / n_lung if n_lung else 0.0
@@ -930,6 +1001,7 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
         origin=g.origin,
         score=score,
         lesion_kind=lesion_kind,
+        lobes=lobes,
     )
 
 
@@ -941,7 +1013,7 @@ def _fov_disc(spec: PhantomSpec) -> np.ndarray:
 
 
 def true_score(spec: PhantomSpec) -> float:
-    """The score ``make_phantom(spec).score`` will have, from the lung labels alone.
+    """The score ``make_phantom(spec).score`` will have, from the lung labels and lobes alone.
 
     Args:
         spec: The patient's specification.
@@ -949,7 +1021,11 @@ def true_score(spec: PhantomSpec) -> float:
     Returns:
         Percent of lung voxels that are lesion.
     """
-    if spec.target_score == 0:
+    if not spec.covid:
         return 0.0
-    n_lung = int(np.count_nonzero(_lungs(_layout(spec))))
-    return 100.0 * _lesion_count(spec.target_score, n_lung) / n_lung if n_lung else 0.0
+    lay = _layout(spec)
+    labels = _lungs(lay)
+    lung_idx = np.nonzero(labels)
+    n_lung = lung_idx[0].size
+    groups = _lesion_groups(spec, _lobe_codes(spec, lay, labels, lung_idx))
+    return 100.0 * sum(count for _, count, _ in groups) / n_lung if n_lung else 0.0

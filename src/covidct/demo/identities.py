@@ -212,6 +212,45 @@ def fake_identity(seed: int) -> dict[str, str]:
     }
 
 
+#: The identity keys that belong to the person (the same on every scan of one person).
+PERSON_KEYS = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex")
+
+
+#: The dates of a scan (all the study's day).
+DATE_KEYS = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+
+
+def scan_identity(seed: int, person_seed: int | None = None, days_after: int = 0) -> dict[str, str]:
+    """Fake identifiers of one scan: a follow-up scan of the person of ``person_seed``.
+
+    The person's keys (PERSON_KEYS) come from ``fake_identity(person_seed)``, the scan's own
+    (UIDs, accession number, institution, ...) from ``fake_identity(seed)``, and the dates are
+    ``days_after`` days after the person's study date (so the anonymizer, whose date offset is
+    keyed on the PatientID, keeps the intervals between one person's scans exact).
+
+    Args:
+        seed: The scan's seed.
+        person_seed: The person's seed; None: ``seed``.
+        days_after: Days after the person's first study date.
+
+    Returns:
+        DICOM keyword -> value, as ``fake_identity``; ``fake_identity(seed)`` itself when
+        ``person_seed`` is None or ``seed`` and ``days_after`` is 0.
+    """
+    scan = fake_identity(seed)
+    person_seed = seed if person_seed is None else person_seed
+    if person_seed == seed and days_after == 0:
+        return scan
+    person = fake_identity(person_seed)
+    out = {**scan, **{key: person[key] for key in PERSON_KEYS}}
+    day = datetime.strptime(person["StudyDate"], "%Y%m%d").date() + timedelta(days=int(days_after))
+    out.update(dict.fromkeys(DATE_KEYS, day.strftime("%Y%m%d")))
+    birth = datetime.strptime(person["PatientBirthDate"], "%Y%m%d").date()
+    age = day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+    out["PatientAge"] = f"{age:03d}Y"
+    return out
+
+
 def localizer_series_uid(series_uid: str) -> str:
     """SeriesInstanceUID of the localizer series that goes with an axial series."""
     return f"{series_uid}.0"

@@ -8,8 +8,12 @@ import re
 from dataclasses import dataclass
 
 from covidct.hounsfield import HU_MIN
+from covidct.lungs.lobes import LOBE_LLL, LOBE_LUL, LOBE_RLL, LOBE_RML, LOBE_RUL
 
 _PATIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+#: The lobes of ``PhantomSpec.lobe_involvement``, in reading order (lobe codes of lungmask's convention).
+LOBE_ORDER = (LOBE_RUL, LOBE_RML, LOBE_RLL, LOBE_LUL, LOBE_LLL)
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,13 @@ class PhantomSpec:
         localizer: The folder also holds a one-image coronal LOCALIZER series.
         rescale_slope: RescaleSlope; 1/slope must be an integer (1, 0.5, ...).
         rescale_intercept: RescaleIntercept (integer); None: 0 if signed, -1024 if unsigned.
+        lobe_involvement: Percent of each lobe involved by lesions, in the order of
+            ``LOBE_ORDER`` (right upper, middle, lower, left upper, lower); each lobe then gets
+            exactly round(percent x its voxels) lesion voxels. None: ``target_score`` percent of the
+            whole lung, placed where the lesion priority is highest (the lobes' shares follow).
+        person_seed: Seed of the person's fake identity (name, PatientID, birth date, base study
+            date); None: ``seed``. Scans with one ``person_seed`` are follow-up scans of one person.
+        days_after: The study date is this many days after the person's base study date.
     """
 
     patient_id: str
@@ -50,6 +61,9 @@ class PhantomSpec:
     localizer: bool = False
     rescale_slope: float = 1.0
     rescale_intercept: float | None = None
+    lobe_involvement: tuple[float, float, float, float, float] | None = None
+    person_seed: int | None = None
+    days_after: int = 0
 
     def __post_init__(self) -> None:
         if not _PATIENT_ID_RE.match(self.patient_id):
@@ -60,6 +74,15 @@ class PhantomSpec:
             raise ValueError(f"{self.patient_id}: target_score must lie in [0, 100]")
         if not self.covid and self.target_score != 0:
             raise ValueError(f"{self.patient_id}: a negative patient has target_score 0")
+        if self.lobe_involvement is not None:
+            if len(self.lobe_involvement) != len(LOBE_ORDER) or not all(
+                0.0 <= p <= 100.0 for p in self.lobe_involvement
+            ):
+                raise ValueError(f"{self.patient_id}: lobe_involvement needs {len(LOBE_ORDER)} percents in [0, 100]")
+            if self.covid != any(p > 0 for p in self.lobe_involvement):
+                raise ValueError(f"{self.patient_id}: a patient has lesions in a lobe if and only if it is positive")
+        if self.days_after < 0 or (self.person_seed is not None and self.person_seed < 0):
+            raise ValueError(f"{self.patient_id}: days_after and person_seed must be >= 0")
         if self.n_slices < 3 or self.matrix < 16:
             raise ValueError(f"{self.patient_id}: need at least 3 slices and a 16x16 matrix")
         if self.slice_spacing_mm <= 0 or self.pixel_spacing_mm <= 0:

@@ -21,7 +21,7 @@ from covidct.demo.anatomy import (
     _fov_disc,
     make_phantom,
 )
-from covidct.demo.identities import _MANUFACTURERS, fake_identity, inject_identifiers, localizer_series_uid
+from covidct.demo.identities import _MANUFACTURERS, inject_identifiers, localizer_series_uid, scan_identity
 from covidct.demo.spec import PhantomSpec
 from covidct.hounsfield import HU_AIR
 from covidct.io import atomic_dir, write_json, write_volume
@@ -223,20 +223,77 @@ def _label_image(array: np.ndarray, phantom: Phantom) -> SimpleITK.Image:
 
 
 def truth_paths(truth_dir: str | Path, patient_id: str) -> dict[str, Path]:
-    """The truth files ``write_patient`` writes for a patient: ``json``, ``lung``, ``lesion``."""
+    """The truth files ``write_patient`` writes for a patient: ``json``, ``lung``, ``lesion``, ``lobes``."""
     truth_dir = Path(truth_dir)
     return {
         "json": truth_dir / f"{patient_id}.json",
         "lung": truth_dir / f"{patient_id}_lung.nii.gz",
         "lesion": truth_dir / f"{patient_id}_lesion.nii.gz",
+        "lobes": truth_dir / f"{patient_id}_lobes.nii.gz",
+    }
+
+
+def truth_readout(phantom: Phantom) -> dict:
+    """The severity read-out's truth, counted on the phantom's own grid from its lobes, lungs,
+    lesions and HU: per lobe and per geometric zone volume, lesion volume, percent and 0-5 score,
+    CTSS and zone score; PO and PHO per lung and total; ground-glass and consolidation percent of
+    the lung (from the lesion kinds)."""
+    from covidct.lungs.lobes import LOBES, ZONES, geometric_zones
+    from covidct.readout import HIGH_OPACITY_HU
+    from covidct.severity import lobe_score
+
+    voxel_ml = float(np.prod(phantom.spacing)) / 1000.0
+    lesion = phantom.lesion_mask > 0
+    high = lesion & (phantom.hu > HIGH_OPACITY_HU)
+
+    def pct(part: np.ndarray, whole: np.ndarray) -> float:
+        n = int(np.count_nonzero(whole))
+        return 100.0 * int(np.count_nonzero(part & whole)) / n if n else 0.0
+
+    def regions(scheme, codes: np.ndarray) -> tuple[dict, int]:
+        rows = {}
+        for region in scheme.regions:
+            inside = codes == region.code
+            percent = pct(lesion, inside)
+            rows[region.name] = {
+                "volume_ml": round(int(np.count_nonzero(inside)) * voxel_ml, 3),
+                "lesion_ml": round(int(np.count_nonzero(inside & lesion)) * voxel_ml, 3),
+                "percent": round(percent, 4),
+                "score": lobe_score(percent),
+            }
+        return rows, sum(r["score"] for r in rows.values())
+
+    lobes, ctss = regions(LOBES, phantom.lobes)
+    zones, zone_score = regions(ZONES, geometric_zones(phantom.lung_labels))
+    lung = phantom.lung_labels > 0
+    kind = phantom.lesion_kind if phantom.lesion_kind is not None else phantom.lesion_mask
+    return {
+        "lobes": lobes,
+        "ctss": ctss,
+        "zones": zones,
+        "zone_score": zone_score,
+        "po": round(pct(lesion, lung), 4),
+        "pho": round(pct(high, lung), 4),
+        "lungs": {
+            name: {
+                "po": round(pct(lesion, phantom.lung_labels == side), 4),
+                "pho": round(pct(high, phantom.lung_labels == side), 4),
+            }
+            for name, side in (("right", LABEL_RIGHT_LUNG), ("left", LABEL_LEFT_LUNG))
+        },
+        "ggo_percent": round(pct(kind == LESION_GGO, lung), 4),
+        "consolidation_percent": round(pct(kind == LESION_CONSOLIDATION, lung), 4),
+        "high_opacity_above_hu": HIGH_OPACITY_HU,
     }
 
 
 def write_patient(spec: PhantomSpec, dicom_dir: Path, truth_dir: Path) -> dict:
     """Generate one patient: its DICOM folder (atomic) and its truth files.
 
-    Truth files: ``<pid>.json``, ``<pid>_lung.nii.gz`` (labels 1 right, 2 left) and
-    ``<pid>_lesion.nii.gz``, the masks in the same physical space as the DICOM series.
+    Truth files: ``<pid>.json`` (with the severity read-out's truth, ``truth_readout``),
+    ``<pid>_lung.nii.gz`` (labels 1 right, 2 left), ``<pid>_lesion.nii.gz`` and
+    ``<pid>_lobes.nii.gz`` (lungmask's lobe labels), the masks in the same physical space as the
+    DICOM series.
 
     Args:
         spec: The patient.
@@ -248,7 +305,7 @@ def write_patient(spec: PhantomSpec, dicom_dir: Path, truth_dir: Path) -> dict:
     """
     started = time.perf_counter()
     phantom = make_phantom(spec)
-    identity = fake_identity(spec.seed)
+    identity = scan_identity(spec.seed, spec.person_seed, spec.days_after)
     with atomic_dir(dicom_dir) as tmp:
         files = write_series(phantom, spec, tmp, identity)
     truth_dir = Path(truth_dir)
@@ -280,10 +337,15 @@ def write_patient(spec: PhantomSpec, dicom_dir: Path, truth_dir: Path) -> dict:
         "rescale_intercept": spec.intercept,
         "n_files": len(files),
         "identity": identity,
+        "person_seed": spec.person_seed if spec.person_seed is not None else spec.seed,
+        "days_after": spec.days_after,
+        "lobe_involvement": list(spec.lobe_involvement) if spec.lobe_involvement is not None else None,
+        "readout": truth_readout(phantom),
     }
     paths = truth_paths(truth_dir, pid)
     write_volume(paths["lung"], _label_image(labels, phantom))
     write_volume(paths["lesion"], _label_image(phantom.lesion_mask, phantom))
+    write_volume(paths["lobes"], _label_image(phantom.lobes, phantom))
     write_json(paths["json"], truth)
     log.info("patient %s: %d DICOM files and truth written in %.2f s", pid, len(files), time.perf_counter() - started)
     return truth

@@ -9,5 +9,6 @@ doubled the HU of the left lung).
 
 Modules: ``threshold`` (the classical backend, with ``airways``, ``thorax`` and ``pleural_fill``),
 ``lungmask`` (R231), ``labels`` (label maps, left/right, volumes), ``qc`` (mask QC flags),
-``evaluation`` (against reference contours).
+``evaluation`` (against reference contours), ``lobes`` (lungmask's LTRCLobes lobes and the six
+geometric zones the severity read-out scores).
 """

@@ -16,12 +16,13 @@ R231_FILE = "unet_r231-d5d2fc3d.pth"
 R231_URL = "https://github.com/JoHof/lungmask/releases/download/v0.0/unet_r231-d5d2fc3d.pth"
 
 
-def hub_weights_path() -> Path:
-    """Where ``torch.hub`` keeps the R231 weights (``$TORCH_HOME/hub/checkpoints``)."""
+def hub_weights_path(file_name: str = R231_FILE) -> Path:
+    """Where ``torch.hub`` keeps a lungmask weights file (``$TORCH_HOME/hub/checkpoints``; R231's
+    by default, the lobe model's for ``covidct.lungs.lobes``)."""
     torch_home = os.environ.get("TORCH_HOME") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch"
     )
-    return Path(torch_home) / "hub" / "checkpoints" / R231_FILE
+    return Path(torch_home) / "hub" / "checkpoints" / file_name
 
 
 def resolve_weights(weights: str | Path | None, patient: str | None = None) -> Path:

@@ -1,4 +1,6 @@
-"""Predictions of both models for patients' model-ready arrays."""
+"""Predictions of both models for patients' model-ready arrays; ``predictions.csv`` also carries the
+infection U-Net's segmentation severity (SEG_COLUMNS) and the clinical read-out (``covidct.readout``:
+READOUT_COLUMNS, lobe or zone scores, PO, PHO, lesion types, the PO's severity class)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from covidct.io import atomic_path, sha256_file
+from covidct.readout import READOUT_COLUMNS
 from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
 
 #: Columns taken as they are from the infection U-Net's per-patient JSON (``steps.segment_infection``).
@@ -24,6 +27,7 @@ COLUMNS = [
     "seg_score",
     "seg_severity_class",
     "seg_ctsi",
+    *READOUT_COLUMNS,
     "classifier_sha256",
     "scorer_sha256",
     "infection_unet_sha256",
@@ -42,7 +46,7 @@ def predict_arrays(
         threshold: The classifier's decision threshold (chosen on val, in its sidecar JSON).
 
     Returns:
-        One dict per patient with the COLUMNS but SEG_COLUMNS (split left empty).
+        One dict per patient with the COLUMNS but SEG_COLUMNS and READOUT_COLUMNS (split left empty).
     """
     from covidct.models.cnn3d import load_model
 

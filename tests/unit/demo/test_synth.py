@@ -6,6 +6,7 @@ import csv
 import itertools
 import json
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,18 @@ from covidct.demo.anatomy import (
     true_score,
 )
 from covidct.demo.cohort import DEMO_COHORT, sheet_rows, write_cohort
-from covidct.demo.identities import PRIVATE_CREATOR, PRIVATE_GROUP, fake_identity, inject_identifiers
-from covidct.demo.spec import PhantomSpec
-from covidct.demo.writer import write_patient, write_series
+from covidct.demo.identities import (
+    PERSON_KEYS,
+    PRIVATE_CREATOR,
+    PRIVATE_GROUP,
+    fake_identity,
+    inject_identifiers,
+    scan_identity,
+)
+from covidct.demo.spec import LOBE_ORDER, PhantomSpec
+from covidct.demo.writer import truth_readout, write_patient, write_series
 from covidct.hounsfield import HU_AIR
+from covidct.lungs.lobes import LOBE_LLL, LOBE_LUL, LOBE_RLL, LOBE_RML, LOBE_RUL
 
 TINY = PhantomSpec(
     "tiny01", seed=7, covid=True, target_score=30.0, n_slices=12, slice_spacing_mm=25.0, matrix=64, pixel_spacing_mm=6.0
@@ -189,6 +198,56 @@ def test_left_right_and_lung_shape(medium):
     assert area[top] < 0.5 * area.max()
 
 
+def test_five_lobes_split_by_fissures_where_anatomy_has_them(medium):
+    """Lobes (deliberately added): the lower lobes lie behind and below the upper ones (oblique
+    fissure), the right middle lobe in front between them (horizontal fissure); every lung voxel
+    has exactly one lobe of its own side, each lobe in one piece, with adult-like shares."""
+    lobes, labels = medium.lobes, medium.lung_labels
+    np.testing.assert_array_equal(lobes > 0, labels > 0)
+    assert set(np.unique(lobes[labels == LABEL_RIGHT_LUNG])) == {LOBE_RUL, LOBE_RML, LOBE_RLL}
+    assert set(np.unique(lobes[labels == LABEL_LEFT_LUNG])) == {LOBE_LUL, LOBE_LLL}
+    centre = {code: np.array(np.nonzero(lobes == code)).mean(axis=1) for code in range(1, 6)}  # (z, y, x)
+    for upper, lower in ((LOBE_RUL, LOBE_RLL), (LOBE_LUL, LOBE_LLL)):
+        assert centre[lower][0] < centre[upper][0] and centre[lower][1] > centre[upper][1]  # lower, posterior
+    assert centre[LOBE_RML][1] < centre[LOBE_RLL][1] and centre[LOBE_RML][1] < centre[LOBE_RUL][1]  # anterior
+    assert centre[LOBE_RLL][0] < centre[LOBE_RML][0] < centre[LOBE_RUL][0]
+    n = np.count_nonzero(labels)
+    shares = {code: np.count_nonzero(lobes == code) / n for code in range(1, 6)}
+    assert 0.03 < shares[LOBE_RML] < 0.15 and all(0.12 < shares[c] < 0.35 for c in (1, 2, 3, 5))
+    for code in range(1, 6):
+        assert ndimage.label(lobes == code)[1] == 1
+
+
+def test_lesions_placed_per_lobe_with_exact_fractions():
+    involvement = (4.0, 0.0, 55.5, 24.0, 90.0)  # RUL, RML, RLL, LUL, LLL
+    spec = replace(MEDIUM, lobe_involvement=involvement)
+    p = make_phantom(spec)
+    for code, percent in zip(LOBE_ORDER, involvement):
+        n_lobe = np.count_nonzero(p.lobes == code)
+        n_lesion = np.count_nonzero((p.lobes == code) & (p.lesion_mask > 0))
+        assert n_lesion == int(np.floor(percent / 100 * n_lobe + 0.5)), code
+    assert true_score(spec) == pytest.approx(p.score)
+    truth = truth_readout(p)
+    assert [truth["lobes"][k]["score"] for k in ("RUL", "RML", "RLL", "LUL", "LLL")] == [1, 0, 4, 2, 5]
+    assert truth["ctss"] == 12 and truth["po"] == pytest.approx(p.score, abs=1e-4)
+    kinds = p.lesion_kind[p.lesion_mask > 0]
+    assert (kinds == LESION_GGO).any() and (kinds == LESION_CONSOLIDATION).any()
+    with pytest.raises(ValueError, match="if and only if"):
+        replace(MEDIUM, covid=False, target_score=0.0, lobe_involvement=involvement)
+    with pytest.raises(ValueError, match="5 percents"):
+        replace(MEDIUM, lobe_involvement=(10.0, 20.0))
+
+
+def test_follow_up_scans_are_one_person_on_other_days():
+    first, later = scan_identity(41, 41, 0), scan_identity(42, 41, 30)
+    assert first == fake_identity(41)
+    assert {k: later[k] for k in PERSON_KEYS} == {k: first[k] for k in PERSON_KEYS}
+    assert later["StudyInstanceUID"] != first["StudyInstanceUID"]
+    assert later["SeriesInstanceUID"] == fake_identity(42)["SeriesInstanceUID"]
+    days = (datetime.strptime(later["StudyDate"], "%Y%m%d") - datetime.strptime(first["StudyDate"], "%Y%m%d")).days
+    assert days == 30 and later["AcquisitionDate"] == later["StudyDate"]
+
+
 def test_anatomy_is_physically_sized():
     coarse = make_phantom(replace(TINY, covid=False, target_score=0.0))
     fine = make_phantom(
@@ -279,6 +338,8 @@ def test_write_patient_reads_back_exactly(tmp_path, variant):
     assert lung.TransformPhysicalPointToIndex(ipp) == expected
     lesion = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "truth" / f"{spec.patient_id}_lesion.nii.gz")))
     np.testing.assert_array_equal(lesion, phantom.lesion_mask)
+    lobes = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "truth" / f"{spec.patient_id}_lobes.nii.gz")))
+    np.testing.assert_array_equal(lobes, phantom.lobes)
 
     saved = json.loads((tmp_path / "truth" / f"{spec.patient_id}.json").read_text())
     assert saved == json.loads(json.dumps(truth))
@@ -425,7 +486,7 @@ def test_write_cohort(tmp_path):
     assert rows[0]["score"] == f"{truth['score']:.2f}"
     for pid in ("tiny01", "tiny02"):
         assert len(list((tmp_path / "cohort" / "dicom" / pid).glob("*.dcm"))) >= TINY.n_slices
-        for suffix in (".json", "_lung.nii.gz", "_lesion.nii.gz"):
+        for suffix in (".json", "_lung.nii.gz", "_lesion.nii.gz", "_lobes.nii.gz"):
             assert (tmp_path / "cohort" / "truth" / f"{pid}{suffix}").is_file()
     assert not [p for p in (tmp_path / "cohort" / "dicom").iterdir() if p.name.startswith(".")]
     with pytest.raises(ValueError, match="duplicate"):

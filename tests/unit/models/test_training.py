@@ -15,6 +15,7 @@ from covidct.models.data import write_hdf5
 from covidct.models.inputs import model_array
 from covidct.models.predict import COLUMNS, SEG_COLUMNS, predict_arrays
 from covidct.models.train import cross_validate, cv_folds, train_classifier, train_scorer
+from covidct.readout import READOUT_COLUMNS
 from helpers import chest_phantom
 
 SHAPE = (16, 32, 32)
@@ -122,7 +123,7 @@ def test_unseen_test_patients_get_figures_with_intervals_and_baselines(trained):
         )
     out = predict_arrays(arrays, d / "c.keras", d / "s.keras", json.loads((d / "c.json").read_text())["threshold"])
     assert [r["patient_id"] for r in out] == [f"t{i}" for i in range(30)]
-    assert all(set(COLUMNS) - set(SEG_COLUMNS) <= set(r) for r in out)
+    assert all(set(COLUMNS) - set(SEG_COLUMNS) - set(READOUT_COLUMNS) <= set(r) for r in out)
     assert all(0 <= r["score"] <= 100 and r["ctsi"] == int(r["score"] // 4) for r in out)
     preds_in = pd.DataFrame([{**r, "seg_score": float(rows[k]["score"])} for k, r in enumerate(out)])
     result = evaluate_predictions(

@@ -1,0 +1,373 @@
+"""The clinical severity read-out: Pan et al.'s lobe scores, CTSS and zone score, PO and PHO, lesion
+types, on hand-built volumes (exact counts) and on phantoms with lobes and lesions placed per lobe
+(exact against the phantom's truth); the step, its panel, the cohort table and plots, and follow-up
+scans whose shifted dates keep their intervals."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from PIL import Image
+
+from covidct import steps
+from covidct.demo.anatomy import make_phantom
+from covidct.demo.spec import PhantomSpec
+from covidct.demo.writer import truth_readout, write_patient
+from covidct.errors import CovidctError
+from covidct.lungs.lobes import (
+    LOBE_LLL,
+    LOBE_LUL,
+    LOBE_RLL,
+    LOBE_RML,
+    LOBE_RUL,
+    ZONE_LL,
+    ZONE_LM,
+    ZONE_LU,
+    ZONE_RL,
+    ZONE_RM,
+    ZONE_RU,
+    geometric_zones,
+    lobes_in_lung,
+)
+from covidct.readout import READOUT_COLUMNS, TYPE_CONSOLIDATION, TYPE_GGO, readout_row, severity_readout
+from covidct.report.severity import follow_up_subjects
+from covidct.severity import lobe_score
+
+SPACING = (2.0, 2.0, 2.0)
+VOXEL_ML = 0.008
+
+
+@pytest.mark.parametrize(
+    "percent, score",
+    [(0, 0), (1e-9, 1), (4.999, 1), (5, 2), (25, 2), (25.001, 3), (50, 3), (50.001, 4), (75, 4), (75.001, 5), (100, 5)],
+)
+def test_pan_lobe_score_bands(percent, score):
+    assert lobe_score(percent) == score
+
+
+def test_lobe_score_refuses_impossible_percents():
+    for bad in (-0.1, 100.1):
+        with pytest.raises(ValueError, match="outside 0-100"):
+            lobe_score(bad)
+
+
+def _boxes():
+    """Two box lungs (right at low x, 1; left at high x, 2), 30 slices of 10 x 10 voxels each, the
+    right split into three lobes of 10 slices (lower, middle, upper from z=0), the left into two of 15."""
+    labels = np.zeros((30, 12, 26), np.uint8)
+    labels[:, 1:11, 1:11] = 1
+    labels[:, 1:11, 15:25] = 2
+    lobes = np.zeros_like(labels)
+    right, left = labels == 1, labels == 2
+    z = np.arange(30)[:, None, None]
+    lobes[right & (z < 10)] = LOBE_RLL
+    lobes[right & (z >= 10) & (z < 20)] = LOBE_RML
+    lobes[right & (z >= 20)] = LOBE_RUL
+    lobes[left & (z < 15)] = LOBE_LLL
+    lobes[left & (z >= 15)] = LOBE_LUL
+    hu = np.full(labels.shape, -1000, np.int16)
+    hu[labels > 0] = -850
+    return hu, labels, lobes
+
+
+def _fill(mask: np.ndarray, region: np.ndarray, n: int, hu: np.ndarray | None = None, value: int = 0) -> None:
+    """Set the first ``n`` voxels (C order) of ``region`` in ``mask`` (and their HU to ``value``)."""
+    idx = np.flatnonzero(region)[:n]
+    mask.flat[idx] = 1
+    if hu is not None:
+        hu.flat[idx] = value
+
+
+def test_lobe_scores_ctss_po_pho_and_types_are_exact_on_counted_voxels():
+    hu, labels, lobes = _boxes()
+    infection = np.zeros(labels.shape, np.uint8)
+    # each lobe holds 1000 voxels (right) or 1500 (left)
+    _fill(infection, lobes == LOBE_RUL, 0)  # 0 %: 0
+    _fill(infection, lobes == LOBE_RML, 49, hu, -600)  # 4.9 %: 1
+    _fill(infection, lobes == LOBE_RLL, 250, hu, -500)  # 25 %: 2 (5-25 %)
+    _fill(infection, lobes == LOBE_LUL, 376, hu, -100)  # 25.07 %: 3
+    _fill(infection, lobes == LOBE_LLL, 1126, hu, -650)  # 75.07 %: 5
+    hu[(lobes == LOBE_LLL) & (infection > 0) & (np.arange(30)[:, None, None] == 0)] = 20  # its first slice: dense
+    dense_lll = int(np.count_nonzero((lobes == LOBE_LLL) & (infection > 0) & (hu > -200)))
+    assert dense_lll == 100
+    infection[0, 0, 0] = 1  # outside the lung: ignored, counted
+    r = severity_readout(hu, labels, infection, SPACING, lobes=lobes)
+    res = r.result
+    assert res["scheme"] == "lobes" and res["zone_score"] is None
+    got = {x["name"]: (x["volume_ml"], x["infected_percent"], x["score"]) for x in res["regions"]}
+    assert got == {
+        "RUL": (8.0, 0.0, 0),
+        "RML": (8.0, 4.9, 1),
+        "RLL": (8.0, 25.0, 2),
+        "LUL": (12.0, 25.07, 3),
+        "LLL": (12.0, 75.07, 5),
+    }
+    assert [x["name"] for x in res["regions"]] == ["RUL", "RML", "RLL", "LUL", "LLL"]
+    assert res["ctss"] == 0 + 1 + 2 + 3 + 5
+    n_inf = 49 + 250 + 376 + 1126
+    assert res["po"] == round(100 * n_inf / 6000, 2) and res["lung_volume_ml"] == 48.0
+    assert res["lungs"]["right"]["po"] == round(100 * 299 / 3000, 2)
+    assert res["lungs"]["left"]["po"] == round(100 * 1502 / 3000, 2)
+    # high opacity: LUL's -100 HU voxels and LLL's dense first slice
+    assert res["lungs"]["right"]["pho"] == 0.0 and res["lungs"]["left"]["pho"] == round(100 * (376 + 100) / 3000, 2)
+    assert res["pho"] == round(100 * 476 / 6000, 2)
+    assert res["consolidation_percent"] == res["pho"] and res["lesion_types"] == "hu_bands"
+    assert res["ggo_percent"] == round(100 * (n_inf - 476) / 6000, 2)
+    assert res["ggo_ml"] == round((n_inf - 476) * VOXEL_ML, 1)
+    assert res["po_severity_class"] == "Mild"  # 30.0 %
+    assert res["qc"]["infection_outside_lung_voxels"] == 1 and res["qc"]["flags"] == []
+    assert r.types[0, 0, 0] == 0 and np.count_nonzero(r.types == TYPE_CONSOLIDATION) == 476
+    row = readout_row(res)
+    assert set(row) == set(READOUT_COLUMNS) and row["score_LLL"] == 5 and row["score_RUZ"] is None
+    assert row["ctss"] == 11 and row["po_left"] == res["lungs"]["left"]["po"]
+
+
+def test_a_lesion_type_map_overrides_the_hu_bands():
+    hu, labels, lobes = _boxes()
+    infection = np.zeros(labels.shape, np.uint8)
+    _fill(infection, labels == 1, 300, hu, -500)
+    types = np.zeros(labels.shape, np.uint8)
+    idx = np.flatnonzero(infection)
+    types.flat[idx[:100]] = TYPE_CONSOLIDATION  # typed consolidation at -500 HU
+    types.flat[idx[100:250]] = TYPE_GGO
+    types.flat[np.flatnonzero(labels == 2)[:50]] = TYPE_CONSOLIDATION  # outside the infection: ignored
+    res = severity_readout(hu, labels, infection, SPACING, lobes=lobes, types=types).result
+    assert res["lesion_types"] == "model" and res["qc"]["infected_voxels_typed_by_hu"] == 50
+    assert res["consolidation_ml"] == round(100 * VOXEL_ML, 1) and res["ggo_ml"] == round(200 * VOXEL_ML, 1)
+    assert res["pho"] == 0.0  # PHO stays an HU measure
+
+
+def test_zones_are_thirds_of_each_lungs_height_and_never_called_lobes():
+    hu, labels, _ = _boxes()
+    labels[:6, :, 15:25] = 0  # the left lung starts 6 slices higher: its own thirds (8 slices each)
+    zones = geometric_zones(labels)
+    z = np.arange(30)
+    right = {code: sorted(set(z[(zones == code).any(axis=(1, 2))])) for code in (ZONE_RL, ZONE_RM, ZONE_RU)}
+    assert right == {ZONE_RL: list(range(0, 10)), ZONE_RM: list(range(10, 20)), ZONE_RU: list(range(20, 30))}
+    left = {code: sorted(set(z[(zones == code).any(axis=(1, 2))])) for code in (ZONE_LL, ZONE_LM, ZONE_LU)}
+    assert left == {ZONE_LL: list(range(6, 14)), ZONE_LM: list(range(14, 22)), ZONE_LU: list(range(22, 30))}
+    infection = np.zeros(labels.shape, np.uint8)
+    infection[25:, :, :] = labels[25:, :, :] > 0  # the top 5 slices of both lungs
+    res = severity_readout(hu, labels, infection, SPACING).result
+    assert res["scheme"] == "zones" and res["ctss"] is None
+    got = {x["name"]: x["score"] for x in res["regions"]}
+    assert got == {"RUZ": 3, "RMZ": 0, "RLZ": 0, "LUZ": 4, "LMZ": 0, "LLZ": 0}  # 50 % and 62.5 %
+    assert res["zone_score"] == 7 and all("zone" in x["label"] for x in res["regions"])
+
+
+def test_lung_voxels_without_a_lobe_of_their_side_take_the_nearest():
+    _, labels, lobes = _boxes()
+    model = lobes.copy()
+    model[12:14, 1:11, 1:11] = 0  # the model left out two slices of the RML
+    model[25:, 1:3, 1:11] = LOBE_LUL  # and put a left lobe into the right lung
+    model[:, 11, 1:11] = LOBE_RLL  # lobe voxels outside the lung mask: neighbours only
+    filled, stats = lobes_in_lung(labels, model, SPACING)
+    np.testing.assert_array_equal(filled, lobes)
+    assert stats["reassigned_voxels"] == 200 + 100 and stats["missing"] == []
+    assert stats["reassigned_percent"] == 5.0
+
+
+def test_a_lobe_map_missing_a_lobe_falls_back_to_zones_with_a_flag():
+    hu, labels, lobes = _boxes()
+    lobes[lobes == LOBE_RML] = 0  # neighbours fill it with RUL and RLL: no RML left
+    res = severity_readout(hu, labels, np.zeros_like(labels), SPACING, lobes=lobes).result
+    assert res["scheme"] == "zones" and res["ctss"] is None and res["zone_score"] == 0
+    assert res["qc"]["flags"] == ["the lobe map has no RML in the lung mask: six zones used"]
+
+
+def test_lung_voxels_of_unknown_side_are_given_one_by_position():
+    hu, labels, _ = _boxes()
+    labels[labels > 0] = 3
+    res = severity_readout(hu, labels, np.zeros_like(labels), SPACING).result
+    assert res["lungs"]["right"]["volume_ml"] == 24.0 and res["lungs"]["left"]["volume_ml"] == 24.0
+    assert "6000 lung voxels of unknown side were given a side by position" in res["qc"]["flags"]
+
+
+# --- phantoms with lobes and lesions placed per lobe -------------------------------------------
+
+PER_LOBE = PhantomSpec("lobes01", 21, True, 30.0, 32, 10.0, 112, 3.4, lobe_involvement=(3.0, 18.0, 60.0, 0.0, 80.0))
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(PER_LOBE)
+
+
+def test_the_read_out_of_the_truth_maps_is_the_truth(phantom):
+    """Given the phantom's own lobes and lesions, every number equals the truth counted on its grid."""
+    truth = truth_readout(phantom)
+    assert [v["score"] for v in truth["lobes"].values()] == [1, 2, 4, 0, 5]
+    assert truth["ctss"] == 12
+    lobes = severity_readout(phantom.hu, phantom.lung_labels, phantom.lesion_mask, phantom.spacing, phantom.lobes)
+    zones = severity_readout(phantom.hu, phantom.lung_labels, phantom.lesion_mask, phantom.spacing)
+    for readout, key, total in ((lobes, "lobes", "ctss"), (zones, "zones", "zone_score")):
+        res = readout.result
+        assert res[total] == truth[total]
+        for region in res["regions"]:
+            assert region["score"] == truth[key][region["name"]]["score"], region["name"]
+            assert region["infected_percent"] == pytest.approx(truth[key][region["name"]]["percent"], abs=0.005)
+        assert res["po"] == pytest.approx(truth["po"], abs=0.005) and res["pho"] == pytest.approx(
+            truth["pho"], abs=0.005
+        )
+        for side in ("right", "left"):
+            assert res["lungs"][side]["po"] == pytest.approx(truth["lungs"][side]["po"], abs=0.005)
+            assert res["lungs"][side]["pho"] == pytest.approx(truth["lungs"][side]["pho"], abs=0.005)
+    assert lobes.result["po"] == pytest.approx(phantom.score, abs=0.005)
+    # HU-band types against the phantom's lesion kinds: vessels crossing ground-glass are the difference
+    assert lobes.result["consolidation_percent"] == pytest.approx(truth["consolidation_percent"], abs=1.0)
+
+
+def _write(array: np.ndarray, phantom, path) -> None:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tuple(float(v) for v in phantom.spacing))
+    image.SetOrigin(tuple(float(v) for v in phantom.origin))
+    sitk.WriteImage(image, str(path))
+
+
+@pytest.fixture(scope="module")
+def files(phantom, tmp_path_factory):
+    d = tmp_path_factory.mktemp("readout")
+    for name, array in (
+        ("volume", phantom.hu),
+        ("labels", phantom.lung_labels),
+        ("infection", phantom.lesion_mask),
+        ("lobes", phantom.lobes),
+    ):
+        _write(array, phantom, d / f"{name}.nii.gz")
+    (d / "hu.json").write_text(json.dumps({"study": {"study_date": "20191103", "study_date_note": "shifted"}}))
+    return d
+
+
+def test_step_writes_the_json_and_the_panel(files, phantom):
+    d = files
+    common = (d / "volume.nii.gz", d / "labels.nii.gz", d / "infection.nii.gz", d / "hu.json")
+    res = steps.severity_readout(*common, d / "p.json", d / "p.png", "lobes01", lobes=str(d / "lobes.nii.gz"))
+    saved = json.loads((d / "p.json").read_text())
+    assert saved == json.loads(json.dumps(res))
+    assert saved["patient_id"] == "lobes01" and saved["study_date"] == "20191103"
+    assert saved["scheme"] == "lobes" and saved["ctss"] == 12 and saved["regions_from"] == "lobe map lobes.nii.gz"
+    png = Image.open(d / "p.png")
+    assert png.mode in ("RGB", "RGBA") and png.size[0] > 600
+    zones = steps.severity_readout(*common, d / "z.json", d / "z.png", "lobes01", lobes=[])
+    assert (
+        zones["scheme"] == "zones"
+        and zones["ctss"] is None
+        and zones["zone_score"] == truth_readout(phantom)["zone_score"]
+    )
+    assert zones["regions_from"].startswith("six geometric zones")
+
+
+def test_step_refuses_maps_on_another_grid_and_empty_lungs(files, tmp_path):
+    d = files
+    other = sitk.ReadImage(str(d / "labels.nii.gz"))
+    other.SetSpacing((1.0, 1.0, 1.0))
+    sitk.WriteImage(other, str(tmp_path / "other.nii.gz"))
+    with pytest.raises(CovidctError, match="lung label map is not on the resampled volume's grid") as err:
+        steps.severity_readout(
+            d / "volume.nii.gz",
+            tmp_path / "other.nii.gz",
+            d / "infection.nii.gz",
+            None,
+            tmp_path / "x.json",
+            tmp_path / "x.png",
+            "p9",
+        )
+    assert "patient p9" in str(err.value) and "other.nii.gz" in str(err.value)
+    empty = sitk.ReadImage(str(d / "labels.nii.gz")) * 0
+    sitk.WriteImage(empty, str(tmp_path / "empty.nii.gz"))
+    with pytest.raises(CovidctError, match="lung mask is empty"):
+        steps.severity_readout(
+            d / "volume.nii.gz",
+            tmp_path / "empty.nii.gz",
+            d / "infection.nii.gz",
+            None,
+            tmp_path / "x.json",
+            tmp_path / "x.png",
+            "p9",
+        )
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "x.png").exists()
+
+
+# --- the cohort, follow-up scans --------------------------------------------------------------
+
+
+def _readout_json(path, pid, po, date, scheme="lobes", total=7):
+    res = {
+        "patient_id": pid,
+        "study_date": date,
+        "scheme": scheme,
+        "ctss": total if scheme == "lobes" else None,
+        "zone_score": total if scheme == "zones" else None,
+        "regions": [],
+        "po": po,
+        "pho": po / 4,
+        "lungs": {"right": {"po": po, "pho": 1.0}, "left": {"po": po, "pho": 2.0}},
+        "ggo_percent": po * 0.75,
+        "consolidation_percent": po / 4,
+        "lesion_types": "hu_bands",
+        "po_severity_class": "Low",
+    }
+    path.write_text(json.dumps(res))
+    return path
+
+
+def test_cohort_table_score_plot_and_follow_up(tmp_path):
+    paths = [
+        _readout_json(tmp_path / "a1.json", "a1", 30.0, "20200110"),
+        _readout_json(tmp_path / "a2.json", "a2", 12.5, "20200131", total=3),
+        _readout_json(tmp_path / "b1.json", "b1", 5.0, None, scheme="zones", total=2),
+        _readout_json(tmp_path / "c1.json", "c1", 50.0, "20200301"),
+    ]
+    patients = [
+        {"patient_id": "a1", "score": "28", "subject_id": "s1"},
+        {"patient_id": "a2", "score": "", "subject_id": "s1"},
+        {"patient_id": "b1", "score": "4.5", "subject_id": ""},
+        {"patient_id": "c1", "score": "51", "subject_id": "s2"},
+    ]
+    steps.severity_cohort([str(p) for p in paths], tmp_path / "cohort.csv", patients)
+    rows = list(csv.DictReader(open(tmp_path / "cohort.csv")))
+    assert [r["patient_id"] for r in rows] == ["a1", "a2", "b1", "c1"]
+    assert rows[1]["sheet_score"] == "" and rows[1]["ctss"] == "3" and rows[2]["zone_score"] == "2"
+    assert rows[2]["ctss"] == "" and rows[2]["study_date"] == "" and rows[0]["subject_id"] == "s1"
+    subjects, undated = follow_up_subjects(rows)
+    assert list(subjects) == ["s1"] and undated == []
+    assert [(s["patient_id"], s["days"], s["po"], s["ctss"]) for s in subjects["s1"]] == [
+        ("a1", 0, 30.0, 7.0),
+        ("a2", 21, 12.5, 3.0),
+    ]
+    steps.severity_vs_score(tmp_path / "cohort.csv", tmp_path / "po.png")
+    steps.severity_followup(tmp_path / "cohort.csv", tmp_path / "follow.png")
+    assert Image.open(tmp_path / "po.png").size[0] > 200 and Image.open(tmp_path / "follow.png").size[0] > 400
+
+
+def test_follow_up_scans_keep_their_interval_through_the_anonymizer(tmp_path, monkeypatch):
+    """Two scans of one person, 17 days apart: the anonymizer shifts both dates by the person's keyed
+    offset, so the HU step's shifted dates are 17 days apart and no real date is left."""
+    monkeypatch.setenv("COVIDCT_ANON_KEY", "test-key-0123456789abcdef")
+    first = PhantomSpec("fu1", 31, False, 0.0, 6, 20.0, 40, 9.0, person_seed=31)
+    second = PhantomSpec("fu2", 32, False, 0.0, 6, 20.0, 40, 9.0, person_seed=31, days_after=17)
+    dates = {}
+    for spec in (first, second):
+        truth = write_patient(spec, tmp_path / "raw" / spec.patient_id, tmp_path / "truth")
+        dates[spec.patient_id] = (truth["identity"]["StudyDate"], truth["identity"]["PatientID"])
+        steps.anonymize_dicom(
+            spec.patient_id, tmp_path / "anon" / spec.patient_id, raw_dir=tmp_path / "raw" / spec.patient_id
+        )
+        steps.dicom_to_hu(
+            tmp_path / "anon" / spec.patient_id,
+            tmp_path / f"{spec.patient_id}.nii.gz",
+            tmp_path / f"{spec.patient_id}.json",
+            spec.patient_id,
+        )
+    assert dates["fu1"][1] == dates["fu2"][1]  # one person
+    real = [datetime.strptime(dates[p][0], "%Y%m%d") for p in ("fu1", "fu2")]
+    assert (real[1] - real[0]).days == 17
+    shifted = [json.loads((tmp_path / f"{p}.json").read_text())["study"]["study_date"] for p in ("fu1", "fu2")]
+    assert shifted[0] != dates["fu1"][0] and shifted[1] != dates["fu2"][0]
+    days = [datetime.strptime(d, "%Y%m%d") for d in shifted]
+    assert (days[1] - days[0]).days == 17
