@@ -156,11 +156,14 @@ def _lung_eval(labels: Path, reference: Path, out_json: Path, patient: str, **kw
     )
 
 
-def _segment_eval(model: Path, images: Path, masks: Path, out: Path, threshold: float) -> str:
-    from covidct.segmentation import evaluate_folder
+def _segment_eval(
+    model: Path, images: Path, masks: Path, out: Path, threshold: float | None = None, labels: str = "binary"
+) -> str:
+    from covidct.infection.inference import evaluate_folder
 
-    result = evaluate_folder(model, images, masks, out, threshold)
-    return " ".join(f"{k}={v:.4f}" for k, v in result["mean"].items()) + f" (n={result['n_images']})"
+    result = evaluate_folder(model, images, masks, out, threshold, labels=labels)
+    per_class = "".join(f" {k}={v:.4f}" for k, v in result.get("per_class", {}).items())
+    return " ".join(f"{k}={v:.4f}" for k, v in result["mean"].items()) + per_class + f" (n={result['n_images']})"
 
 
 def run_chain(
@@ -237,6 +240,7 @@ def predict_one(raw_dir: Path, patient: str, models: Path, out_dir: Path | None 
                 unet,
                 unet.with_suffix(".json"),
                 out / "infection_mask" / f"{patient}.nii.gz",
+                out / "infection_mask" / f"{patient}_types.nii.gz",
                 out / "infection_mask" / f"{patient}.json",
                 out / "qc" / f"{patient}_infection.png",
                 patient,
@@ -250,6 +254,8 @@ def predict_one(raw_dir: Path, patient: str, models: Path, out_dir: Path | None 
                 out / "severity" / f"{patient}.json",
                 out / "severity" / f"{patient}.png",
                 patient,
+                types=out / "infection_mask" / f"{patient}_types.nii.gz",
+                infection_info=out / "infection_mask" / f"{patient}.json",
             )
             row.update(readout_row(readout))
     row["split"] = "new"
@@ -516,7 +522,13 @@ VERBS: tuple[Verb, ...] = (
             Arg("images", "folder of slices (e.g. Imgs/)", flag=True, type=Path, required=True),
             Arg("masks", "folder of masks with the same stems (e.g. GT/)", flag=True, type=Path, required=True),
             Arg("out", "metrics JSON", flag=True, type=Path, required=True),
-            Arg("threshold", "probability threshold", flag=True, type=float, default=0.5),
+            Arg("threshold", "probability threshold (default: the model's sidecar, else 0.5)", flag=True, type=float),
+            Arg(
+                "labels",
+                "masks: binary (> 0 infection) or types (0/1/2, adds per-class Dice)",
+                flag=True,
+                default="binary",
+            ),
         ),
     ),
 )

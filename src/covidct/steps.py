@@ -513,35 +513,39 @@ def train_infection_unet(
     sources: list[dict],
     infection: dict,
 ) -> dict:
-    """Train the infection U-Net variants on the configured ``sources`` (``sources_dirs``: their
-    folders, what the job waits for) with the ``infection`` config block; keep the best by val Dice."""
-    from covidct import infection as unet
+    """Cross-validate the infection U-Net variants on the configured ``sources`` (``sources_dirs``: their
+    folders, what the job waits for) with the ``infection`` config block, then train the chosen variant
+    for the chosen epoch count on all of them."""
+    from covidct.infection.train import train
 
     keys = (
         "size",
         "base_filters",
+        "norm",
         "variants",
+        "folds",
         "epochs",
+        "warmup_epochs",
         "batch_size",
         "learning_rate",
-        "patience",
-        "val_fraction",
+        "retries",
         "seed",
         "augment",
+        "tta",
         "hu_window",
         "max_slices_per_volume",
     )
-    return unet.train(sources, out_model, out_metrics, out_sidecar=out_sidecar, **{k: infection[k] for k in keys})
+    return train(sources, out_model, out_metrics, out_sidecar=out_sidecar, **{k: infection[k] for k in keys})
 
 
 def evaluate_infection_unet(
-    model: str | Path, sidecar: str | Path, out_metrics: str | Path, images: str, masks: str
+    model: str | Path, sidecar: str | Path, out_metrics: str | Path, images: str, masks: str, labels: str = "binary"
 ) -> dict:
-    """Dice/IoU/accuracy/sensitivity/specificity of the U-Net on a test set of images and masks, at
-    the threshold of its ``sidecar``."""
-    from covidct.segmentation import evaluate_folder
+    """Dice/IoU/accuracy/sensitivity/specificity of the U-Net on a test set of images and masks, at the
+    threshold (and test-time flips) of its ``sidecar``; per-class Dice for ``labels: types`` masks."""
+    from covidct.infection.inference import evaluate_folder
 
-    return evaluate_folder(model, images, masks, out_metrics, float(read_json(sidecar)["threshold"]))
+    return evaluate_folder(model, images, masks, out_metrics, labels=labels, sidecar=sidecar)
 
 
 def segment_infection(
@@ -551,15 +555,18 @@ def segment_infection(
     model: str | Path,
     sidecar: str | Path,
     out_mask: str | Path,
+    out_types: str | Path,
     out_json: str | Path,
     out_png: str | Path,
     patient: str,
     n_slices: int = 8,
 ) -> dict:
-    """Infection mask of one patient inside its lung mask, its severity, and a QC overlay PNG."""
+    """Infection mask of one patient inside its lung mask, its severity, and a QC overlay PNG. A
+    lesion-type model also writes the lesion types (1 ground-glass, 2 consolidation) and their volumes
+    and percent of the lung; a binary model writes an all-zero type map (the read-out then uses HU bands)."""
     import SimpleITK as sitk
 
-    from covidct import infection
+    from covidct.infection.inference import load_unet, segment_volume, severity
     from covidct.io import sha256_file
     from covidct.report.montage import montage, write_png
     from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
@@ -569,36 +576,50 @@ def segment_infection(
     lung = sitk.GetArrayFromImage(read_volume(mask)) > 0
     if not lung.any():
         raise CovidctError("lung mask is empty: no infection severity", patient, mask)
-    net, settings = infection.load_unet(model, sidecar)
-    infected = infection.segment_volume(net, settings, hu, lung)
-    out = sitk.GetImageFromArray(infected)
-    out.CopyInformation(image)
-    write_volume(out_mask, out)
-    score = infection.severity(infected, lung)
+    net, settings = load_unet(model, sidecar)
+    infected, types = segment_volume(net, settings, hu, lung)
+    for array, path in ((infected, out_mask), (types if types is not None else np.zeros_like(infected), out_types)):
+        out = sitk.GetImageFromArray(array)
+        out.CopyInformation(image)
+        write_volume(path, out)
+    score = severity(infected, lung)
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+    n_lung = int(lung.sum())
     result = {
         "patient_id": patient,
         "seg_score": round(score, 2),
         "seg_severity_class": SEVERITY_CLASSES[severity_class(score)],
         "seg_ctsi": ctsi(score),
         "infection_volume_ml": round(int(infected.sum()) * voxel_ml, 1),
-        "lung_volume_ml": round(int(lung.sum()) * voxel_ml, 1),
+        "lung_volume_ml": round(n_lung * voxel_ml, 1),
+        "lesion_types": "model" if types is not None else None,
         "infection_unet_sha256": sha256_file(model),
         "variant": settings.get("variant"),
     }
+    if types is not None:
+        for code, name in ((1, "ggo"), (2, "consolidation")):
+            n = int(np.count_nonzero(types == code))
+            result[f"seg_{name}_ml"] = round(n * voxel_ml, 1)
+            result[f"seg_{name}_percent"] = round(100.0 * n / n_lung, 2)
     write_json(out_json, result)
     label_map = sitk.GetArrayFromImage(read_volume(labels))
+    kinds = (
+        f", ground-glass {result['seg_ggo_percent']:.1f}%, consolidation {result['seg_consolidation_percent']:.1f}%"
+        if types is not None
+        else ""
+    )
     write_png(
         out_png,
         montage(hu, label_map, n_slices=n_slices, overlay=infected),
-        title=f"{patient}  infection {score:.1f}% of lung ({result['seg_severity_class']})",
+        title=f"{patient}  infection {score:.1f}% of lung ({result['seg_severity_class']}){kinds}",
     )
     log.info(
-        "patient %s: infection %.1f%% of lung (%.0f of %.0f mL)",
+        "patient %s: infection %.1f%% of lung (%.0f of %.0f mL)%s",
         patient,
         score,
         result["infection_volume_ml"],
         result["lung_volume_ml"],
+        kinds,
     )
     return result
 
@@ -625,6 +646,7 @@ def severity_readout(
     patient: str,
     lobes: str | Path | list | None = None,
     types: str | Path | list | None = None,
+    infection_info: str | Path | None = None,
     high_opacity_hu: float = -200.0,
     consolidation_above_hu: float = -200.0,
 ) -> dict:
@@ -634,7 +656,8 @@ def severity_readout(
     lesion-type map 1 ground-glass / 2 consolidation, else HU bands), the severity class of the PO;
     the JSON (with the anonymizer's shifted study date from ``hu_info``, the HU step's JSON, when
     given) and the severity panel PNG.
-    All maps lie on the resampled volume's grid; ``lobes``/``types`` may be empty lists (none)."""
+    All maps lie on the resampled volume's grid; ``lobes``/``types`` may be empty lists (none). When the
+    infection step's JSON (``infection_info``) says its model has no lesion-type head, ``types`` is ignored."""
     import SimpleITK as sitk
 
     from covidct.readout import severity_readout as read_out
@@ -655,6 +678,8 @@ def severity_readout(
         other = read_volume(path)
         _same_grid(image, other, what, path, patient)
         arrays[what] = sitk.GetArrayFromImage(other)
+    if infection_info and read_json(infection_info).get("lesion_types") != "model":
+        arrays["lesion-type map"] = None  # a binary U-Net's all-zero map: HU bands
     lung_labels = arrays["lung label map"]
     if not np.any(lung_labels):
         raise CovidctError("lung mask is empty: no severity read-out", patient, labels)

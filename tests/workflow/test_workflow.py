@@ -303,6 +303,11 @@ def test_predictions_metrics_and_report(tiny_rerun):
         # the read-out scores the same masks: its PO is the segmentation severity
         assert float(r["po"]) == sev["po"] == pytest.approx(seg["seg_score"], abs=0.011)
         assert r["region_scheme"] == sev["scheme"] == "zones" and r["ctss"] == ""  # no lobe model configured
+        # lesion types from the U-Net's lesion-type head (the phantoms' masks hold types)
+        assert seg["lesion_types"] == "model" and r["lesion_types"] == sev["lesion_types"] == "model"
+        assert (work / f"results/infection_mask/{r['patient_id']}_types.nii.gz").is_file()
+        assert float(r["ggo_percent"]) == pytest.approx(seg["seg_ggo_percent"], abs=0.011)
+        assert float(r["consolidation_percent"]) == pytest.approx(seg["seg_consolidation_percent"], abs=0.011)
         zones = [int(r[f"score_{z}"]) for z in ("RUZ", "RMZ", "RLZ", "LUZ", "LMZ", "LLZ")]
         assert int(r["zone_score"]) == sum(zones) == sev["zone_score"] and r["score_RUL"] == ""
         assert float(r["ggo_percent"]) + float(r["consolidation_percent"]) == pytest.approx(float(r["po"]), abs=0.02)
@@ -343,7 +348,8 @@ def test_predictions_metrics_and_report(tiny_rerun):
     assert "tiny01_infection.png" in html and "Severity read-out" in html and "cohort_po_vs_score.png" in html
     assert KEY not in html and KEY.encode() not in (work / "results/report.html").read_bytes()
     inf = json.loads((work / "results/metrics/infection_unet.json").read_text())
-    assert inf["chosen_variant"] == "bce" and inf["split"]["val_groups"] == 1 and "val_dice" in inf
+    assert inf["chosen_variant"] == "dice_ce" and inf["cross_validation"]["folds"] == 2 and "cv_dice" in inf
+    assert inf["classes"] == 3  # the phantoms' masks hold lesion types
     assert "Infection U-Net" in (work / "results/metrics/summary.html").read_text()
 
 

@@ -23,8 +23,10 @@ TINY_INFECTION = {
     "demo_volumes": 2,
     "size": 32,
     "base_filters": 4,
-    "variants": ["bce"],
-    "epochs": 2,
+    "variants": ["dice_ce"],
+    "folds": 2,
+    "epochs": 12,
+    "learning_rate": 0.003,
     "max_slices_per_volume": 6,
 }
 TINY = [

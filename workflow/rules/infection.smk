@@ -51,6 +51,7 @@ rule evaluate_infection_unet:
     params:
         images=lambda wildcards: config["infection"]["test"]["images"],
         masks=lambda wildcards: config["infection"]["test"]["masks"],
+        labels=lambda wildcards: config["infection"]["test"].get("labels", "binary"),
     resources:
         mem_mb=4000,
         runtime=30,
@@ -69,6 +70,7 @@ rule segment_infection:
         sidecar="results/models/infection_unet.json",
     output:
         mask="results/infection_mask/{patient}.nii.gz",
+        types="results/infection_mask/{patient}_types.nii.gz",
         json="results/infection_mask/{patient}.json",
         png=report(
             "results/qc/{patient}_infection.png",

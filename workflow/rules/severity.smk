@@ -1,12 +1,14 @@
 # The clinical severity read-out of every patient (lobe or zone scores, PO, PHO, lesion types) and
 # its cohort table and plots. Lobes come from segment_lobes (lungs.smk) when a lobe model is configured.
-# Lesion types come from HU bands; a lesion-type map on the same grid (1 ground-glass, 2 consolidation,
-# e.g. from a multi-class infection U-Net) goes in as the input `types` (the step's argument) when there is one.
+# Lesion types come from the infection U-Net's lesion-type map (1 ground-glass, 2 consolidation) when it has a
+# lesion-type head; a binary U-Net writes an all-zero map, and the read-out then uses HU bands.
 rule severity_readout:
     input:
         volume="results/resampled/{patient}.nii.gz",
         labels="results/lung_mask/{patient}_labels.nii.gz",
         infection="results/infection_mask/{patient}.nii.gz",
+        types="results/infection_mask/{patient}_types.nii.gz",
+        infection_info="results/infection_mask/{patient}.json",
         hu_info="results/hu/{patient}.json",
         lobes=get_lobe_map,
     output:

@@ -159,13 +159,14 @@ def write_infection_training(
     matrix: int = 176,
     pixel_spacing_mm: float = 2.2,
 ) -> list[Path]:
-    """Write ``volumes/<name>.nii.gz`` (HU) and ``masks/<name>.nii.gz`` (lesions) of synthetic phantoms:
-    the 3D-NIfTI training source used when ``infection.train`` names none."""
+    """Write ``volumes/<name>.nii.gz`` (HU) and ``masks/<name>.nii.gz`` (lesion types: 0 none, 1 ground-glass,
+    2 consolidation) of synthetic phantoms: the 3D-NIfTI training source used when ``infection.train`` names
+    none (``labels: types``)."""
     out_dir = Path(out_dir)
     written = []
     for spec in infection_training_specs(n, seed, matrix, pixel_spacing_mm):
         phantom = make_phantom(spec)
         write_volume(out_dir / "volumes" / f"{spec.patient_id}.nii.gz", _label_image(phantom.hu, phantom))
-        write_volume(out_dir / "masks" / f"{spec.patient_id}.nii.gz", _label_image(phantom.lesion_mask, phantom))
+        write_volume(out_dir / "masks" / f"{spec.patient_id}.nii.gz", _label_image(phantom.lesion_kind, phantom))
         written.append(out_dir / "volumes" / f"{spec.patient_id}.nii.gz")
     return written

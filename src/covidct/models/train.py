@@ -139,7 +139,7 @@ class EpochLogger:
         return _Logger()
 
 
-def _setup(seed: int) -> bool:
+def setup_keras(seed: int) -> bool:
     """Seeds everything; mixed precision on a GPU. Returns whether a GPU is used."""
     import keras
     import tensorflow as tf
@@ -364,7 +364,7 @@ def train_classifier(
     """
     from covidct.report.plots import roc_curve, training_curves
 
-    gpu = _setup(seed)
+    gpu = setup_keras(seed)
     train, val = h5_table([train_h5]), h5_table([val_h5])
     log.info(
         "classifier: %d train (%d pos), %d val, gpu=%s",
@@ -452,7 +452,7 @@ def train_scorer(
     """Train the severity scorer (percent of lung involved); keep the epoch with the best val MAE."""
     from covidct.report.plots import score_scatter, severity_confusion, training_curves
 
-    gpu = _setup(seed)
+    gpu = setup_keras(seed)
     train_all, val_all = h5_table([train_h5]), h5_table([val_h5])
     # patients without a score (label known, score empty) are not used by the scorer
     train = _subset(train_all, scorer_rows(train_all, positives_only))
@@ -585,7 +585,7 @@ def cross_validate(
     subjects = [split.loc[pid, "subject_id"] or pid for pid in table["patient_ids"]]
     fold_of_subject = cv_folds(subjects, table["labels"], folds, salt + ":cv")
     fold = np.array([fold_of_subject[s] for s in subjects])
-    _setup(int(classifier.get("seed", 1337)))
+    setup_keras(int(classifier.get("seed", 1337)))
     workdir = Path(out_json).parent
     oof_p, oof_s = np.full(len(fold), np.nan), np.full(len(fold), np.nan)
     oof_threshold, oof_mean = np.full(len(fold), np.nan), np.full(len(fold), np.nan)

@@ -185,24 +185,31 @@ def cv_section(cv: dict) -> str:
 
 
 def infection_section(inf: dict) -> str:
-    """The infection U-Net's validation figures, as its training wrote them."""
-    sp = inf.get("split", {})
+    """The infection U-Net's cross-validation (per variant, mean +- sd over folds) and the kept model."""
+    cv = inf.get("cross_validation", {})
     rows = []
-    for name, r in inf.get("variants", {}).items():
-        for label, key in (
-            ("val Dice", "val_dice"),
-            ("val IoU", "val_iou"),
-            ("pixel accuracy", "val_accuracy"),
-            ("best epoch", "best_epoch"),
-            ("s/epoch", "seconds_per_epoch"),
-        ):
-            if key in r:
-                rows.append([_e(f"{name}: {label}"), fmt(r[key])])
+    for name, r in cv.get("variants", {}).items():
+        if r.get("status") != "ok":
+            rows.append([_e(f"{name}: failed"), _e(r.get("reason", "?"))])
+            continue
+        for where, label in (("at_best_epoch", f"epoch {r.get('best_epoch')}"), ("at_last_epoch", "last epoch")):
+            for key, value in r.get(where, {}).items():
+                if key in ("dice", "iou", "sensitivity", "specificity") or key.endswith("_dice"):
+                    rows.append([_e(f"{name}, {label}: {key}"), f"{fmt(value['mean'])} ± {fmt(value['sd'])}"])
+        rows.append([_e(f"{name}: s/epoch"), fmt(r.get("seconds_per_epoch"))])
+    units = inf.get("units", "?")
     title = (
-        f"<h2>Infection U-Net (validation: {sp.get('val_groups', '?')} held-out sources, "
-        f"{sp.get('val_slices', '?')} slices; kept: {_e(inf.get('chosen_variant', '?'))})</h2>"
+        f"<h2>Infection U-Net ({cv.get('folds', '?')}-fold cross-validation over {units} source units, "
+        f"{inf.get('slices', '?')} slices; kept: {_e(inf.get('chosen_variant', '?'))}, "
+        f"{inf.get('chosen_epochs', '?')} epochs, trained on all sources)</h2>"
     )
-    return title + table(["", "value"], rows)
+    note = (
+        f"<p class='na'>{units} source units: a cross-validation over so few is not a result on its own "
+        "(the epoch is chosen on the same folds: optimistic).</p>"
+        if not isinstance(units, int) or units < 30
+        else ""
+    )
+    return title + note + table(["", "mean ± sd over folds"], rows)
 
 
 def metrics_page(

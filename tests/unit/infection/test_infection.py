@@ -1,26 +1,32 @@
-"""Infection U-Net in the pipeline: slice preparation, grouped split, training from 3D sources,
-volume inference and segmentation severity on held-out synthetic phantoms."""
+"""Infection U-Net in the pipeline: slice preparation, folds by source unit, degenerate runs, cross-validated
+training from 3D lesion-type sources, volume inference (infection and lesion types) and segmentation severity
+on held-out synthetic phantoms."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
-from covidct.demo.anatomy import make_phantom
+from covidct.demo.anatomy import LESION_CONSOLIDATION, LESION_GGO, make_phantom
 from covidct.demo.cohort import write_infection_training
 from covidct.demo.spec import PhantomSpec
 from covidct.errors import CovidctError
 from covidct.infection import (
     SliceGroup,
+    assign_folds,
+    cross_validate,
     load_sources,
+    load_unet,
     prepare_mask,
     prepare_slice,
     restore_slice,
     segment_volume,
     severity,
-    split_groups,
     train,
 )
+from covidct.infection.augment import augment_pairs
 
 
 def test_prepare_and_restore_are_inverse_on_geometry():
@@ -29,22 +35,22 @@ def test_prepare_and_restore_are_inverse_on_geometry():
     x = prepare_slice(img, 32)
     assert x.shape == (32, 32) and abs(float(x.mean())) < 1e-5 and float(x.std()) == pytest.approx(1, abs=1e-4)
     mask = np.zeros((30, 50), np.uint8)
-    mask[5:25, 10:40] = 1
+    mask[5:25, 10:40] = 2  # labels survive preparation
     small = prepare_mask(mask, 64)
-    back = restore_slice(small.astype(np.float32), (30, 50)) >= 0.5
+    assert set(np.unique(small)) == {0, 2}
+    back = restore_slice((small > 0).astype(np.float32), (30, 50)) >= 0.5
     assert back.shape == (30, 50)
     assert (back == mask.astype(bool)).mean() > 0.97
 
 
-def test_split_keeps_groups_whole_and_is_order_free():
-    groups = [SliceGroup(f"v{i}", np.zeros((3, 16, 16, 1), np.float32), np.zeros((3, 16, 16, 1), np.uint8))
-              for i in range(10)]
-    tr, va = split_groups(groups, 0.2, seed=1)
-    assert len(va) == 2 and len(tr) == 8 and not {g.name for g in tr} & {g.name for g in va}
-    tr2, va2 = split_groups(groups[::-1], 0.2, seed=1)
-    assert {g.name for g in va2} == {g.name for g in va}
-    with pytest.raises(CovidctError, match="at least 2"):
-        split_groups(groups[:1], 0.2, seed=1)
+def test_folds_keep_units_whole_balanced_and_order_free():
+    names = [f"v{i}" for i in range(11)]
+    folds = assign_folds(names, 5, seed=1)
+    assert set(folds) == set(names) and sorted(np.bincount(list(folds.values()))) == [2, 2, 2, 2, 3]
+    assert assign_folds(names[::-1], 5, seed=1) == folds
+    assert assign_folds(names, 5, seed=2) != folds
+    with pytest.raises(CovidctError, match="at least 5 images or volumes"):
+        assign_folds(names[:3], 5, seed=1)
 
 
 def test_bad_sources_are_named(tmp_path):
@@ -54,41 +60,103 @@ def test_bad_sources_are_named(tmp_path):
     (tmp_path / "m").mkdir()
     with pytest.raises(CovidctError, match="no volumes"):
         load_sources([{"volumes": str(tmp_path / "v"), "masks": str(tmp_path / "m")}], 32)
+    with pytest.raises(CovidctError, match="mixes binary and lesion-type"):
+        load_sources([{"volumes": "a", "masks": "b"}, {"volumes": "c", "masks": "d", "labels": "types"}], 32)
+
+
+def test_augmentation_keeps_labels_and_standardization():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 64, 64, 1)).astype(np.float32)
+    y = np.zeros((6, 64, 64, 1), np.uint8)
+    y[:, 20:40, 20:40] = 1
+    y[:, 25:30, 25:30] = 2
+    xa, ya = augment_pairs(x, y, rng)
+    assert xa.shape == x.shape and ya.shape == y.shape and set(np.unique(ya)) <= {0, 1, 2}
+    assert np.allclose(xa.reshape(6, -1).mean(axis=1), 0, atol=1e-4)
+    assert not np.allclose(xa, x)
+    # the lesion moves with the image, not away from it: its area stays within the zoom range
+    assert all(0.6 < (ya[i] > 0).sum() / 400 < 1.5 for i in range(6))
+
+
+def _blobs(n: int, size: int, seed: int) -> list[SliceGroup]:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    groups = []
+    for i in range(n):
+        mask = np.zeros((size, size), np.uint8)
+        cy, cx = rng.integers(8, size - 8, 2)
+        mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= 25] = 1
+        img = rng.normal(0, 1, (size, size)) + 3 * mask
+        groups.append(SliceGroup(f"u{i}", img[None, ..., None].astype(np.float32), mask[None, ..., None]))
+    return groups
+
+
+def test_degenerate_run_is_retried_then_reported_failed(caplog):
+    """A run that cannot learn (learning rate 0: flat loss) is retried with new seeds, then its variant is
+    reported failed in the cross-validation, and training refuses to keep a model."""
+    groups = _blobs(6, 32, seed=3)
+    cv = cross_validate(groups, ["dice"], folds=2, epochs=3, base_filters=2, learning_rate=0.0, warmup_epochs=0,
+                        retries=1, augment=False, batch_size=4)  # fmt: skip
+    entry = cv["variants"]["dice"]
+    assert entry["status"] == "failed" and "degenerate" in entry["reason"]
+    attempts = entry["folds"][0]["attempts"]
+    assert len(attempts) == 2 and attempts[1]["seed"] == attempts[0]["seed"] + 1000
+    assert all(a["degenerate"] for a in attempts)
+    assert "retrying with another seed" in caplog.text
+    from covidct.infection.train import choose
+
+    with pytest.raises(CovidctError, match="every infection U-Net variant was degenerate"):
+        choose(cv)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A small U-Net trained on 6 synthetic phantoms' slices (the default 3D source)."""
+    """A small lesion-type U-Net cross-validated (2 folds) and trained on 6 synthetic phantoms' slices (the
+    default 3D source)."""
     root = tmp_path_factory.mktemp("inf")
     # 64x64 phantoms of 6 mm pixels: the tiny U-Net (64 px input) sees them at native resolution
     write_infection_training(root / "train", n=6, matrix=64, pixel_spacing_mm=6.0)
-    metrics = train([{"volumes": str(root / "train" / "volumes"), "masks": str(root / "train" / "masks")}],
-                    root / "unet.keras", root / "unet.json", size=64, base_filters=8, variants=("dice",),
-                    epochs=30, batch_size=8, learning_rate=2e-3, patience=None, augment=False,
-                    max_slices_per_volume=24)
+    source = {"volumes": str(root / "train" / "volumes"), "masks": str(root / "train" / "masks"), "labels": "types"}
+    metrics = train([source], root / "unet.keras", root / "metrics.json", size=64, base_filters=8,
+                    variants=("dice_ce",), folds=2, epochs=25, batch_size=8, learning_rate=2e-3, augment=False,
+                    max_slices_per_volume=24)  # fmt: skip
     return root, metrics
 
 
-def test_training_on_synthetic_volumes_learns(trained):
+def test_cross_validated_training_on_synthetic_volumes_learns(trained):
     root, metrics = trained
-    assert metrics["split"]["val_groups"] == 1 and metrics["split"]["train_groups"] == 5
-    # An empty prediction scores Dice 1 on lesion-free val slices and 0 on the others.
-    empty = metrics["val_dice_of_empty_prediction"]
-    assert 0 < empty < 0.5
-    assert metrics["val_dice"] > empty + 0.15
-    assert (root / "unet.keras").stat().st_size > 0
+    cv = metrics["cross_validation"]
+    assert set(cv["fold_of"].values()) == {0, 1} and len(cv["fold_of"]) == 6
+    entry = cv["variants"]["dice_ce"]
+    held = [set(f["held_out"]) for f in entry["folds"]]
+    assert not held[0] & held[1] and held[0] | held[1] == set(cv["fold_of"])  # each unit held out once
+    assert entry["status"] == "ok" and metrics["chosen_variant"] == "dice_ce"
+    assert metrics["chosen_epochs"] == entry["best_epoch"] == int(np.argmax(entry["mean_dice_curve"])) + 1
+    # an empty prediction scores Dice 1 on lesion-free slices and 0 on the others
+    last = [f["curve"][-1] for f in entry["folds"]]
+    assert all(0 < c["truth_fraction"] < 0.3 for c in last)
+    empty = entry["at_best_epoch"]["dice_of_empty_prediction"]["mean"]
+    assert 0.1 < empty < 0.6
+    assert entry["at_best_epoch"]["dice"]["mean"] > empty + 0.15
+    assert entry["at_best_epoch"]["ground_glass_dice_pooled"]["mean"] > 0.3
+    assert metrics["classes"] == 3 and metrics["class_names"] == ["background", "ground_glass", "consolidation"]
+    assert json.loads((root / "unet.json").read_text())["classes"] == 3  # the sidecar beside the model
+    assert json.loads((root / "metrics.json").read_text())["cv_dice"] == pytest.approx(metrics["cv_dice"])
+    assert metrics["final"]["epochs"] == metrics["chosen_epochs"] == len(metrics["final"]["history"])
 
 
 @pytest.mark.parametrize("score", [0.0, 10.0, 20.0])
-def test_volume_severity_within_5_points_of_truth(trained, score):
-    """Held-out phantoms (other seeds than the training ones). The U-Net underestimates: it misses
-    consolidation against the chest wall, so the error grows with the lesion load (about -20%)."""
-    from covidct.infection import load_unet
-
+def test_volume_severity_and_types_on_held_out_phantoms(trained, score):
+    """Held-out phantoms (other seeds than the training ones): severity within 5 points, lesion types
+    mostly right where infection is found."""
     root, _ = trained
     phantom = make_phantom(PhantomSpec("heldout", 3300 + int(score), score > 0, score, 48, 5.0, 64, 6.0))
     model, sidecar = load_unet(root / "unet.keras")
     lung = phantom.lung_labels > 0
-    mask = segment_volume(model, sidecar, phantom.hu, lung)
-    assert not (mask & ~lung).any()
+    mask, types = segment_volume(model, sidecar, phantom.hu, lung)
+    assert not (mask & ~lung).any() and types is not None
+    assert np.array_equal(types > 0, mask > 0) and set(np.unique(types)) <= {0, LESION_GGO, LESION_CONSOLIDATION}
     assert severity(mask, lung) == pytest.approx(phantom.score, abs=5.0)
+    both = (mask > 0) & (phantom.lesion_kind > 0)
+    if both.sum() > 50:
+        assert (types[both] == phantom.lesion_kind[both]).mean() > 0.7

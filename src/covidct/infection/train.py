@@ -1,0 +1,387 @@
+"""Training the infection U-Net: schedule, degenerate-run detection, k-fold cross-validation, final model.
+
+One *run* trains one variant for a fixed schedule: the learning rate rises linearly over
+``warmup_epochs`` and then follows a cosine decay to 1 % of ``learning_rate`` at ``epochs``; every
+epoch sees each training slice once, freshly augmented. A run is *degenerate* when, on the slices it
+is checked on, it marks nothing while there is infection (all-background), marks at least 90 % of
+all pixels (all-foreground), or its training loss never fell (the mean of the last two epochs at or
+above 97 % of the first epoch's): it is retried with another seed (``retries`` times), then reported
+as failed, never kept silently.
+
+Model selection is by k-fold cross-validation over source units (a 2D image or a 3D volume is never
+split): each variant is trained ``folds`` times on the other folds and evaluated on its held-out fold
+after every epoch. The variant with the best cross-validated mean Dice is chosen, and the epoch count
+at which the mean-over-folds Dice curve peaks; the final model is then trained on all sources with
+that variant for that many epochs (same schedule). The reported CV numbers at the chosen epoch carry
+the small optimism of choosing that epoch on the same folds; the numbers at the last epoch do not.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from covidct.errors import CovidctError
+from covidct.hounsfield import INFECTION_WINDOW_HU
+from covidct.infection.augment import augment_pairs
+from covidct.infection.data import SliceGroup, assign_folds, load_sources, source_labels, stack
+from covidct.infection.unet import (
+    CLASS_NAMES,
+    THRESHOLD,
+    build_unet,
+    infection_probability,
+    lesion_types,
+    mean_metrics,
+    pooled_dice,
+)
+
+log = logging.getLogger(__name__)
+
+#: A run that marks at least this share of all pixels is all-foreground.
+ALL_FOREGROUND = 0.9
+#: A run whose last two epochs' mean loss is at least this share of the first epoch's did not learn.
+FLAT_LOSS = 0.97
+METRIC_KEYS = ("dice", "iou", "sensitivity", "specificity", "accuracy")
+
+
+def learning_rate_at(epoch: int, epochs: int, base: float, warmup: int) -> float:
+    """Learning rate of ``epoch`` (1-based): linear warm-up, then cosine decay to 1 % of ``base``.
+
+    >>> [round(learning_rate_at(e, 10, 1.0, 2), 3) for e in (1, 2, 3, 10)]
+    [0.5, 1.0, 1.0, 0.01]
+    """
+    if warmup > 0 and epoch <= warmup:
+        return base * epoch / warmup
+    span = max(1, epochs - max(warmup, 0) - 1)
+    t = min(1.0, (epoch - max(warmup, 0) - 1) / span)
+    return base * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+def _targets(y: np.ndarray, classes: int) -> np.ndarray:
+    """(N, H, W, 1) labels -> the network's target: binary (N, H, W, 1) or one-hot (N, H, W, classes)."""
+    if classes == 1:
+        return (y > 0).astype(np.float32)
+    return np.eye(classes, dtype=np.float32)[np.clip(y[..., 0], 0, classes - 1)]
+
+
+def predict(model, x: np.ndarray, batch_size: int = 8, tta: bool = False) -> np.ndarray:
+    """Network output (N, H, W, classes); with ``tta`` the mean over the slice, its left-right and its
+    up-down flip (each prediction flipped back)."""
+    prob = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), np.float32)
+    if not tta:
+        return prob
+    for axis in (2, 1):
+        flipped = np.asarray(model.predict(np.flip(x, axis), batch_size=batch_size, verbose=0), np.float32)
+        prob += np.flip(flipped, axis)
+    return prob / 3.0
+
+
+def evaluate(y: np.ndarray, prob: np.ndarray, threshold: float = THRESHOLD) -> dict:
+    """Metrics of network outputs ``prob`` against labels ``y`` (N, H, W, 1).
+
+    Infection (any lesion): per-image mean Dice, IoU, sensitivity, specificity, accuracy (as the
+    published tables), pooled Dice, and the share of pixels marked. A lesion-type head adds per class
+    (ground-glass, consolidation) the per-image mean Dice and the pooled Dice. ``dice_of_empty_prediction``
+    is the baseline of marking nothing (Dice 1 on lesion-free slices, 0 on the others).
+    """
+    truth = y[..., 0] > 0
+    infected = infection_probability(prob) >= threshold
+    result = {**mean_metrics(list(truth), list(infected)), "dice_pooled": pooled_dice(list(truth), list(infected))}
+    result["dice_of_empty_prediction"] = float(np.mean([0.0 if t.any() else 1.0 for t in truth]))
+    result["marked_fraction"] = float(infected.mean())
+    result["truth_fraction"] = float(truth.mean())
+    types = lesion_types(prob)
+    if types is not None:
+        for code, name in enumerate(CLASS_NAMES[3][1:], start=1):
+            t, p = list(y[..., 0] == code), list(infected & (types == code))
+            result[f"{name}_dice"] = mean_metrics(t, p)["dice"]
+            result[f"{name}_dice_pooled"] = pooled_dice(t, p)
+    return result
+
+
+def degenerate(history: list[dict], checked: dict) -> str | None:
+    """Why a run is degenerate (all-background, all-foreground, flat loss), or None.
+
+    ``checked`` is ``evaluate``'s result on the slices the run is checked on.
+
+    >>> degenerate([{"loss": 1.0}, {"loss": 0.5}], {"truth_fraction": 0.1, "marked_fraction": 0.0})
+    'all-background: nothing marked where 10.0% of pixels are infected'
+    >>> degenerate([{"loss": 1.0}, {"loss": 0.99}, {"loss": 0.99}], {"truth_fraction": .1, "marked_fraction": .1})
+    'flat loss: 0.9900 after 3 epochs, 1.0000 at epoch 1'
+    """
+    if checked["truth_fraction"] > 0 and checked["marked_fraction"] == 0:
+        return f"all-background: nothing marked where {100 * checked['truth_fraction']:.1f}% of pixels are infected"
+    if checked["marked_fraction"] >= ALL_FOREGROUND:
+        return f"all-foreground: {100 * checked['marked_fraction']:.1f}% of all pixels marked"
+    losses = [row["loss"] for row in history]
+    if len(losses) >= 3 and np.mean(losses[-2:]) >= FLAT_LOSS * losses[0]:
+        return f"flat loss: {np.mean(losses[-2:]):.4f} after {len(losses)} epochs, {losses[0]:.4f} at epoch 1"
+    return None
+
+
+def fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    variant: str,
+    epochs: int,
+    *,
+    classes: int = 1,
+    base_filters: int = 32,
+    norm: str = "group",
+    batch_size: int = 4,
+    learning_rate: float = 1e-3,
+    warmup_epochs: int = 2,
+    augment: bool = True,
+    seed: int = 0,
+    stop_at: int | None = None,
+    x_held: np.ndarray | None = None,
+    y_held: np.ndarray | None = None,
+):
+    """One run: train ``variant`` on (x, y) with the warm-up + cosine schedule of ``epochs`` epochs,
+    stopping after ``stop_at`` (default: all). With held-out slices, each epoch's row holds their
+    metrics (``held_*``). Returns ``(model, history)``."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build_unet(int(x.shape[1]), base_filters, variant, learning_rate, classes, norm)
+    history = []
+    for epoch in range(1, (stop_at or epochs) + 1):
+        lr = learning_rate_at(epoch, epochs, learning_rate, warmup_epochs)
+        model.optimizer.learning_rate.assign(lr)
+        t0 = time.perf_counter()
+        xa, ya = augment_pairs(x, y, rng) if augment else (x, y)
+        fitted = model.fit(xa, _targets(ya, classes), batch_size=batch_size, epochs=1, shuffle=True, verbose=0)
+        row = {"epoch": epoch, "lr": lr, "loss": float(fitted.history["loss"][-1]),
+               "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
+        if x_held is not None:
+            held = evaluate(y_held, predict(model, x_held, batch_size))
+            row.update({f"held_{k}": v for k, v in held.items()})
+        history.append(row)
+        log.debug("%s epoch %d: loss %.4f %s", variant, epoch, row["loss"], row.get("held_dice", ""))
+    return model, history
+
+
+def fit_checked(x, y, variant, epochs, *, retries: int = 2, seed: int = 0, x_held=None, y_held=None, **kwargs):
+    """``fit`` with degenerate-run detection on the held-out slices (else the training slices, not
+    augmented): a degenerate run is retried with seed + 1000, + 2000, ... up to ``retries`` times.
+
+    Returns ``(model, history, attempts)``: the last run and one ``{seed, degenerate}`` per attempt
+    (``degenerate`` None for a healthy run: only the last attempt can be healthy).
+    """
+    attempts = []
+    for attempt in range(retries + 1):
+        run_seed = seed + 1000 * attempt
+        model, history = fit(x, y, variant, epochs, seed=run_seed, x_held=x_held, y_held=y_held, **kwargs)
+        checked = (
+            {k[5:]: v for k, v in history[-1].items() if k.startswith("held_")}
+            if x_held is not None
+            else evaluate(y, predict(model, x, kwargs.get("batch_size", 4)))
+        )
+        reason = degenerate(history, checked)
+        attempts.append({"seed": run_seed, "degenerate": reason})
+        if reason is None:
+            break
+        log.warning("%s (seed %d) is degenerate: %s%s", variant, run_seed, reason,
+                    "; retrying with another seed" if attempt < retries else "; no retries left")  # fmt: skip
+    return model, history, attempts
+
+
+def _mean_sd(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, float)
+    return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
+
+
+def cross_validate(
+    groups: list[SliceGroup],
+    variants: tuple[str, ...] | list[str],
+    folds: int = 5,
+    epochs: int = 40,
+    *,
+    classes: int = 1,
+    seed: int = 1337,
+    retries: int = 2,
+    tta: bool = False,
+    batch_size: int = 4,
+    **kwargs,
+) -> dict:
+    """K-fold cross-validation of each variant over the source units of ``groups``.
+
+    Returns per variant: ``status`` (``ok``, or ``failed`` with the ``reason`` when a fold stayed
+    degenerate after its retries), per fold the held-out units, attempts, seconds per epoch, the
+    held-out metrics after every epoch (``curve``) and at the last epoch (also with test-time flips
+    when ``tta``); the mean-over-folds Dice curve, its best epoch, and mean +- sd over folds of every
+    metric at the best epoch (``at_best_epoch``) and at the last epoch (``at_last_epoch``).
+    """
+    fold_of = assign_folds([g.name for g in groups], folds, seed)
+    result = {"folds": folds, "fold_of": fold_of, "variants": {}}
+    for variant in variants:
+        per_fold, failed = [], None
+        for k in range(folds):
+            held = [g for g in groups if fold_of[g.name] == k]
+            train_g = [g for g in groups if fold_of[g.name] != k]
+            x_tr, y_tr = stack(train_g)
+            x_ho, y_ho = stack(held)
+            t0 = time.perf_counter()
+            model, history, attempts = fit_checked(
+                x_tr, y_tr, variant, epochs, classes=classes, seed=seed + k, retries=retries,
+                x_held=x_ho, y_held=y_ho, batch_size=batch_size, **kwargs,
+            )  # fmt: skip
+            fold = {
+                "fold": k,
+                "held_out": [g.name for g in held],
+                "train_slices": int(len(x_tr)),
+                "held_out_slices": int(len(x_ho)),
+                "attempts": attempts,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "seconds_per_epoch": round(float(np.mean([r["seconds"] for r in history])), 2),
+                "curve": [
+                    {k2[5:]: v for k2, v in r.items() if k2.startswith("held_")} | {"loss": r["loss"]} for r in history
+                ],  # fmt: skip
+            }
+            if tta:
+                fold["last_epoch_tta"] = evaluate(y_ho, predict(model, x_ho, batch_size, tta=True))
+            per_fold.append(fold)
+            last = fold["curve"][-1]
+            log.info("%s fold %d/%d: held-out Dice %.4f (%d units, %d slices), %.1f s/epoch%s", variant, k + 1,
+                     folds, last["dice"], len(held), len(x_ho), fold["seconds_per_epoch"],
+                     f", degenerate: {attempts[-1]['degenerate']}" if attempts[-1]["degenerate"] else "")  # fmt: skip
+            if attempts[-1]["degenerate"]:
+                failed = f"fold {k + 1} stayed degenerate after {len(attempts)} attempts: {attempts[-1]['degenerate']}"
+                break
+        entry = {"status": "failed" if failed else "ok", "folds": per_fold}
+        if failed:
+            entry["reason"] = failed
+            log.warning("%s failed: %s", variant, failed)
+        else:
+            curve = np.mean([[r["dice"] for r in f["curve"]] for f in per_fold], axis=0)
+            best = int(np.argmax(curve)) + 1
+            keys = [k for k in per_fold[0]["curve"][-1] if k not in ("loss", "marked_fraction", "truth_fraction")]
+            entry.update(
+                {
+                    "mean_dice_curve": [round(float(v), 4) for v in curve],
+                    "best_epoch": best,
+                    "at_best_epoch": {k: _mean_sd([f["curve"][best - 1][k] for f in per_fold]) for k in keys},
+                    "at_last_epoch": {k: _mean_sd([f["curve"][-1][k] for f in per_fold]) for k in keys},
+                    "seconds_per_epoch": round(float(np.mean([f["seconds_per_epoch"] for f in per_fold])), 2),
+                }
+            )
+            if tta:
+                entry["at_last_epoch_tta"] = {k: _mean_sd([f["last_epoch_tta"][k] for f in per_fold]) for k in keys}
+            log.info("%s: CV Dice %.4f +- %.4f at epoch %d (best of the mean curve), %.4f +- %.4f at epoch %d",
+                     variant, entry["at_best_epoch"]["dice"]["mean"], entry["at_best_epoch"]["dice"]["sd"], best,
+                     entry["at_last_epoch"]["dice"]["mean"], entry["at_last_epoch"]["dice"]["sd"], epochs)  # fmt: skip
+        result["variants"][variant] = entry
+    return result
+
+
+def choose(cv: dict) -> tuple[str, int]:
+    """The variant with the best cross-validated mean Dice (at its best epoch) and that epoch count.
+
+    Raises:
+        CovidctError: every variant failed (degenerate in some fold after its retries).
+    """
+    ok = {v: e for v, e in cv["variants"].items() if e["status"] == "ok"}
+    if not ok:
+        reasons = "; ".join(f"{v}: {e['reason']}" for v, e in cv["variants"].items())
+        raise CovidctError(f"every infection U-Net variant was degenerate, no model kept ({reasons})")
+    variant = max(ok, key=lambda v: ok[v]["at_best_epoch"]["dice"]["mean"])
+    return variant, ok[variant]["best_epoch"]
+
+
+def train(
+    sources: list[dict],
+    out_model: str | Path,
+    out_metrics: str | Path,
+    out_sidecar: str | Path | None = None,
+    size: int = 256,
+    base_filters: int = 32,
+    norm: str = "group",
+    variants: tuple[str, ...] | list[str] = ("dice_ce", "bce", "dice"),
+    folds: int = 5,
+    epochs: int = 40,
+    warmup_epochs: int = 2,
+    batch_size: int = 4,
+    learning_rate: float = 1e-3,
+    retries: int = 2,
+    seed: int = 1337,
+    augment: bool = True,
+    tta: bool = False,
+    hu_window: tuple[float, float] = INFECTION_WINDOW_HU,
+    max_slices_per_volume: int = 64,
+) -> dict:
+    """Cross-validate the variants on the sources, then train the chosen one on all of them.
+
+    Writes the model (``.keras``), its sidecar JSON (``out_sidecar``, else beside the model: size, window,
+    threshold, classes, variant, test-time flips: what inference needs) and the metrics JSON (the
+    cross-validation of every variant, the choice, the final run).
+
+    Raises:
+        CovidctError: bad sources, too few units for the folds, every variant degenerate, or a final
+            run that stays degenerate after its retries (nothing is written then).
+    """
+    from covidct.io import atomic_path, write_json
+    from covidct.models.train import setup_keras
+
+    gpu = setup_keras(seed)
+    labels = source_labels(sources)
+    classes = 3 if labels == "types" else 1
+    groups = load_sources(sources, size, tuple(hu_window), max_slices_per_volume)
+    settings = dict(
+        classes=classes, base_filters=base_filters, norm=norm, batch_size=batch_size, learning_rate=learning_rate,
+        warmup_epochs=warmup_epochs, augment=augment,
+    )  # fmt: skip
+    n_slices = sum(len(g.x) for g in groups)
+    log.info("infection U-Net: %d units (%d slices), %s labels, %dx%d, %d-fold CV of %s, %d epochs", len(groups),
+             n_slices, labels, size, size, folds, ", ".join(variants), epochs)  # fmt: skip
+    cv = cross_validate(groups, variants, folds, epochs, seed=seed, retries=retries, tta=tta, **settings)
+    metrics = {"classes": classes, "class_names": list(CLASS_NAMES[classes]), "labels": labels, "gpu": gpu,
+               "units": len(groups), "slices": n_slices, "cross_validation": cv}  # fmt: skip
+    try:
+        variant, chosen_epochs = choose(cv)
+    except CovidctError:
+        log.error("cross-validation: %s", {v: e.get("reason") for v, e in cv["variants"].items()})
+        raise
+    x, y = stack(groups)
+    t0 = time.perf_counter()
+    model, history, attempts = fit_checked(
+        x, y, variant, epochs, stop_at=chosen_epochs, seed=seed, retries=retries, **settings
+    )
+    if attempts[-1]["degenerate"]:
+        raise CovidctError(
+            f"the final {variant} model (all sources, {chosen_epochs} epochs) stayed degenerate after "
+            f"{len(attempts)} attempts: {attempts[-1]['degenerate']}; no model kept"
+        )
+    seconds = time.perf_counter() - t0
+    chosen = cv["variants"][variant]
+    sidecar = {"size": size, "hu_window": list(hu_window), "threshold": THRESHOLD, "variant": variant,
+               "base_filters": base_filters, "norm": norm, "classes": classes,
+               "class_names": list(CLASS_NAMES[classes]), "epochs": chosen_epochs, "tta": bool(tta)}  # fmt: skip
+    metrics.update(
+        {
+            "chosen_variant": variant,
+            "chosen_epochs": chosen_epochs,
+            "chosen_by": f"best {folds}-fold cross-validated mean Dice (threshold {THRESHOLD}), variants x epochs",
+            "cv_dice": chosen["at_best_epoch"]["dice"]["mean"],
+            "cv_dice_sd": chosen["at_best_epoch"]["dice"]["sd"],
+            "final": {
+                "trained_on": "all sources",
+                "epochs": chosen_epochs,
+                "attempts": attempts,
+                "seconds": round(seconds, 1),
+                "history": history,
+            },  # fmt: skip
+            **sidecar,
+        }
+    )
+    with atomic_path(out_model, suffix=".keras") as tmp:
+        model.save(tmp)
+    write_json(out_sidecar if out_sidecar is not None else Path(out_model).with_suffix(".json"), sidecar)
+    write_json(out_metrics, metrics)
+    log.info("kept %s, %d epochs: CV Dice %.4f +- %.4f; final model %.0f s", variant, chosen_epochs,
+             metrics["cv_dice"], metrics["cv_dice_sd"], seconds)  # fmt: skip
+    return metrics
