@@ -204,6 +204,8 @@ def part_a(specs, work: Path, spacing: float, severity: dict) -> dict:
                 d / f"{scheme}.png",
                 spec.patient_id,
                 lobes=lobe_map,
+                types=[] if name == "b0" else str(d / f"types_{name}_{model.parent.name}.nii.gz"),
+                infection_info=None if name == "b0" else d / "infection.json",
                 **severity,
             )
             out[scheme].append({"patient_id": spec.patient_id, **compare(res, truth)})
@@ -229,7 +231,7 @@ def train_unet(work: Path, seed: int) -> tuple[Path, float]:
         steps.synth_infection_training(data, cfg["demo_volumes"])
     out = work / f"unet_{seed}"
     out.mkdir(parents=True, exist_ok=True)
-    sources = [{"volumes": str(data / "volumes"), "masks": str(data / "masks")}]
+    sources = [{"volumes": str(data / "volumes"), "masks": str(data / "masks"), "labels": "types"}]
     t0 = time.perf_counter()
     steps.train_infection_unet(
         [str(data)], out / "infection_unet.keras", out / "infection_unet.json", out / "metrics.json", sources, cfg
@@ -319,6 +321,7 @@ def part_b(
                 model,
                 model.with_suffix(".json"),
                 infection,
+                d / f"types_{name}_{model.parent.name}.nii.gz",
                 d / "infection.json",
                 d / "infection.png",
                 pid,
@@ -333,6 +336,8 @@ def part_b(
                 d / f"{scheme}.png",
                 pid,
                 lobes=lobe_map,
+                types=[] if name == "b0" else str(d / f"types_{name}_{model.parent.name}.nii.gz"),
+                infection_info=None if name == "b0" else d / "infection.json",
                 **severity,
             )
             row = {"patient_id": pid, **compare(res, item["truth"])}
