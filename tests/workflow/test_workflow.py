@@ -311,7 +311,8 @@ def test_predictions_metrics_and_report(tiny_rerun):
         zones = [int(r[f"score_{z}"]) for z in ("RUZ", "RMZ", "RLZ", "LUZ", "LMZ", "LLZ")]
         assert int(r["zone_score"]) == sum(zones) == sev["zone_score"] and r["score_RUL"] == ""
         assert float(r["ggo_percent"]) + float(r["consolidation_percent"]) == pytest.approx(float(r["po"]), abs=0.02)
-        assert float(r["pho"]) == float(r["consolidation_percent"])  # HU bands: the same -200 HU cut
+        # PHO is an HU cut (-200 HU) inside the infection; the types come from the model, not that cut
+        assert 0 <= float(r["pho"]) <= float(r["po"]) + 0.01
         assert r["po_severity_class"] in ("Low", "Mild", "Moderate", "Severe", "Critical")
         assert sev["study_date"] and len(sev["study_date"]) == 8  # the anonymizer's shifted date
         assert 0 <= float(r["covid_probability"]) <= 1 and r["covid_label"] in ("0", "1")

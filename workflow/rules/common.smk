@@ -192,7 +192,7 @@ def get_final_output():
         outputs.append("results/plots/cohort_po_vs_score.png")
     if HAS_FOLLOW_UP:
         outputs.append("results/plots/cohort_followup.png")
-    if config["infection"]["test"]:
+    if config["infection"]["test"].get("images"):
         outputs.append("results/metrics/infection_unet_test.json")
     if LUNG_REFERENCED:
         outputs.append("results/metrics/lung_eval.csv")

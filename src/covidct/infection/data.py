@@ -192,7 +192,8 @@ def volume_groups(
     """Axial slice pairs from 3D HU volumes and infection masks matched by file name.
 
     Per volume: every slice with infection (evenly thinned to at most ``max_slices``) plus
-    ``negative_ratio`` times as many infection-free slices that hold tissue, evenly spread.
+    ``negative_ratio`` times as many infection-free slices that hold tissue, evenly spread (a volume
+    without infection: ``negative_ratio`` x ``max_slices`` of them).
     One volume is one group, so its slices never straddle a split.
 
     Raises:
@@ -226,7 +227,8 @@ def volume_groups(
         neg = np.nonzero(~has_les & tissue)[0]
         if len(pos):
             pos = pos[np.unique(np.linspace(0, len(pos) - 1, min(len(pos), max_slices)).round().astype(int))]
-        n_neg = min(len(neg), int(round(negative_ratio * max(len(pos), 1))))
+        # a volume without lesions gives as many clean slices as a volume with ``max_slices`` infected ones
+        n_neg = min(len(neg), int(round(negative_ratio * (len(pos) if len(pos) else max_slices))))
         neg = neg[np.unique(np.linspace(0, len(neg) - 1, n_neg).round().astype(int))] if n_neg else neg[:0]
         zs = np.sort(np.concatenate([pos, neg]))
         if zs.size == 0:

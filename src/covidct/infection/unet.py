@@ -4,8 +4,10 @@ The network follows the second study (input ``size`` x ``size`` x 1 standardized
 contracting blocks of two 3x3 convolutions and 2x2 max pooling, 32-64-128-256 filters, a 512-filter
 bottleneck, four expanding blocks of a 2x2 transposed convolution, the skip and two 3x3
 convolutions, a 1x1 output convolution), with one change that makes small-data training stable:
-every 3x3 convolution is followed by a normalization layer (GroupNorm by default, nnU-Net style;
-BatchNorm or none as options) before its ReLU.
+every 3x3 convolution is followed by a normalization layer before its ReLU: BatchNorm by default,
+GroupNorm or none as options. GroupNorm normalizes each slice on its own, and on slices with no lesion
+at all that amplifies the most lesion-like healthy tissue: on held-out healthy synthetic phantoms a
+GroupNorm U-Net marked 6.7-7.7 % of the lung, a BatchNorm one (population statistics at inference) 0.8 %.
 
 Two heads:
 
@@ -29,7 +31,7 @@ import numpy as np
 THRESHOLD = 0.5
 DEFAULT_SIZE = 256
 VARIANTS = ("dice_ce", "bce", "bce_iou", "dice")
-NORMS = ("group", "batch", "none")
+NORMS = ("batch", "group", "none")
 #: He initialization for the ReLU convolutions.
 INIT = "he_normal"
 CLASS_NAMES = {1: ("background", "infection"), 3: ("background", "ground_glass", "consolidation")}
@@ -149,7 +151,7 @@ def build_unet(
     loss: str = "dice_ce",
     learning_rate: float = 1e-3,
     classes: int = 1,
-    norm: str = "group",
+    norm: str = "batch",
 ):
     """The 2D U-Net, compiled for one training variant.
 
@@ -159,7 +161,7 @@ def build_unet(
         loss: One of ``VARIANTS``.
         learning_rate: Adam's initial learning rate (training sets it per epoch: warm-up, cosine).
         classes: 1 (sigmoid infection) or 3 (softmax background / ground-glass / consolidation).
-        norm: ``group`` (GroupNorm, up to 8 groups), ``batch`` or ``none`` after each 3x3 convolution.
+        norm: ``batch`` (BatchNorm), ``group`` (GroupNorm, up to 8 groups) or ``none`` after each 3x3 convolution.
     """
     import keras
     from keras import layers

@@ -61,13 +61,13 @@ def test_unet_architecture_matches_the_study_with_normalization():
     assert [c.filters for c in convs] == [32, 32, 64, 64, 128, 128, 256, 256, 512, 512,
                                           256, 256, 128, 128, 64, 64, 32, 32, 1]  # fmt: skip
     assert sum(layer.__class__.__name__ == "Conv2DTranspose" for layer in model.layers) == 4
-    # every 3x3 convolution is normalized (GroupNorm by default) before its ReLU
-    assert sum(layer.__class__.__name__ == "GroupNormalization" for layer in model.layers) == 18
+    # every 3x3 convolution is normalized (BatchNorm by default) before its ReLU
+    assert sum(layer.__class__.__name__ == "BatchNormalization" for layer in model.layers) == 18
     assert model.layers[-1].activation.__name__ == "sigmoid"
     plain = build_unet(64, 4, "dice", norm="none")
     assert not any("Normalization" in layer.__class__.__name__ for layer in plain.layers)
-    batch = build_unet(64, 4, "dice", norm="batch")
-    assert sum(layer.__class__.__name__ == "BatchNormalization" for layer in batch.layers) == 18
+    group = build_unet(64, 4, "dice", norm="group")
+    assert sum(layer.__class__.__name__ == "GroupNormalization" for layer in group.layers) == 18
     types = build_unet(64, 4, "dice_ce", classes=3)
     assert types.output_shape == (None, 64, 64, 3) and types.layers[-1].activation.__name__ == "softmax"
     with pytest.raises(ValueError, match="unknown U-Net loss"):
