@@ -5,7 +5,7 @@
 # skips and says why.
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
-start="${COVIDCT_SLURM_START:-$here/../../../shared/slurm/start-slurm.sh}"
+start="${COVIDCT_SLURM_START:-$here/../../../../shared/slurm/start-slurm.sh}"
 if ! command -v sbatch >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "slurm: installing slurmctld slurmd slurm-client munge (apt)"
