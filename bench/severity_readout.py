@@ -204,8 +204,6 @@ def part_a(specs, work: Path, spacing: float, severity: dict) -> dict:
                 d / f"{scheme}.png",
                 spec.patient_id,
                 lobes=lobe_map,
-                types=[] if name == "b0" else str(d / f"types_{name}_{model.parent.name}.nii.gz"),
-                infection_info=None if name == "b0" else d / "infection.json",
                 **severity,
             )
             out[scheme].append({"patient_id": spec.patient_id, **compare(res, truth)})
