@@ -88,7 +88,7 @@ def evaluate_folder(
         "n_images": len(names),
         "threshold": threshold,
         "tta": bool(settings.get("tta", False)),
-        "mean": {k: float(np.mean([m[k] for m in per_image.values()])) for k in keys},
+        "mean": {k: summary[k] for k in keys},  # evaluate's per-image means of the same masks
         "dice_pooled": summary["dice_pooled"],
         "per_image": per_image,
     }
