@@ -157,11 +157,17 @@ def _lung_eval(labels: Path, reference: Path, out_json: Path, patient: str, **kw
 
 
 def _segment_eval(
-    model: Path, images: Path, masks: Path, out: Path, threshold: float | None = None, labels: str = "binary"
+    model: Path,
+    images: Path,
+    masks: Path,
+    out: Path,
+    threshold: float | None = None,
+    labels: str = "binary",
+    lungs: str | None = None,
 ) -> str:
     from covidct.infection.inference import evaluate_folder
 
-    result = evaluate_folder(model, images, masks, out, threshold, labels=labels)
+    result = evaluate_folder(model, images, masks, out, threshold, labels=labels, lungs=lungs)
     per_class = "".join(f" {k}={v:.4f}" for k, v in result.get("per_class", {}).items())
     return " ".join(f"{k}={v:.4f}" for k, v in result["mean"].items()) + per_class + f" (n={result['n_images']})"
 
@@ -479,6 +485,13 @@ VERBS: tuple[Verb, ...] = (
                 type=float,
                 config="severity.consolidation_above_hu",
             ),
+            Arg(
+                "min_lesion_ml",
+                "a region scores only with a connected lesion of at least this volume (mL) in it",
+                flag=True,
+                type=float,
+                config="severity.min_lesion_ml",
+            ),
         ),
     ),
     Verb(
@@ -528,6 +541,12 @@ VERBS: tuple[Verb, ...] = (
                 "masks: binary (> 0 infection) or types (0/1/2, adds per-class Dice)",
                 flag=True,
                 default="binary",
+            ),
+            Arg(
+                "lungs",
+                "keep predictions inside the lungs, as on a patient: 'auto' (lungs found on each image) or a "
+                "folder of lung masks with the images' stems (default: the whole image is scored)",
+                flag=True,
             ),
         ),
     ),

@@ -18,6 +18,16 @@ radiologist reads, per lobe (or zone) and per lung, rather than a single number.
   -300 HU), consolidation hides them (about -100 to +50 HU); a voxel between the two bands is
   partial volume, and the cut at -200 HU splits that gap.
 - The study's severity class (Low .. Critical) of the PO.
+- **Minimum lesion size** for a region's score: a region scores 1 or more only when a lesion of at least
+  MIN_LESION_ML (0.5 mL, the volume of a ball 10 mm across) reaches into it. Pan et al.'s readers
+  scored opacities they saw; a trace of scattered voxels (a network's false positives on healthy
+  lung, partial volume at a vessel) is not one, and with the score's first step at "any involvement"
+  such a trace would raise a healthy region from 0 to 1 (healthy demo phantoms got zone scores of
+  5-6 of 30 from 0.1-1 % of false positives). 10 mm is the size below which the Fleischner Society
+  calls a solid opacity a small nodule rather than a lesion to describe, and COVID-19 ground-glass
+  lesions are reported from about 1 cm up (Pan et al.; Bernheim et al., Radiology 2020; 295:200463).
+  The region's infected volume and percent still count every voxel, so PO and the region percents
+  agree; only the score of a region without a lesion of that size is 0 (its ``traces_only`` is true).
 
 Only the lung mask's voxels count: infection outside it is ignored (and counted in the QC).
 """
@@ -50,6 +60,10 @@ TYPE_GGO, TYPE_CONSOLIDATION = 1, 2
 
 
 SIDE_NAMES = {RIGHT: "right", LEFT: "left"}
+
+
+#: A region scores only when a lesion (a connected infected piece) of at least this volume reaches into it.
+MIN_LESION_ML = 0.5
 
 
 #: Decimals of volumes (mL) and percentages in the read-out.
@@ -86,6 +100,7 @@ def severity_readout(
     types: np.ndarray | None = None,
     high_opacity_hu: float = HIGH_OPACITY_HU,
     consolidation_above_hu: float = CONSOLIDATION_ABOVE_HU,
+    min_lesion_ml: float = MIN_LESION_ML,
 ) -> Readout:
     """The severity read-out of one scan (all arrays (z, y, x) on one LPS-aligned grid).
 
@@ -100,6 +115,7 @@ def severity_readout(
             voxels it leaves untyped are typed by the HU bands (counted in the QC).
         high_opacity_hu: PHO counts infected voxels above this HU.
         consolidation_above_hu: Without ``types``: consolidation above this HU, ground-glass at or below.
+        min_lesion_ml: A region scores 0 unless a connected lesion of at least this volume reaches into it.
 
     Returns:
         The read-out. ``result`` holds: ``scheme`` (lobes/zones), ``regions`` (per region: code, name,
@@ -168,10 +184,13 @@ def severity_readout(
     n_codes = max(scheme.codes()) + 1
     volume = np.bincount(region_at, minlength=n_codes)
     infected = np.bincount(region_at[infected_at], minlength=n_codes)
+    lesions_at = _lesion_voxels(infection[box] > 0, lung, min_lesion_ml / voxel_ml)[lung]
+    with_lesion = np.bincount(region_at[lesions_at], minlength=n_codes) > 0
     rows = []
     for region in scheme.regions:
         v, i = int(volume[region.code]), int(infected[region.code])
         percent = _percent(i, v)
+        traces_only = i > 0 and not with_lesion[region.code]
         if v == 0:
             flags.append(f"the {region.label} has no lung voxel")
         rows.append(
@@ -183,7 +202,8 @@ def severity_readout(
                 "volume_ml": round(v * voxel_ml, ML_DECIMALS),
                 "infected_ml": round(i * voxel_ml, ML_DECIMALS),
                 "infected_percent": round(percent, PERCENT_DECIMALS),
-                "score": lobe_score(percent),
+                "score": 0 if traces_only else lobe_score(percent),
+                "traces_only": traces_only,
             }
         )
     total = sum(r["score"] for r in rows)
@@ -220,12 +240,27 @@ def severity_readout(
         "lesion_types": source,
         "po_severity_class": SEVERITY_CLASSES[severity_class(po)],
         "thresholds_hu": {"high_opacity_above": high_opacity_hu, "consolidation_above": consolidation_above_hu},
+        "min_lesion_ml": min_lesion_ml,
         "qc": {"flags": flags, **qc},
     }
     full_regions[box][lung] = region_at
     full_types[box][lung] = type_at
     result["seconds"] = round(time.perf_counter() - started, 3)
     return Readout(result, full_regions, full_types, scheme)
+
+
+def _lesion_voxels(infected: np.ndarray, lung: np.ndarray, min_voxels: float) -> np.ndarray:
+    """The infected lung voxels that belong to a connected lesion (26-connected) of at least ``min_voxels``."""
+    from scipy import ndimage
+
+    lesions = infected & lung
+    if min_voxels <= 1 or not lesions.any():
+        return lesions
+    labels, n = ndimage.label(lesions, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = sizes >= min_voxels
+    keep[0] = False
+    return keep[labels]
 
 
 #: Per-region score columns of the tables: lobes (``score_RUL`` ...) and zones (``score_RUZ`` ...);

@@ -512,6 +512,7 @@ def train_infection_unet(
     out_metrics: str | Path,
     sources: list[dict],
     infection: dict,
+    spacing_mm: float = 1.5,
 ) -> dict:
     """Cross-validate the infection U-Net variants on the configured ``sources`` (``sources_dirs``: their
     folders, what the job waits for) with the ``infection`` config block, then train the chosen variant
@@ -532,10 +533,10 @@ def train_infection_unet(
         "seed",
         "augment",
         "tta",
-        "hu_window",
         "max_slices_per_volume",
     )
-    return train(sources, out_model, out_metrics, out_sidecar=out_sidecar, **{k: infection[k] for k in keys})
+    settings = {k: infection[k] for k in keys}
+    return train(sources, out_model, out_metrics, out_sidecar=out_sidecar, spacing_mm=spacing_mm, **settings)
 
 
 def evaluate_infection_unet(
@@ -649,6 +650,7 @@ def severity_readout(
     infection_info: str | Path | None = None,
     high_opacity_hu: float = -200.0,
     consolidation_above_hu: float = -200.0,
+    min_lesion_ml: float = 0.5,
 ) -> dict:
     """The clinical severity read-out of one patient (``covidct.readout``): per lobe (``lobes``, a lobe
     model's map) or per geometric zone (no ``lobes``) volume, infected percent and 0-5 score, CTSS or
@@ -693,6 +695,7 @@ def severity_readout(
         types=arrays["lesion-type map"],
         high_opacity_hu=high_opacity_hu,
         consolidation_above_hu=consolidation_above_hu,
+        min_lesion_ml=min_lesion_ml,
     )
     study = read_json(hu_info).get("study", {}) if hu_info else {}
     result = {

@@ -83,6 +83,25 @@ def _fill(mask: np.ndarray, region: np.ndarray, n: int, hu: np.ndarray | None = 
         hu.flat[idx] = value
 
 
+def test_a_trace_of_scattered_voxels_does_not_score_a_region():
+    """A region scores only when a connected lesion of at least ``min_lesion_ml`` reaches into it; its
+    infected percent and the PO still count every voxel."""
+    hu, labels, lobes = _boxes()
+    infection = np.zeros(labels.shape, np.uint8)
+    rul = np.argwhere(lobes == LOBE_RUL)
+    for z, y, x in rul[::23][:40]:  # 40 isolated voxels (0.32 mL) scattered over the right upper lobe
+        infection[z, y, x] = 1
+    lll = np.argwhere(lobes == LOBE_LLL)
+    infection[tuple(lll[:70].T)] = 1  # 70 connected voxels, 0.56 mL: a lesion
+    res = severity_readout(hu, labels, infection, SPACING, lobes=lobes).result
+    by = {x["name"]: x for x in res["regions"]}
+    assert by["RUL"]["infected_ml"] == 0.3 and by["RUL"]["score"] == 0 and by["RUL"]["traces_only"]
+    assert by["LLL"]["score"] == 1 and not by["LLL"]["traces_only"]
+    assert res["ctss"] == 1 and res["min_lesion_ml"] == 0.5
+    assert res["infected_ml"] == pytest.approx(110 * VOXEL_ML, abs=0.05)  # PO counts the traces too
+    assert severity_readout(hu, labels, infection, SPACING, lobes=lobes, min_lesion_ml=0).result["ctss"] == 2
+
+
 def test_lobe_scores_ctss_po_pho_and_types_are_exact_on_counted_voxels():
     hu, labels, lobes = _boxes()
     infection = np.zeros(labels.shape, np.uint8)
@@ -96,7 +115,7 @@ def test_lobe_scores_ctss_po_pho_and_types_are_exact_on_counted_voxels():
     dense_lll = int(np.count_nonzero((lobes == LOBE_LLL) & (infection > 0) & (hu > -200)))
     assert dense_lll == 100
     infection[0, 0, 0] = 1  # outside the lung: ignored, counted
-    r = severity_readout(hu, labels, infection, SPACING, lobes=lobes)
+    r = severity_readout(hu, labels, infection, SPACING, lobes=lobes, min_lesion_ml=0)  # every voxel scores
     res = r.result
     assert res["scheme"] == "lobes" and res["zone_score"] is None
     got = {x["name"]: (x["volume_ml"], x["infected_percent"], x["score"]) for x in res["regions"]}

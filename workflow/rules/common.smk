@@ -134,7 +134,12 @@ INFECTION_DEMO_DIR = str(DEMO_DIR / "infection_train")
 # Training sources of the infection U-Net; without any, synthetic phantoms (never demo patients).
 # The phantoms' masks hold lesion types (1 ground-glass, 2 consolidation): the U-Net gets a lesion-type head.
 INFECTION_SOURCES = [dict(src) for src in config["infection"]["train"]] or [
-    {"volumes": f"{INFECTION_DEMO_DIR}/volumes", "masks": f"{INFECTION_DEMO_DIR}/masks", "labels": "types"}
+    {
+        "volumes": f"{INFECTION_DEMO_DIR}/volumes",
+        "masks": f"{INFECTION_DEMO_DIR}/masks",
+        "lungs": f"{INFECTION_DEMO_DIR}/lungs",
+        "labels": "types",
+    }
 ]
 
 
@@ -142,7 +147,8 @@ def get_infection_source_dirs(wildcards):
     """The folders the infection U-Net trains on (the generated one when none is configured)."""
     if not config["infection"]["train"]:
         return [INFECTION_DEMO_DIR]
-    return [src[key] for src in INFECTION_SOURCES for key in ("images", "volumes", "masks") if key in src]
+    keys = ("images", "volumes", "masks", "lungs", "exclude")
+    return [src[key] for src in INFECTION_SOURCES for key in keys if key in src]
 
 
 # The lobe model of the severity read-out; without one, six geometric zones are scored.

@@ -28,6 +28,7 @@ rule train_infection_unet:
     params:
         sources=INFECTION_SOURCES,
         infection=config["infection"],
+        spacing_mm=config["resample"]["spacing_mm"],
     threads: 2
     resources:
         gpu=1,

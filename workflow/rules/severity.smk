@@ -26,6 +26,7 @@ rule severity_readout:
     params:
         high_opacity_hu=config["severity"]["high_opacity_hu"],
         consolidation_above_hu=config["severity"]["consolidation_above_hu"],
+        min_lesion_ml=config["severity"]["min_lesion_ml"],
     resources:
         # the volume and three maps in memory, a few masks of the lungs' box besides
         mem_mb=get_mem_mb(1000, per_input_mb=40),

@@ -9,6 +9,8 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
+
 from covidct.demo.anatomy import make_phantom, true_score
 from covidct.demo.spec import PhantomSpec
 from covidct.demo.writer import _label_image, write_patient
@@ -161,14 +163,16 @@ def write_infection_training(
     matrix: int = 176,
     pixel_spacing_mm: float = 2.2,
 ) -> list[Path]:
-    """Write ``volumes/<name>.nii.gz`` (HU) and ``masks/<name>.nii.gz`` (lesion types: 0 none, 1 ground-glass,
-    2 consolidation) of synthetic phantoms: the 3D-NIfTI training source used when ``infection.train`` names
-    none (``labels: types``)."""
+    """Write ``volumes/<name>.nii.gz`` (HU), ``masks/<name>.nii.gz`` (lesion types: 0 none, 1 ground-glass,
+    2 consolidation) and ``lungs/<name>.nii.gz`` (the lungs, with their lesions) of synthetic phantoms: the
+    3D-NIfTI training source used when ``infection.train`` names none (``labels: types``)."""
     out_dir = Path(out_dir)
     written = []
     for spec in infection_training_specs(n, seed, matrix, pixel_spacing_mm):
         phantom = make_phantom(spec)
         write_volume(out_dir / "volumes" / f"{spec.patient_id}.nii.gz", _label_image(phantom.hu, phantom))
         write_volume(out_dir / "masks" / f"{spec.patient_id}.nii.gz", _label_image(phantom.lesion_kind, phantom))
+        lungs = (phantom.lung_labels > 0).astype(np.uint8)
+        write_volume(out_dir / "lungs" / f"{spec.patient_id}.nii.gz", _label_image(lungs, phantom))
         written.append(out_dir / "volumes" / f"{spec.patient_id}.nii.gz")
     return written

@@ -1,35 +1,50 @@
-"""Augmentation of 2D slice/mask pairs for the infection U-Net.
+"""Augmentation of 2D slice/mask pairs in the infection U-Net's input space (``covidct.infection.inputs``).
 
-Geometry (image and mask together): a left-right flip, rotation up to 15 degrees, zoom 0.85-1.15,
-shift up to 8 % and, with probability 0.3, an elastic deformation (a smooth random displacement
-field of up to about 3 % of the side). Intensity (image only, on the slice scaled to [0, 1], so other
-scanners, kernels, windows and exports are covered): gamma 0.7-1.5, contrast x0.75-1.25 and
-brightness +-0.1, Gaussian blur, Gaussian noise, and local contrast equalization (CLAHE), each with
-its own probability; the slice is standardized again afterwards, as every input is. Labels stay
-labels (nearest-neighbour sampling).
+Geometry (image and mask together): left-right and up-down flips, rotation up to 15 degrees, zoom
+0.8-1.25, shift up to 8 % and, with probability 0.3, an elastic deformation (a smooth random
+displacement field of up to about 3 % of the side).
+
+Intensity (image only), for other scanners, kernels, exports and windows. The slices are calibrated
+(aerated lung 0, soft tissue 1), so each augmentation is a change an export or a scanner could make:
+
+- **window**: the export's lung window clipped tissue at a lower level (top at 0.55-1 of the tissue
+  anchor; calibration then maps that top to 1) or the air at a higher one (bottom -0.25..0.05);
+- **calibration error**: the anchors off by a scale of 0.85-1.15 and a shift of +-0.08;
+- **gamma** 0.7-1.5 of the 0..1 range (a non-linear display curve);
+- **blur** (sharp vs soft kernels), **resolution** (down-sampled by 1.5-3x and back: thick slices,
+  small exports), **noise** (low dose);
+- **CLAHE** (contrast-enhanced exports), re-anchored on the slice's dark and bright pixels.
+
+Each with its own probability; labels stay labels (nearest-neighbour sampling); outputs are clipped to
+the input space's range.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
+from skimage.exposure import equalize_adapthist
 
-from covidct.infection.unet import standardize
+from covidct.infection.inputs import CLIP, resize
 
+P_FLIP_LR = 0.5
+P_FLIP_UD = 0.5
 P_ELASTIC = 0.3
+P_WINDOW = 0.3
+P_CALIBRATION = 0.5
 P_GAMMA = 0.3
-P_CONTRAST = 0.5
 P_BLUR = 0.2
+P_RESOLUTION = 0.2
 P_NOISE = 0.2
 P_CLAHE = 0.15
+ZOOM = (0.8, 1.25)
 
 
 def _coordinates(shape: tuple[int, int], rng: np.random.Generator, elastic: bool) -> np.ndarray:
     """Sampling coordinates (2, H, W) of a random flip-free affine map plus an optional elastic field."""
-    from scipy import ndimage
-
     h, w = shape
     centre = np.array([(h - 1) / 2, (w - 1) / 2])
-    zoom = rng.uniform(0.85, 1.15)
+    zoom = np.exp(rng.uniform(np.log(ZOOM[0]), np.log(ZOOM[1])))
     angle = np.deg2rad(rng.uniform(-15, 15))
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / zoom
     shift = rng.uniform(-0.08, 0.08, 2) * np.array([h, w])
@@ -42,39 +57,54 @@ def _coordinates(shape: tuple[int, int], rng: np.random.Generator, elastic: bool
     return coords
 
 
-def augment_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random gamma, contrast/brightness, blur, noise and CLAHE of one standardized slice; standardized again."""
-    from scipy import ndimage
+def _clahe(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """CLAHE of a calibrated slice, re-anchored: the dark pixels' 5th percentile to 0, the bright ones'
+    median to 1 (what calibration does on a contrast-enhanced export)."""
+    span = CLIP[1] - CLIP[0]
+    eq = equalize_adapthist(np.clip((u - CLIP[0]) / span, 0.0, 1.0), clip_limit=rng.uniform(0.01, 0.03))
+    dark, bright = eq[u < 0.3], eq[u > 0.7]
+    if dark.size < 20 or bright.size < 20:
+        return u
+    lo, hi = float(np.percentile(dark, 5)), float(np.median(bright))
+    return (eq - lo) / (hi - lo) if hi > lo else u
 
-    lo, hi = float(image.min()), float(image.max())
-    u = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+
+def augment_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random window, calibration error, gamma, blur, resolution, noise and CLAHE of one calibrated slice."""
+    u = np.asarray(image, np.float32)
+    if rng.random() < P_WINDOW:
+        top = rng.uniform(0.55, 1.0)
+        u = np.minimum(u, top) / top
+        u = np.maximum(u, rng.uniform(CLIP[0], 0.05))
+    if rng.random() < P_CALIBRATION:
+        u = u * rng.uniform(0.85, 1.15) + rng.uniform(-0.08, 0.08)
     if rng.random() < P_GAMMA:
-        u = np.clip(u, 0, 1) ** rng.uniform(0.7, 1.5)
-    if rng.random() < P_CONTRAST:
-        m = float(u.mean())
-        u = (u - m) * rng.uniform(0.75, 1.25) + m + rng.uniform(-0.1, 0.1)
+        inside = np.clip(u, 0.0, 1.0)
+        u = u - inside + inside ** rng.uniform(0.7, 1.5)
     if rng.random() < P_BLUR:
         u = ndimage.gaussian_filter(u, rng.uniform(0.3, 1.2) * u.shape[0] / 128)
+    if rng.random() < P_RESOLUTION:
+        factor = rng.uniform(1.5, 3.0)
+        small = (max(8, round(u.shape[0] / factor)), max(8, round(u.shape[1] / factor)))
+        u = resize(resize(u, small, order=1), u.shape, order=1)
     if rng.random() < P_NOISE:
         u = u + rng.normal(0.0, rng.uniform(0.0, 0.05), u.shape)
     if rng.random() < P_CLAHE:
-        from skimage.exposure import equalize_adapthist
-
-        u = equalize_adapthist(np.clip(u, 0, 1), clip_limit=rng.uniform(0.01, 0.03))
-    return standardize(u)
+        u = _clahe(u, rng)
+    return np.clip(u, *CLIP).astype(np.float32)
 
 
 def augment_pairs(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Randomly augmented copies of (N, H, W, 1) standardized slices and their label maps."""
-    from scipy import ndimage
-
+    """Randomly augmented copies of (N, H, W, 1) calibrated slices and their label maps."""
     xa, ya = np.empty(x.shape, np.float32), np.empty_like(y)
     for i in range(len(x)):
         img, msk = x[i, ..., 0].astype(np.float32), y[i, ..., 0]
-        if rng.random() < 0.5:
+        if rng.random() < P_FLIP_LR:
             img, msk = img[:, ::-1], msk[:, ::-1]
+        if rng.random() < P_FLIP_UD:
+            img, msk = img[::-1], msk[::-1]
         coords = _coordinates(img.shape, rng, rng.random() < P_ELASTIC)
-        img = ndimage.map_coordinates(img, coords, order=1, mode="constant", cval=float(img.min()))
+        img = ndimage.map_coordinates(img, coords, order=1, mode="constant", cval=CLIP[0])
         msk = ndimage.map_coordinates(np.ascontiguousarray(msk), coords, order=0, mode="constant", cval=0)
         xa[i, ..., 0] = augment_intensity(img, rng)
         ya[i, ..., 0] = msk

@@ -1,37 +1,50 @@
-"""Training and evaluation data of the infection U-Net: slice preparation, sources, folds.
+"""Training and evaluation data of the infection U-Net: sources, slices in the input space, folds.
 
-Slices are prepared the same way for training and for inference:
+Every slice reaches the network through ``covidct.infection.inputs`` (cropped to the lungs, turned to
+the axial convention, calibrated inside the lungs), the same function inference uses:
 
-1. HU slices (3D NIfTI sources and patient volumes) are clipped to the lung window
-   ``hu_window`` (default -1250..250 HU, level -500, width 1500) and scaled to [0, 1];
-   2D image sources (``Imgs/*.jpg``) are taken as already windowed grey levels.
-2. An HU slice is padded to a square (with the window minimum, i.e. air) and resized to the
-   model's ``size`` x ``size`` (bilinear; masks nearest); a 2D image is resized directly.
-3. Each slice is standardized on its own: subtract its mean, divide by its std (the study's
-   input normalization), so only the window's clipping matters, not its scale.
+- **2D images** (``{images: DIR, masks: DIR}``, e.g. COVID-SemiSeg's ``Imgs/*.jpg`` + ``GT/*.png``):
+  lungs found on each image by the 2D lung finder (``covidct.infection.lungs2d``).
+- **3D volumes** (``{volumes: DIR, masks: DIR}``, NIfTI HU volumes and infection masks matched by file
+  name, e.g. COVID-19-CT-Seg): resampled to the workflow's isotropic grid (``spacing_mm``, the grid
+  patients are segmented on), lungs from ``lungs: DIR`` (masks of the same names) or the threshold
+  lung backend; axial slices framed by the volume's lungs.
+- **Lesion-free volumes** (``{volumes: DIR, lesion_free: true}``): real lungs without infection (e.g.
+  the resampled volumes and lung masks of a cohort's COVID-negative patients), as negatives; slices
+  that touch ``exclude: DIR`` masks (e.g. a tumour's GTV) are left out.
 
 Masks are label maps: ``labels: binary`` sources (the default) mark infection (> 0); ``labels: types``
-sources hold 0 background, 1 ground-glass, 2 consolidation (COVID-SemiSeg's multi-class set).
+sources hold 0 background, 1 ground-glass, 2 consolidation (COVID-SemiSeg's multi-class set); a
+lesion-free source fits either.
 
-A *source unit* is one 2D image or one 3D volume: it is never split between training and
-held-out data (``assign_folds``).
+A *source unit* is one 2D image or one 3D volume: it is never split between training and held-out data
+(``assign_folds``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
+from PIL import Image
 
 from covidct.errors import CovidctError
-from covidct.hounsfield import INFECTION_WINDOW_HU
-from covidct.infection.unet import DEFAULT_SIZE, standardize
+from covidct.infection.inputs import Frame, frame_image, frame_volume, mask_to_input, to_input
+from covidct.lungs.threshold import segment_threshold
+from covidct.volume import resample, resample_like
+
+log = logging.getLogger(__name__)
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii", ".mha", ".nrrd")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LABEL_KINDS = ("binary", "types")
+SOURCE_KEYS = {"images", "volumes", "masks", "labels", "lungs", "lesion_free", "exclude"}
+#: Isotropic grid (mm) 3D sources are resampled to: the workflow's default ``resample.spacing_mm``.
+DEFAULT_SPACING_MM = 1.5
 
 
 @dataclass
@@ -39,57 +52,12 @@ class SliceGroup:
     """Training pairs from one source unit (one 2D image, or one 3D volume): never split apart."""
 
     name: str
-    x: np.ndarray  # (N, size, size, 1) float32, standardized
+    x: np.ndarray  # (N, size, size, 1) float32 in the input space
     y: np.ndarray  # (N, size, size, 1) uint8 labels (0/1, or 0/1/2 for lesion types)
+    lesion_free: bool = False
 
 
-def _resize(image: np.ndarray, shape: tuple[int, int], nearest: bool = False) -> np.ndarray:
-    from PIL import Image
-
-    if image.shape == shape:
-        return image.astype(np.float32, copy=False)
-    img = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
-    return np.asarray(img.resize((shape[1], shape[0]), Image.NEAREST if nearest else Image.BILINEAR))
-
-
-def _pad_square(image: np.ndarray, fill: float) -> tuple[np.ndarray, tuple[int, int]]:
-    h, w = image.shape
-    side = max(h, w)
-    top, left = (side - h) // 2, (side - w) // 2
-    out = np.full((side, side), fill, np.float32)
-    out[top : top + h, left : left + w] = image
-    return out, (top, left)
-
-
-def prepare_slice(image: np.ndarray, size: int, window: tuple[float, float] | None = INFECTION_WINDOW_HU) -> np.ndarray:
-    """One HU slice as the U-Net sees it: windowed to [0, 1], padded square, resized, standardized.
-    ``window=None`` for grey-level slices already windowed (padded with their minimum)."""
-    image = np.asarray(image, dtype=np.float32)
-    if window is not None:
-        lo, hi = window
-        image = (np.clip(image, lo, hi) - lo) / (hi - lo)
-        fill = 0.0
-    else:
-        fill = float(image.min()) if image.size else 0.0
-    square, _ = _pad_square(image, fill)
-    return standardize(_resize(square, (size, size)))
-
-
-def prepare_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """A label map padded and resized like ``prepare_slice`` (nearest), uint8 labels kept."""
-    square, _ = _pad_square(np.asarray(mask).astype(np.float32), 0.0)
-    return np.rint(_resize(square, (size, size), nearest=True)).astype(np.uint8)
-
-
-def restore_slice(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Undo ``prepare_slice``'s padding and resizing on a (size, size) map."""
-    side = max(shape)
-    big = _resize(prob, (side, side))
-    top, left = (side - shape[0]) // 2, (side - shape[1]) // 2
-    return big[top : top + shape[0], left : left + shape[1]]
-
-
-def _labels(mask: np.ndarray, kind: str, path: Path, png: bool = False) -> np.ndarray:
+def label_map(mask: np.ndarray, kind: str, path: Path, png: bool = False) -> np.ndarray:
     """A mask as labels: binary > 0 (> 127 for 8-bit images) -> 1; lesion types kept as 0/1/2."""
     if kind == "binary":
         # 8-bit masks drawn 0/255 (anti-aliased edges split at 127); label masks 0/1
@@ -109,53 +77,75 @@ def _check_kind(labels: str) -> None:
         raise CovidctError(f"unknown mask labels {labels!r}: use one of {', '.join(LABEL_KINDS)}")
 
 
-def _read_gray(path: Path, size: int, resample: int, labels: bool = False) -> np.ndarray:
-    """An image as one channel at size x size. With ``labels`` (a mask) palette and grey values are kept as
-    stored (a palette PNG's indices are its labels); colour images are converted to grey."""
-    from PIL import Image
-
+def read_gray(path: Path, labels: bool = False) -> np.ndarray:
+    """An image as one channel at its own size. With ``labels`` (a mask) palette and grey values are kept
+    as stored (a palette PNG's indices are its labels); colour images are converted to grey."""
     try:
         with Image.open(path) as img:
             if not (labels and img.mode in ("P", "L", "I", "I;16")):
                 img = img.convert("L")
-            if img.size != (size, size):
-                img = img.resize((size, size), resample)
             return np.asarray(img)
     except OSError as exc:
         raise CovidctError(f"cannot read image ({exc})", path=path) from None
 
 
-def load_image_folder(images: str | Path, masks: str | Path, size: int = DEFAULT_SIZE, labels: str = "binary"):
-    """Image/mask pairs from ``images/*.jpg`` and ``masks/*.png`` matched by file stem.
-
-    Returns:
-        ``(names, x, y)``: stems, standardized images (N, size, size, 1) float32 and label maps
-        (N, size, size, 1) uint8 (``binary``: mask > 127 is infection; ``types``: 0/1/2 kept).
+def image_pairs(images: str | Path, masks: str | Path | None) -> list[tuple[str, Path, Path | None]]:
+    """(stem, image, mask) of ``images/*.jpg|png`` matched to ``masks/`` by file stem, in natural order.
 
     Raises:
-        CovidctError: a folder is missing or empty, an image has no mask, a lesion-type mask holds
-            other values.
+        CovidctError: a folder is missing or empty, an image has no mask.
     """
-    from PIL import Image
-
-    _check_kind(labels)
-    images, masks = Path(images), Path(masks)
-    for folder in (images, masks):
+    images = Path(images)
+    folders = [images] + ([Path(masks)] if masks is not None else [])
+    for folder in folders:
         if not folder.is_dir():
             raise CovidctError("folder not found", path=folder)
     imgs = {p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    msks = {p.stem: p for p in sorted(masks.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     if not imgs:
         raise CovidctError("no images (.jpg/.png) in the folder", path=images)
-    missing = sorted(set(imgs) - set(msks))
-    if missing:
-        raise CovidctError(f"{len(missing)} image(s) without a mask, e.g. {missing[0]}", path=masks)
+    msks = {}
+    if masks is not None:
+        msks = {p.stem: p for p in sorted(Path(masks).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+        missing = sorted(set(imgs) - set(msks))
+        if missing:
+            raise CovidctError(f"{len(missing)} image(s) without a mask, e.g. {missing[0]}", path=masks)
     names = sorted(imgs, key=lambda s: (len(s), s))
-    x = np.stack([standardize(_read_gray(imgs[n], size, Image.BILINEAR)) for n in names])[..., None]
-    y = np.stack(
-        [_labels(_read_gray(msks[n], size, Image.NEAREST, labels=True), labels, msks[n], png=True) for n in names]
-    )
-    return names, x, y[..., None]
+    return [(n, imgs[n], msks.get(n)) for n in names]
+
+
+def frame_of_image(image: np.ndarray, path: Path) -> tuple[Frame, np.ndarray]:
+    """``inputs.frame_image`` with a clear error naming the image."""
+    try:
+        return frame_image(image)
+    except ValueError as exc:
+        raise CovidctError(f"{exc}: cannot frame the slice for the infection U-Net", path=path) from None
+
+
+def load_image_folder(images: str | Path, masks: str | Path, size: int, labels: str = "binary"):
+    """Image/mask pairs in the input space.
+
+    Returns:
+        ``(names, x, y)``: stems, inputs (N, size, size, 1) float32 and label maps (N, size, size, 1) uint8
+        (``binary``: mask > 127 is infection; ``types``: 0/1/2 kept).
+
+    Raises:
+        CovidctError: a folder is missing or empty, an image has no mask or no lungs, a lesion-type mask
+            holds other values.
+    """
+    _check_kind(labels)
+    names, xs, ys = [], [], []
+    for name, img_path, mask_path in image_pairs(images, masks):
+        image = read_gray(img_path).astype(np.float32)
+        mask = label_map(read_gray(mask_path, labels=True), labels, mask_path, png=True)
+        if mask.shape != image.shape:
+            raise CovidctError(
+                f"mask size {mask.shape[::-1]} differs from its image's {image.shape[::-1]}", path=mask_path
+            )
+        frame, _ = frame_of_image(image, img_path)
+        names.append(name)
+        xs.append(to_input(image, frame, size))
+        ys.append(mask_to_input(mask, frame, size))
+    return names, np.stack(xs)[..., None], np.stack(ys)[..., None]
 
 
 def _volume_files(folder: Path) -> dict[str, Path]:
@@ -167,75 +157,117 @@ def _volume_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def _read_lps(path: Path) -> tuple[np.ndarray, object]:
-    import SimpleITK as sitk
-
+def _read(path: Path):
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise CovidctError(f"cannot read volume ({str(exc).strip().splitlines()[-1]})", path=path) from None
     if img.GetDimension() != 3:
         raise CovidctError(f"expected a 3D volume, got {img.GetDimension()}D", path=path)
-    img = sitk.DICOMOrient(img, "LPS")
-    return sitk.GetArrayFromImage(img), img
+    return img
+
+
+def _on_grid(img, reference, path: Path, what: str):
+    """``img`` (a label map) resampled onto ``reference``'s grid, refusing one that covers another place."""
+    out = sitk.GetArrayFromImage(resample_like(img, reference, "nearest", 0))
+    if sitk.GetArrayViewFromImage(img).any() and not out.any():
+        raise CovidctError(
+            f"the {what} does not overlap its volume (another patient or frame of reference?)", path=path
+        )
+    return out
+
+
+def load_volume(vpath: Path, mask_path: Path | None, lungs_path: Path | None, spacing_mm: float):
+    """A 3D source volume on the isotropic workflow grid: (image, hu, lung, mask or None), arrays (z, y, x).
+
+    The lungs are ``lungs_path`` when given, else the threshold lung backend's mask."""
+    image = resample(_read(vpath), spacing_mm)
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    mask = _on_grid(_read(mask_path), image, mask_path, "mask") if mask_path is not None else None
+    if lungs_path is not None:
+        lung = _on_grid(_read(lungs_path), image, lungs_path, "lung mask") > 0
+    else:
+        try:
+            lung = segment_threshold(hu, image.GetSpacing()).labels > 0
+        except CovidctError as exc:
+            raise CovidctError(
+                f"no lungs found by the threshold backend ({exc.message}); give lungs: DIR", path=vpath
+            ) from None
+    if not lung.any():
+        raise CovidctError("the lung mask is empty", path=lungs_path or vpath)
+    return image, hu, lung, mask
+
+
+def _spread(indices: np.ndarray, n: int) -> np.ndarray:
+    """At most ``n`` of ``indices``, evenly spread."""
+    if len(indices) <= n:
+        return indices
+    return indices[np.unique(np.linspace(0, len(indices) - 1, n).round().astype(int))] if n else indices[:0]
 
 
 def volume_groups(
     volumes: str | Path,
-    masks: str | Path,
+    masks: str | Path | None,
     size: int,
-    window: tuple[float, float] = INFECTION_WINDOW_HU,
     max_slices: int = 64,
     negative_ratio: float = 0.5,
     labels: str = "binary",
+    lungs: str | Path | None = None,
+    exclude: str | Path | None = None,
+    spacing_mm: float = DEFAULT_SPACING_MM,
 ) -> list[SliceGroup]:
-    """Axial slice pairs from 3D HU volumes and infection masks matched by file name.
+    """Axial slice pairs of 3D HU volumes in the input space, one group per volume.
 
-    Per volume: every slice with infection (evenly thinned to at most ``max_slices``) plus
-    ``negative_ratio`` times as many infection-free slices that hold tissue, evenly spread (a volume
-    without infection: ``negative_ratio`` x ``max_slices`` of them).
-    One volume is one group, so its slices never straddle a split.
+    Per volume (on the isotropic grid, slices holding lung only): every slice with infection (evenly
+    thinned to at most ``max_slices``) plus ``negative_ratio`` times as many infection-free slices,
+    evenly spread (a volume without infection: ``negative_ratio`` x ``max_slices`` of them; a volume of a
+    lesion-free source (``masks`` None): ``max_slices``). Slices touching an ``exclude`` mask are left out.
 
     Raises:
-        CovidctError: missing folder, no volumes, a volume without a mask, unreadable
-            files, a mask on another grid than its volume, lesion types out of range.
+        CovidctError: missing folder, no volumes, a volume without a mask (or lung mask, when ``lungs``
+            is given), unreadable files, a mask that does not overlap its volume, lesion types out of range.
     """
     _check_kind(labels)
-    volumes, masks = Path(volumes), Path(masks)
-    for folder in (volumes, masks):
-        if not folder.is_dir():
+    folders = {"volumes": volumes, "masks": masks, "lungs": lungs, "exclude": exclude}
+    found = {}
+    for key, folder in folders.items():
+        if folder is None:
+            continue
+        if not Path(folder).is_dir():
             raise CovidctError("folder not found", path=folder)
-    vols, msks = _volume_files(volumes), _volume_files(masks)
+        found[key] = _volume_files(Path(folder))
+    vols = found["volumes"]
     if not vols:
         raise CovidctError(f"no volumes ({', '.join(NIFTI_SUFFIXES)}) in the folder", path=volumes)
     groups = []
     for name, vpath in vols.items():
-        if name not in msks:
-            raise CovidctError(f"volume {name} has no mask of the same name", path=masks)
-        hu, img = _read_lps(vpath)
-        mask, mimg = _read_lps(msks[name])
-        if hu.shape != mask.shape or not np.allclose(img.GetSpacing(), mimg.GetSpacing(), atol=1e-3):
-            raise CovidctError(
-                f"mask grid {mask.shape[::-1]} / {mimg.GetSpacing()} differs from the volume's "
-                f"{hu.shape[::-1]} / {img.GetSpacing()}",
-                path=msks[name],
-            )
-        mask = _labels(mask, labels, msks[name])
+        for key, what in (("masks", "mask"), ("lungs", "lung mask")):
+            if key in found and name not in found[key]:
+                raise CovidctError(f"volume {name} has no {what} of the same name", path=folders[key])
+        mask_path = found["masks"][name] if "masks" in found else None
+        grid, hu, lung, mask = load_volume(vpath, mask_path, found.get("lungs", {}).get(name), spacing_mm)
+        if mask is None:
+            mask = np.zeros(hu.shape, np.uint8)
+        else:
+            mask = label_map(mask, labels, mask_path)
+        keep = lung.reshape(len(lung), -1).any(axis=1)
+        if "exclude" in found and name in found["exclude"]:
+            away = _on_grid(_read(found["exclude"][name]), grid, found["exclude"][name], "exclude mask") > 0
+            keep &= ~away.reshape(len(away), -1).any(axis=1)
         has_les = mask.reshape(len(mask), -1).max(axis=1) > 0
-        tissue = hu.reshape(len(hu), -1).max(axis=1) > window[0] + 200
-        pos = np.nonzero(has_les)[0]
-        neg = np.nonzero(~has_les & tissue)[0]
-        if len(pos):
-            pos = pos[np.unique(np.linspace(0, len(pos) - 1, min(len(pos), max_slices)).round().astype(int))]
-        # a volume without lesions gives as many clean slices as a volume with ``max_slices`` infected ones
-        n_neg = min(len(neg), int(round(negative_ratio * (len(pos) if len(pos) else max_slices))))
-        neg = neg[np.unique(np.linspace(0, len(neg) - 1, n_neg).round().astype(int))] if n_neg else neg[:0]
+        pos = _spread(np.nonzero(has_les & keep)[0], max_slices)
+        neg = np.nonzero(~has_les & keep)[0]
+        # a volume of a lesion-free source gives ``max_slices`` clean slices; a volume of a source with
+        # masks ``negative_ratio`` times its infected ones (as many as ``max_slices`` infected ones without any)
+        n_neg = max_slices if masks is None else round(negative_ratio * (len(pos) if len(pos) else max_slices))
+        neg = _spread(neg, int(n_neg))
         zs = np.sort(np.concatenate([pos, neg]))
         if zs.size == 0:
             continue
-        x = np.stack([prepare_slice(hu[z], size, window) for z in zs])[..., None]
-        y = np.stack([prepare_mask(mask[z], size) for z in zs])[..., None]
-        groups.append(SliceGroup(f"{volumes.name}/{name}", x, y))
+        frame = frame_volume(hu, lung)
+        x = np.stack([to_input(hu[z], frame, size) for z in zs])[..., None]
+        y = np.stack([mask_to_input(mask[z], frame, size) for z in zs])[..., None]
+        groups.append(SliceGroup(f"{Path(volumes).name}/{name}", x, y, lesion_free=masks is None))
     return groups
 
 
@@ -246,8 +278,9 @@ def image_groups(images: str | Path, masks: str | Path, size: int, labels: str =
 
 
 def source_labels(sources: list[dict]) -> str:
-    """The label kind all sources share (``binary`` or ``types``); mixing them is refused."""
-    kinds = {src.get("labels", "binary") for src in sources}
+    """The label kind all sources with masks share (``binary`` or ``types``); mixing them is refused.
+    Lesion-free sources fit either."""
+    kinds = {src.get("labels", "binary") for src in sources if not src.get("lesion_free")}
     for kind in kinds:
         _check_kind(kind)
     if len(kinds) > 1:
@@ -258,26 +291,49 @@ def source_labels(sources: list[dict]) -> str:
     return kinds.pop() if kinds else "binary"
 
 
+def check_source(i: int, src: dict) -> None:
+    """A training source's keys, or a clear error naming it (1-based ``i``)."""
+    extra = set(src) - SOURCE_KEYS
+    where = f"infection.train source {i}"
+    if extra:
+        raise CovidctError(f"{where}: unknown key(s) {sorted(extra)}; use {sorted(SOURCE_KEYS)}")
+    if src.get("lesion_free"):
+        if "volumes" not in src or "images" in src or "masks" in src:
+            raise CovidctError(f"{where}: a lesion_free source gives volumes (and optionally lungs, exclude), no masks")
+        return
+    if "masks" not in src or ("images" in src) == ("volumes" in src):
+        raise CovidctError(
+            f"{where}: give masks, exactly one of images (2D) or volumes (3D NIfTI) and optionally labels "
+            f"(binary or types), got keys {sorted(src)}"
+        )
+    if "images" in src and ({"lungs", "exclude"} & set(src)):
+        raise CovidctError(f"{where}: lungs and exclude apply to volumes; 2D images get their lungs found on them")
+
+
 def load_sources(
-    sources: list[dict], size: int, window: tuple[float, float] = INFECTION_WINDOW_HU, max_slices: int = 64
+    sources: list[dict], size: int, max_slices: int = 64, spacing_mm: float = DEFAULT_SPACING_MM
 ) -> list[SliceGroup]:
-    """All groups of the configured sources: ``{images, masks}`` (2D) or ``{volumes, masks}`` (3D), each
-    with an optional ``labels: binary | types``."""
-    source_labels(sources)
+    """All groups of the configured sources (see the module's docstring for the kinds of source)."""
+    labels = source_labels(sources)
     groups = []
     for i, src in enumerate(sources):
-        extra = set(src) - {"images", "volumes", "masks", "labels"}
-        if "masks" not in src or ("images" in src) == ("volumes" in src) or extra:
-            raise CovidctError(
-                f"infection.train source {i + 1}: give masks, exactly one of images (2D) or volumes (3D NIfTI) "
-                f"and optionally labels (binary or types), got keys {sorted(src)}"
-            )
-        labels = src.get("labels", "binary")
+        check_source(i + 1, src)
         if "images" in src:
-            found = image_groups(src["images"], src["masks"], size, labels)
+            found = image_groups(src["images"], src["masks"], size, src.get("labels", "binary"))
         else:
-            found = volume_groups(src["volumes"], src["masks"], size, window, max_slices, labels=labels)
-        groups += [SliceGroup(f"s{i + 1}:{g.name}", g.x, g.y) for g in found]
+            found = volume_groups(
+                src["volumes"],
+                None if src.get("lesion_free") else src["masks"],
+                size,
+                max_slices,
+                labels=src.get("labels", labels),
+                lungs=src.get("lungs"),
+                exclude=src.get("exclude"),
+                spacing_mm=spacing_mm,
+            )
+        groups += [SliceGroup(f"s{i + 1}:{g.name}", g.x, g.y, g.lesion_free) for g in found]
+        log.info("source %d: %d units, %d slices%s", i + 1, len(found), sum(len(g.x) for g in found),
+                 " (lesion-free)" if src.get("lesion_free") else "")  # fmt: skip
     return groups
 
 

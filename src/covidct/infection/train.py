@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from covidct.errors import CovidctError
-from covidct.hounsfield import INFECTION_WINDOW_HU
 from covidct.infection.augment import augment_pairs
-from covidct.infection.data import SliceGroup, assign_folds, load_sources, source_labels, stack
+from covidct.infection.data import DEFAULT_SPACING_MM, SliceGroup, assign_folds, load_sources, source_labels, stack
+from covidct.infection.inputs import INPUT_SPACE
 from covidct.infection.unet import (
     CLASS_NAMES,
     THRESHOLD,
@@ -81,23 +81,31 @@ def predict(model, x: np.ndarray, batch_size: int = 8, tta: bool = False) -> np.
 
 
 def evaluate(y: np.ndarray, prob: np.ndarray, threshold: float = THRESHOLD) -> dict:
-    """Metrics of network outputs ``prob`` against labels ``y`` (N, H, W, 1).
+    """``evaluate_lists`` of stacked labels ``y`` (N, H, W, 1) and network outputs ``prob`` (N, H, W, classes)."""
+    return evaluate_lists(list(y[..., 0]), list(prob), threshold)
+
+
+def evaluate_lists(truths: list[np.ndarray], probs: list[np.ndarray], threshold: float = THRESHOLD) -> dict:
+    """Metrics of network outputs ``probs`` (each (H, W, classes)) against label maps ``truths`` (each (H, W));
+    the pairs may differ in size from one to the next.
 
     Infection (any lesion): per-image mean Dice, IoU, sensitivity, specificity, accuracy (as the
     published tables), pooled Dice, and the share of pixels marked. A lesion-type head adds per class
     (ground-glass, consolidation) the per-image mean Dice and the pooled Dice. ``dice_of_empty_prediction``
     is the baseline of marking nothing (Dice 1 on lesion-free slices, 0 on the others).
     """
-    truth = y[..., 0] > 0
-    infected = infection_probability(prob) >= threshold
-    result = {**mean_metrics(list(truth), list(infected)), "dice_pooled": pooled_dice(list(truth), list(infected))}
+    truth = [np.asarray(t) > 0 for t in truths]
+    infected = [infection_probability(p) >= threshold for p in probs]
+    n_pixels = sum(t.size for t in truth)
+    result = {**mean_metrics(truth, infected), "dice_pooled": pooled_dice(truth, infected)}
     result["dice_of_empty_prediction"] = float(np.mean([0.0 if t.any() else 1.0 for t in truth]))
-    result["marked_fraction"] = float(infected.mean())
-    result["truth_fraction"] = float(truth.mean())
-    types = lesion_types(prob)
-    if types is not None:
+    result["marked_fraction"] = float(sum(int(i.sum()) for i in infected) / n_pixels)
+    result["truth_fraction"] = float(sum(int(t.sum()) for t in truth) / n_pixels)
+    if np.asarray(probs[0]).shape[-1] == 3:
+        types = [lesion_types(p) for p in probs]
         for code, name in enumerate(CLASS_NAMES[3][1:], start=1):
-            t, p = list(y[..., 0] == code), list(infected & (types == code))
+            t = [np.asarray(lab) == code for lab in truths]
+            p = [i & (ty == code) for i, ty in zip(infected, types)]
             result[f"{name}_dice"] = mean_metrics(t, p)["dice"]
             result[f"{name}_dice_pooled"] = pooled_dice(t, p)
     return result
@@ -311,12 +319,12 @@ def train(
     seed: int = 1337,
     augment: bool = True,
     tta: bool = False,
-    hu_window: tuple[float, float] = INFECTION_WINDOW_HU,
     max_slices_per_volume: int = 64,
+    spacing_mm: float = DEFAULT_SPACING_MM,
 ) -> dict:
     """Cross-validate the variants on the sources, then train the chosen one on all of them.
 
-    Writes the model (``.keras``), its sidecar JSON (``out_sidecar``, else beside the model: size, window,
+    Writes the model (``.keras``), its sidecar JSON (``out_sidecar``, else beside the model: size, input space,
     threshold, classes, variant, test-time flips: what inference needs) and the metrics JSON (the
     cross-validation of every variant, the choice, the final run).
 
@@ -330,7 +338,7 @@ def train(
     gpu = setup_keras(seed)
     labels = source_labels(sources)
     classes = 3 if labels == "types" else 1
-    groups = load_sources(sources, size, tuple(hu_window), max_slices_per_volume)
+    groups = load_sources(sources, size, max_slices_per_volume, spacing_mm)
     settings = dict(
         classes=classes, base_filters=base_filters, norm=norm, batch_size=batch_size, learning_rate=learning_rate,
         warmup_epochs=warmup_epochs, augment=augment,
@@ -358,7 +366,7 @@ def train(
         )
     seconds = time.perf_counter() - t0
     chosen = cv["variants"][variant]
-    sidecar = {"size": size, "hu_window": list(hu_window), "threshold": THRESHOLD, "variant": variant,
+    sidecar = {"size": size, "input_space": INPUT_SPACE, "threshold": THRESHOLD, "variant": variant,
                "base_filters": base_filters, "norm": norm, "classes": classes,
                "class_names": list(CLASS_NAMES[classes]), "epochs": chosen_epochs, "tta": bool(tta)}  # fmt: skip
     metrics.update(

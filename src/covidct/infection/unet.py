@@ -1,6 +1,7 @@
 """The infection U-Net: architecture, losses, mask metrics.
 
-The network follows the second study (input ``size`` x ``size`` x 1 standardized slices, four
+The network follows the second study (input ``size`` x ``size`` x 1 slices, here in the input space of
+``covidct.infection.inputs``: cropped to the lungs and calibrated inside them; four
 contracting blocks of two 3x3 convolutions and 2x2 max pooling, 32-64-128-256 filters, a 512-filter
 bottleneck, four expanding blocks of a 2x2 transposed convolution, the skip and two 3x3
 convolutions, a 1x1 output convolution), with one change that makes small-data training stable:
@@ -83,13 +84,6 @@ def pooled_dice(truths: Sequence[np.ndarray], preds: Sequence[np.ndarray]) -> fl
         a, b, c, _ = confusion(t, p)
         tp, fp, fn = tp + a, fp + b, fn + c
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-
-
-def standardize(image: np.ndarray) -> np.ndarray:
-    """Subtract the mean and divide by the standard deviation (of this image), float32."""
-    image = np.asarray(image, dtype=np.float32)
-    std = float(image.std())
-    return (image - float(image.mean())) / (std if std > 0 else 1.0)
 
 
 def _register():

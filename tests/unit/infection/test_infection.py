@@ -1,6 +1,6 @@
-"""Infection U-Net in the pipeline: slice preparation, folds by source unit, degenerate runs, cross-validated
-training from 3D lesion-type sources, volume inference (infection and lesion types) and segmentation severity
-on held-out synthetic phantoms."""
+"""Infection U-Net in the pipeline: folds by source unit, sources (kinds, errors, lesion-free volumes),
+augmentation in the input space, degenerate runs, cross-validated training from 3D lesion-type sources, volume
+inference (infection and lesion types) and segmentation severity on held-out synthetic phantoms."""
 
 from __future__ import annotations
 
@@ -19,28 +19,12 @@ from covidct.infection import (
     cross_validate,
     load_sources,
     load_unet,
-    prepare_mask,
-    prepare_slice,
-    restore_slice,
     segment_volume,
     severity,
     train,
 )
 from covidct.infection.augment import augment_pairs
-
-
-def test_prepare_and_restore_are_inverse_on_geometry():
-    img = np.full((30, 50), -1000.0)
-    img[5:25, 10:40] = 0.0
-    x = prepare_slice(img, 32)
-    assert x.shape == (32, 32) and abs(float(x.mean())) < 1e-5 and float(x.std()) == pytest.approx(1, abs=1e-4)
-    mask = np.zeros((30, 50), np.uint8)
-    mask[5:25, 10:40] = 2  # labels survive preparation
-    small = prepare_mask(mask, 64)
-    assert set(np.unique(small)) == {0, 2}
-    back = restore_slice((small > 0).astype(np.float32), (30, 50)) >= 0.5
-    assert back.shape == (30, 50)
-    assert (back == mask.astype(bool)).mean() > 0.97
+from covidct.infection.inputs import CLIP
 
 
 def test_folds_keep_units_whole_balanced_and_order_free():
@@ -56,6 +40,10 @@ def test_folds_keep_units_whole_balanced_and_order_free():
 def test_bad_sources_are_named(tmp_path):
     with pytest.raises(CovidctError, match="exactly one of images"):
         load_sources([{"masks": str(tmp_path)}], 32)
+    with pytest.raises(CovidctError, match="unknown key"):
+        load_sources([{"volumes": "a", "masks": "b", "window": [0, 1]}], 32)
+    with pytest.raises(CovidctError, match="lesion_free source gives volumes"):
+        load_sources([{"volumes": "a", "masks": "b", "lesion_free": True}], 32)
     (tmp_path / "v").mkdir()
     (tmp_path / "m").mkdir()
     with pytest.raises(CovidctError, match="no volumes"):
@@ -64,18 +52,43 @@ def test_bad_sources_are_named(tmp_path):
         load_sources([{"volumes": "a", "masks": "b"}, {"volumes": "c", "masks": "d", "labels": "types"}], 32)
 
 
-def test_augmentation_keeps_labels_and_standardization():
+def test_lesion_free_volumes_with_their_lungs_and_an_excluded_region(tmp_path):
+    """A lesion-free source gives clean slices of its lungs (all-zero labels), ``max_slices`` of them, none
+    of the slices an exclude mask touches; one group per volume."""
+    write_infection_training(tmp_path, n=1, matrix=64, pixel_spacing_mm=6.0)
+    import SimpleITK as sitk
+
+    lungs = sitk.ReadImage(str(next((tmp_path / "lungs").iterdir())))
+    away = sitk.GetArrayFromImage(lungs) * 0
+    zs = np.nonzero(sitk.GetArrayFromImage(lungs).any(axis=(1, 2)))[0]
+    away[zs[len(zs) // 2], 30:34, 30:34] = 1  # one slice in the middle
+    (tmp_path / "exclude").mkdir()
+    out = sitk.GetImageFromArray(away)
+    out.CopyInformation(lungs)
+    sitk.WriteImage(out, str(tmp_path / "exclude" / next((tmp_path / "lungs").iterdir()).name))
+    src = {"volumes": str(tmp_path / "volumes"), "lungs": str(tmp_path / "lungs"), "lesion_free": True}
+    groups = load_sources([src], 32, max_slices=1000)
+    assert len(groups) == 1 and groups[0].lesion_free and not groups[0].y.any()
+    n_all = len(groups[0].x)
+    excluded = load_sources([{**src, "exclude": str(tmp_path / "exclude")}], 32, max_slices=1000)
+    # 6 mm phantom slices on the 1.5 mm grid: the excluded phantom slice covers a few grid slices
+    assert 0 < n_all - len(excluded[0].x) <= 6
+    assert len(load_sources([src], 32, max_slices=8)[0].x) == 8
+    assert groups[0].x.min() >= CLIP[0] and groups[0].x.max() <= CLIP[1]
+
+
+def test_augmentation_keeps_labels_and_the_input_range():
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(6, 64, 64, 1)).astype(np.float32)
+    x = rng.uniform(0, 1, size=(6, 64, 64, 1)).astype(np.float32)
     y = np.zeros((6, 64, 64, 1), np.uint8)
     y[:, 20:40, 20:40] = 1
     y[:, 25:30, 25:30] = 2
     xa, ya = augment_pairs(x, y, rng)
     assert xa.shape == x.shape and ya.shape == y.shape and set(np.unique(ya)) <= {0, 1, 2}
-    assert np.allclose(xa.reshape(6, -1).mean(axis=1), 0, atol=1e-4)
+    assert xa.min() >= CLIP[0] and xa.max() <= CLIP[1]
     assert not np.allclose(xa, x)
     # the lesion moves with the image, not away from it: its area stays within the zoom range
-    assert all(0.6 < (ya[i] > 0).sum() / 400 < 1.5 for i in range(6))
+    assert all(0.6 < (ya[i] > 0).sum() / 400 < 1.6 for i in range(6))
 
 
 def _blobs(n: int, size: int, seed: int) -> list[SliceGroup]:
@@ -116,7 +129,9 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("inf")
     # 64x64 phantoms of 6 mm pixels: the tiny U-Net (64 px input) sees them at native resolution
     write_infection_training(root / "train", n=6, matrix=64, pixel_spacing_mm=6.0)
-    source = {"volumes": str(root / "train" / "volumes"), "masks": str(root / "train" / "masks"), "labels": "types"}
+    train_dir = root / "train"
+    source = {"volumes": str(train_dir / "volumes"), "masks": str(train_dir / "masks"),
+              "lungs": str(train_dir / "lungs"), "labels": "types"}  # fmt: skip
     metrics = train([source], root / "unet.keras", root / "metrics.json", size=64, base_filters=8,
                     variants=("dice_ce",), folds=2, epochs=40, batch_size=8, learning_rate=2e-3, augment=False,
                     max_slices_per_volume=24)  # fmt: skip

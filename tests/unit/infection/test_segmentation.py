@@ -1,5 +1,5 @@
 """Infection segmentation: metrics by hand, the U-Net (normalized, two heads), folder loading (binary and
-lesion-type masks), a short training that learns, segment-eval on a saved model."""
+lesion-type masks, in the input space), a short training that learns, segment-eval on a saved model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from PIL import Image
 
 from covidct.errors import CovidctError
 from covidct.infection.data import load_image_folder
-from covidct.infection.unet import build_unet, load_model, mask_metrics, mean_metrics, standardize
+from covidct.infection.inputs import CLIP, INPUT_SPACE
+from covidct.infection.unet import build_unet, load_model, mask_metrics, mean_metrics
+from covidct.io import write_json
+from covidct.testing.slices import chest_slice, export_8bit
 from helpers import require_shared_data
 
 
@@ -46,12 +49,6 @@ def test_mask_metrics_empty_cases():
     m = mask_metrics(empty, full)  # all false positives
     assert m["dice"] == 0.0 and m["specificity"] == 0.0
     assert mean_metrics([full, empty], [full, full])["dice"] == pytest.approx(0.5)
-
-
-def test_standardize():
-    z = standardize(np.array([1.0, 2.0, 3.0]))
-    assert z.mean() == pytest.approx(0) and z.std() == pytest.approx(1)
-    assert np.all(standardize(np.full(4, 7.0)) == 0)
 
 
 def test_unet_architecture_matches_the_study_with_normalization():
@@ -108,7 +105,8 @@ def test_load_covid_semiseg_folder():
     names, x, y = load_image_folder(root / "Imgs", root / "GT", size=128)
     assert len(names) == 50 and x.shape == (50, 128, 128, 1) and y.shape == (50, 128, 128, 1)
     assert set(np.unique(y)) == {0, 1}
-    assert abs(float(x[0].mean())) < 1e-3  # standardized per image
+    assert x.min() >= CLIP[0] and x.max() <= CLIP[1]  # calibrated: aerated lung near 0, soft tissue near 1
+    assert abs(float(np.median(x[y == 0]))) < 0.25
     assert 0.005 < y.mean() < 0.3  # infection is a minority of pixels
 
 
@@ -127,45 +125,49 @@ def test_load_lesion_type_masks_and_refuse_wrong_labels(tmp_path):
         load_image_folder(binary / "Imgs", binary / "GT", size=64, labels="ggo")
 
 
-def _synthetic_slices(n: int, size: int, seed: int):
-    """Noisy 'lungs' with bright round lesions whose masks are known."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
+def _synthetic_slices(n: int, seed: int):
+    """8-bit exports of synthetic chest slices with 1-3 ground-glass lesions (masks 0/255), in three lung windows."""
+    windows = ((-1250, 250), (-1100, 100), (-1000, 0))
     images, masks = [], []
-    for _ in range(n):
-        img = rng.normal(60, 12, (size, size))
-        mask = np.zeros((size, size), np.uint8)
-        for _ in range(rng.integers(1, 4)):
-            cy, cx, r = rng.integers(8, size - 8), rng.integers(8, size - 8), rng.integers(3, 8)
-            mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 1
-        img[mask > 0] += 90
-        images.append(np.clip(img, 0, 255).astype(np.uint8))
-        masks.append(mask * 255)
+    for i in range(n):
+        s = chest_slice(120, 150, seed=seed + i, n_lesions=1 + i % 3)
+        images.append(export_8bit(s.hu, *windows[i % 3]))
+        masks.append(s.lesions.astype(np.uint8) * 255)
     return images, masks
 
 
 def test_short_training_learns_and_segment_eval_cli(tmp_path):
+    """A small U-Net trained on slices in the input space finds the lesions of held-out exports; segment-eval
+    scores the saved model on the masks' own grid, over the whole image or inside the lungs."""
     import keras
 
     keras.utils.set_random_seed(0)
-    images, masks = _synthetic_slices(48, 64, seed=0)
-    x = np.stack([standardize(i) for i in images])[..., None]
-    y = (np.stack(masks) > 0).astype(np.float32)[..., None]
+    images, masks = _synthetic_slices(48, seed=0)
+    for d in ("Imgs", "GT"):
+        (tmp_path / d).mkdir()
+    for i, (img, mask) in enumerate(zip(images, masks)):
+        Image.fromarray(img).save(tmp_path / "Imgs" / f"{i}.png")
+        Image.fromarray(mask).save(tmp_path / "GT" / f"{i}.png")
+    names, x, y = load_image_folder(tmp_path / "Imgs", tmp_path / "GT", size=64)
+    order = np.argsort([int(n) for n in names])
+    x, y = x[order], (y[order] > 0).astype(np.float32)
     model = build_unet(64, 8, "dice_ce", learning_rate=1e-3)
     model.fit(x[:40], y[:40], batch_size=8, epochs=25, verbose=0)
     pred = np.asarray(model.predict(x[40:], verbose=0)) >= 0.5
     dice = mean_metrics(list(y[40:, ..., 0]), list(pred[..., 0]))["dice"]
     empty = mean_metrics(list(y[40:, ..., 0]), [np.zeros_like(p[..., 0]) for p in pred])["dice"]
     assert empty == 0.0 and dice > 0.6, dice
-    # evaluate the saved model on a folder in the Imgs/ + GT/ layout, through the command line
+    # evaluate the saved model on the held-out folder pair, through the command line
     model.save(tmp_path / "unet.keras")
-    (tmp_path / "Imgs").mkdir()
-    (tmp_path / "GT").mkdir()
-    for i in range(40, 48):
-        Image.fromarray(images[i]).save(tmp_path / "Imgs" / f"{i}.jpg", quality=95)
-        Image.fromarray(masks[i].astype(np.uint8)).save(tmp_path / "GT" / f"{i}.png")
-    res = subprocess.run(
-        [
+    write_json(tmp_path / "unet.json", {"size": 64, "input_space": INPUT_SPACE, "threshold": 0.5, "classes": 1})
+    held = tmp_path / "held"
+    for d in ("Imgs", "GT"):
+        (held / d).mkdir(parents=True)
+        for i in range(40, 48):
+            (held / d / f"{i}.png").write_bytes((tmp_path / d / f"{i}.png").read_bytes())
+    results = {}
+    for lungs in (None, "auto"):
+        cmd = [
             sys.executable,
             "-m",
             "covidct.cli",
@@ -173,17 +175,17 @@ def test_short_training_learns_and_segment_eval_cli(tmp_path):
             "--model",
             str(tmp_path / "unet.keras"),
             "--images",
-            str(tmp_path / "Imgs"),
+            str(held / "Imgs"),
             "--masks",
-            str(tmp_path / "GT"),
+            str(held / "GT"),
             "--out",
-            str(tmp_path / "m.json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    result = json.loads((tmp_path / "m.json").read_text())
+            str(tmp_path / f"{lungs}.json"),
+        ]
+        res = subprocess.run(cmd + (["--lungs", lungs] if lungs else []), capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        results[lungs] = json.loads((tmp_path / f"{lungs}.json").read_text())  # fmt: skip
+    result = results[None]
     assert result["n_images"] == 8 and set(result["per_image"]) == {str(i) for i in range(40, 48)}
-    assert result["mean"]["dice"] == pytest.approx(dice, abs=0.1)
+    assert result["mean"]["dice"] == pytest.approx(dice, abs=0.1)  # scored on the 120 x 150 masks
+    assert results["auto"]["restricted_to_lungs"] == "2D lung finder"
+    assert results["auto"]["mean"]["specificity"] >= result["mean"]["specificity"]
