@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=defaults["variants"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[defaults["seed"] + i for i in range(3)])
     ap.add_argument("--labels", choices=["binary", "types"], default="binary")
+    ap.add_argument("--base-filters", type=int, default=defaults["base_filters"])
     ap.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: its default)")
     ap.add_argument("--tag", default=None, help="output name under bench/measured (default from the settings)")
     a = ap.parse_args()
@@ -53,7 +54,7 @@ def main() -> None:
     groups = load_sources([source], a.size)
     settings = dict(
         classes=3 if a.labels == "types" else 1,
-        base_filters=defaults["base_filters"],
+        base_filters=a.base_filters,
         norm=defaults["norm"],
         batch_size=defaults["batch_size"],
         learning_rate=defaults["learning_rate"],
@@ -62,7 +63,7 @@ def main() -> None:
         retries=defaults["retries"],
         tta=True,
     )
-    tag = a.tag or f"infection_cv_{a.labels}_{a.size}px_{a.epochs}ep"
+    tag = a.tag or f"infection_cv_{a.labels}_{a.size}px_{a.epochs}ep_bf{a.base_filters}"
     out = REPO / "bench" / "measured"
     print(f"{folder.name}: {len(groups)} slices at {a.size}px, {a.folds} folds, {a.epochs} epochs, seeds {a.seeds}, "
           f"{settings}", flush=True)  # fmt: skip

@@ -251,7 +251,7 @@ def predict_one(raw_dir: Path, patient: str, models: Path, out_dir: Path | None 
                 out / "qc" / f"{patient}_infection.png",
                 patient,
             )
-            row.update({k: seg[k] for k in SEG_COLUMNS})
+            row.update({k: seg.get(k) for k in SEG_COLUMNS})
             readout = steps.severity_readout(
                 p["resampled"],
                 p["labels"],

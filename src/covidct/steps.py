@@ -510,6 +510,8 @@ def train_infection_unet(
     out_model: str | Path,
     out_sidecar: str | Path,
     out_metrics: str | Path,
+    out_card: str | Path,
+    out_card_md: str | Path,
     sources: list[dict],
     infection: dict,
     spacing_mm: float = 1.5,
@@ -534,9 +536,11 @@ def train_infection_unet(
         "augment",
         "tta",
         "max_slices_per_volume",
+        "ensemble_folds",
     )
     settings = {k: infection[k] for k in keys}
-    return train(sources, out_model, out_metrics, out_sidecar=out_sidecar, spacing_mm=spacing_mm, **settings)
+    return train(sources, out_model, out_metrics, out_sidecar=out_sidecar, out_card=out_card, out_card_md=out_card_md,
+                 spacing_mm=spacing_mm, **settings)  # fmt: skip
 
 
 def evaluate_infection_unet(
@@ -560,15 +564,22 @@ def segment_infection(
     out_json: str | Path,
     out_png: str | Path,
     patient: str,
+    card: str | Path | None = None,
     n_slices: int = 8,
+    demo_patient: bool = False,
+    allow_synthetic: bool = False,
 ) -> dict:
     """Infection mask of one patient inside its lung mask, its severity, and a QC overlay PNG. A
     lesion-type model also writes the lesion types (1 ground-glass, 2 consolidation) and their volumes
-    and percent of the lung; a binary model writes an all-zero type map (the read-out then uses HU bands)."""
+    and percent of the lung; a binary model writes an all-zero type map (the read-out then uses HU bands).
+    A model trained only on synthetic phantoms (its ``card``) reads a patient the demo did not generate
+    only with ``allow_synthetic``, and the JSON and the QC title then say so (``covidct.modelcard``)."""
     import SimpleITK as sitk
 
     from covidct.infection.inference import load_unet, segment_volume, severity
     from covidct.io import sha256_file
+    from covidct.modelcard import check_may_read
+    from covidct.modelcard import read_card as read_model_card
     from covidct.report.montage import montage, write_png
     from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
 
@@ -577,6 +588,8 @@ def segment_infection(
     lung = sitk.GetArrayFromImage(read_volume(mask)) > 0
     if not lung.any():
         raise CovidctError("lung mask is empty: no infection severity", patient, mask)
+    model_card = read_json(card) if card else read_model_card(model)
+    warning = check_may_read(model_card, model, patient, demo_patient, allow_synthetic)
     net, settings = load_unet(model, sidecar)
     infected, types = segment_volume(net, settings, hu, lung)
     for array, path in ((infected, out_mask), (types if types is not None else np.zeros_like(infected), out_types)):
@@ -596,6 +609,8 @@ def segment_infection(
         "lesion_types": "model" if types is not None else None,
         "infection_unet_sha256": sha256_file(model),
         "variant": settings.get("variant"),
+        "model_trained_on": (model_card or {}).get("trained_on", "unknown"),
+        "warning": warning,
     }
     if types is not None:
         for code, name in ((1, "ggo"), (2, "consolidation")):
@@ -612,7 +627,8 @@ def segment_infection(
     write_png(
         out_png,
         montage(hu, label_map, n_slices=n_slices, overlay=infected),
-        title=f"{patient}  infection {score:.1f}% of lung ({result['seg_severity_class']}){kinds}",
+        title=f"{patient}  infection {score:.1f}% of lung ({result['seg_severity_class']}){kinds}"
+        + (f"\n{warning.upper()}" if warning else ""),
     )
     log.info(
         "patient %s: infection %.1f%% of lung (%.0f of %.0f mL)%s",
@@ -680,7 +696,8 @@ def severity_readout(
         other = read_volume(path)
         _same_grid(image, other, what, path, patient)
         arrays[what] = sitk.GetArrayFromImage(other)
-    if infection_info and read_json(infection_info).get("lesion_types") != "model":
+    seg = read_json(infection_info) if infection_info else {}
+    if infection_info and seg.get("lesion_types") != "model":
         arrays["lesion-type map"] = None  # a binary U-Net's all-zero map: HU bands
     lung_labels = arrays["lung label map"]
     if not np.any(lung_labels):
@@ -708,6 +725,7 @@ def severity_readout(
             else "six geometric zones (thirds of each lung's height)"
         ),
         **readout.result,
+        "warning": seg.get("warning"),
     }
     total = (
         f"CTSS {result['ctss']}/25"
@@ -722,7 +740,8 @@ def severity_readout(
         result,
         readout.scheme,
         out_png,
-        f"{patient}{date}: PO {result['po']:.1f} % ({result['po_severity_class']}), PHO {result['pho']:.1f} %, {total}",
+        f"{patient}{date}: PO {result['po']:.1f} % ({result['po_severity_class']}), PHO {result['pho']:.1f} %, {total}"
+        + (f"\n{result['warning'].upper()}" if result["warning"] else ""),
     )
     result["step_seconds"] = round(time.perf_counter() - t0, 2)
     write_json(out_json, result)
@@ -885,7 +904,7 @@ def predict(
         seg = read_json(path)
         if seg["patient_id"] != row["patient_id"]:
             raise CovidctError(f"infection result {path} is for another patient", row["patient_id"])
-        row.update({k: seg[k] for k in SEG_COLUMNS})
+        row.update({k: seg.get(k) for k in SEG_COLUMNS})
     for row, path in zip(rows, severity or []):
         result = read_json(path)
         if result["patient_id"] != row["patient_id"]:

@@ -21,6 +21,8 @@ rule train_infection_unet:
         model="results/models/infection_unet.keras",
         sidecar="results/models/infection_unet.json",
         metrics="results/metrics/infection_unet.json",
+        card="results/models/infection_unet.card.json",
+        card_md="results/models/infection_unet.card.md",
     log:
         "results/logs/train_infection_unet.log",
     benchmark:
@@ -69,6 +71,7 @@ rule segment_infection:
         labels="results/lung_mask/{patient}_labels.nii.gz",
         model="results/models/infection_unet.keras",
         sidecar="results/models/infection_unet.json",
+        card="results/models/infection_unet.card.json",
     output:
         mask="results/infection_mask/{patient}.nii.gz",
         types="results/infection_mask/{patient}_types.nii.gz",
@@ -85,6 +88,8 @@ rule segment_infection:
         "results/benchmarks/segment_infection/{patient}.tsv"
     params:
         n_slices=config["qc"]["n_slices"],
+        demo_patient=lambda wildcards: is_demo_patient(wildcards.patient),
+        allow_synthetic=config["allow_synthetic_models"],
     resources:
         gpu=1,
         mem_mb=get_mem_mb(1500, per_input_mb=30),

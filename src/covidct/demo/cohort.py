@@ -14,7 +14,8 @@ import numpy as np
 from covidct.demo.anatomy import make_phantom, true_score
 from covidct.demo.spec import PhantomSpec
 from covidct.demo.writer import _label_image, write_patient
-from covidct.io import atomic_path, write_volume
+from covidct.io import atomic_path, write_json, write_volume
+from covidct.modelcard import SYNTHETIC_MARKER
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,10 @@ def write_infection_training(
     3D-NIfTI training source used when ``infection.train`` names none (``labels: types``)."""
     out_dir = Path(out_dir)
     written = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(
+        out_dir / SYNTHETIC_MARKER, {"synthetic": True, "generator": "covidct.demo", "phantoms": n, "seed": seed}
+    )
     for spec in infection_training_specs(n, seed, matrix, pixel_spacing_mm):
         phantom = make_phantom(spec)
         write_volume(out_dir / "volumes" / f"{spec.patient_id}.nii.gz", _label_image(phantom.hu, phantom))

@@ -4,8 +4,15 @@ Geometry (image and mask together): left-right and up-down flips, rotation up to
 0.8-1.25, shift up to 8 % and, with probability 0.3, an elastic deformation (a smooth random
 displacement field of up to about 3 % of the side).
 
-Intensity (image only), for other scanners, kernels, exports and windows. The slices are calibrated
-(aerated lung 0, soft tissue 1), so each augmentation is a change an export or a scanner could make:
+Intensity (image only), for other scanners, kernels, exports, windows and patients. The slices are
+calibrated (aerated lung 0, soft tissue 1), so each augmentation is a change an export, a scanner or a
+patient's position could make:
+
+- **dependent density** (with the slice's lung mask): a supine patient's lungs are denser toward the back
+  (gravity-dependent atelectasis and blood volume; on free-breathing planning CTs the gradient reaches
+  250-300 HU, ground-glass levels); a smooth ramp rising toward one side of each lung (0-0.3, i.e. up to
+  about 270 HU, over 8-30 % of the slice) is added, the labels unchanged, so a smooth gradient is not
+  read as a lesion;
 
 - **window**: the export's lung window clipped tissue at a lower level (top at 0.55-1 of the tissue
   anchor; calibration then maps that top to 1) or the air at a higher one (bottom -0.25..0.05);
@@ -27,6 +34,7 @@ from skimage.exposure import equalize_adapthist
 
 from covidct.infection.inputs import CLIP, resize
 
+P_DEPENDENT = 0.4
 P_FLIP_LR = 0.5
 P_FLIP_UD = 0.5
 P_ELASTIC = 0.3
@@ -69,9 +77,34 @@ def _clahe(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (eq - lo) / (hi - lo) if hi > lo else u
 
 
-def augment_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random window, calibration error, gamma, blur, resolution, noise and CLAHE of one calibrated slice."""
+def dependent_density(image: np.ndarray, lung: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A smooth density ramp inside the lungs, highest at each lung column's edge toward one side of the
+    slice (up or down, at random: the back may lie either way in a turned 2D source).
+
+    >>> lung = np.zeros((20, 10), bool); lung[5:15, 2:8] = True
+    >>> out = dependent_density(np.zeros((20, 10), np.float32), lung, np.random.default_rng(0))
+    >>> bool(out[~lung].any()), bool((out[lung] > 0).all())
+    (False, True)
+    """
+    lung = np.asarray(lung) > 0
+    if not lung.any():
+        return image
+    rows = np.arange(lung.shape[0])[:, None]
+    down = rng.random() < 0.5
+    edge = np.where(lung, rows, -1).max(axis=0) if down else np.where(lung, rows, lung.shape[0]).min(axis=0)
+    depth = (edge[None, :] - rows) if down else (rows - edge[None, :])
+    length = rng.uniform(0.08, 0.3) * lung.shape[0]
+    ramp = rng.uniform(0.05, 0.3) * np.exp(-np.clip(depth, 0, None) / length)
+    ramp = ndimage.gaussian_filter(np.where(lung, ramp, 0.0).astype(np.float32), 1.0)
+    return (image + np.where(lung, ramp, 0.0)).astype(np.float32)
+
+
+def augment_intensity(image: np.ndarray, rng: np.random.Generator, lung: np.ndarray | None = None) -> np.ndarray:
+    """Random dependent density (with ``lung``), window, calibration error, gamma, blur, resolution, noise and
+    CLAHE of one calibrated slice."""
     u = np.asarray(image, np.float32)
+    if lung is not None and rng.random() < P_DEPENDENT:
+        u = dependent_density(u, lung, rng)
     if rng.random() < P_WINDOW:
         top = rng.uniform(0.55, 1.0)
         u = np.minimum(u, top) / top
@@ -94,18 +127,26 @@ def augment_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return np.clip(u, *CLIP).astype(np.float32)
 
 
-def augment_pairs(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Randomly augmented copies of (N, H, W, 1) calibrated slices and their label maps."""
+def augment_pairs(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, lung: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Randomly augmented copies of (N, H, W, 1) calibrated slices and their label maps (and, with their lung
+    masks ``lung``, the dependent density inside the lungs)."""
     xa, ya = np.empty(x.shape, np.float32), np.empty_like(y)
     for i in range(len(x)):
         img, msk = x[i, ..., 0].astype(np.float32), y[i, ..., 0]
+        lng = lung[i, ..., 0] if lung is not None else None
         if rng.random() < P_FLIP_LR:
             img, msk = img[:, ::-1], msk[:, ::-1]
+            lng = lng[:, ::-1] if lng is not None else None
         if rng.random() < P_FLIP_UD:
             img, msk = img[::-1], msk[::-1]
+            lng = lng[::-1] if lng is not None else None
         coords = _coordinates(img.shape, rng, rng.random() < P_ELASTIC)
         img = ndimage.map_coordinates(img, coords, order=1, mode="constant", cval=CLIP[0])
         msk = ndimage.map_coordinates(np.ascontiguousarray(msk), coords, order=0, mode="constant", cval=0)
-        xa[i, ..., 0] = augment_intensity(img, rng)
+        if lng is not None:
+            lng = ndimage.map_coordinates(np.ascontiguousarray(lng), coords, order=0, mode="constant", cval=0)
+        xa[i, ..., 0] = augment_intensity(img, rng, lng)
         ya[i, ..., 0] = msk
     return xa, ya

@@ -55,6 +55,7 @@ class SliceGroup:
     x: np.ndarray  # (N, size, size, 1) float32 in the input space
     y: np.ndarray  # (N, size, size, 1) uint8 labels (0/1, or 0/1/2 for lesion types)
     lesion_free: bool = False
+    lung: np.ndarray | None = None  # (N, size, size, 1) uint8 lung masks in the input space, when known
 
 
 def label_map(mask: np.ndarray, kind: str, path: Path, png: bool = False) -> np.ndarray:
@@ -121,19 +122,22 @@ def frame_of_image(image: np.ndarray, path: Path) -> tuple[Frame, np.ndarray]:
         raise CovidctError(f"{exc}: cannot frame the slice for the infection U-Net", path=path) from None
 
 
-def load_image_folder(images: str | Path, masks: str | Path, size: int, labels: str = "binary"):
+def load_image_folder(
+    images: str | Path, masks: str | Path, size: int, labels: str = "binary", with_lungs: bool = False
+):
     """Image/mask pairs in the input space.
 
     Returns:
         ``(names, x, y)``: stems, inputs (N, size, size, 1) float32 and label maps (N, size, size, 1) uint8
-        (``binary``: mask > 127 is infection; ``types``: 0/1/2 kept).
+        (``binary``: mask > 127 is infection; ``types``: 0/1/2 kept); with ``with_lungs`` also the lung
+        regions the 2D lung finder gave (N, size, size, 1) uint8.
 
     Raises:
         CovidctError: a folder is missing or empty, an image has no mask or no lungs, a lesion-type mask
             holds other values.
     """
     _check_kind(labels)
-    names, xs, ys = [], [], []
+    names, xs, ys, lungs = [], [], [], []
     for name, img_path, mask_path in image_pairs(images, masks):
         image = read_gray(img_path).astype(np.float32)
         mask = label_map(read_gray(mask_path, labels=True), labels, mask_path, png=True)
@@ -141,11 +145,13 @@ def load_image_folder(images: str | Path, masks: str | Path, size: int, labels: 
             raise CovidctError(
                 f"mask size {mask.shape[::-1]} differs from its image's {image.shape[::-1]}", path=mask_path
             )
-        frame, _ = frame_of_image(image, img_path)
+        frame, region = frame_of_image(image, img_path)
         names.append(name)
         xs.append(to_input(image, frame, size))
         ys.append(mask_to_input(mask, frame, size))
-    return names, np.stack(xs)[..., None], np.stack(ys)[..., None]
+        lungs.append(mask_to_input(region.astype(np.uint8), frame, size))
+    out = (names, np.stack(xs)[..., None], np.stack(ys)[..., None])
+    return (*out, np.stack(lungs)[..., None]) if with_lungs else out
 
 
 def _volume_files(folder: Path) -> dict[str, Path]:
@@ -267,14 +273,18 @@ def volume_groups(
         frame = frame_volume(hu, lung)
         x = np.stack([to_input(hu[z], frame, size) for z in zs])[..., None]
         y = np.stack([mask_to_input(mask[z], frame, size) for z in zs])[..., None]
-        groups.append(SliceGroup(f"{Path(volumes).name}/{name}", x, y, lesion_free=masks is None))
+        lz = np.stack([mask_to_input(lung[z].astype(np.uint8), frame, size) for z in zs])[..., None]
+        groups.append(SliceGroup(f"{Path(volumes).name}/{name}", x, y, lesion_free=masks is None, lung=lz))
     return groups
 
 
 def image_groups(images: str | Path, masks: str | Path, size: int, labels: str = "binary") -> list[SliceGroup]:
     """2D image/mask pairs (``Imgs/*.jpg`` + ``GT/*.png``); each image is its own group."""
-    names, x, y = load_image_folder(images, masks, size, labels)
-    return [SliceGroup(f"{Path(images).name}/{n}", x[i : i + 1], y[i : i + 1]) for i, n in enumerate(names)]
+    names, x, y, lung = load_image_folder(images, masks, size, labels, with_lungs=True)
+    return [
+        SliceGroup(f"{Path(images).name}/{n}", x[i : i + 1], y[i : i + 1], lung=lung[i : i + 1])
+        for i, n in enumerate(names)
+    ]
 
 
 def source_labels(sources: list[dict]) -> str:
@@ -331,10 +341,28 @@ def load_sources(
                 exclude=src.get("exclude"),
                 spacing_mm=spacing_mm,
             )
-        groups += [SliceGroup(f"s{i + 1}:{g.name}", g.x, g.y, g.lesion_free) for g in found]
+        groups += [SliceGroup(f"s{i + 1}:{g.name}", g.x, g.y, g.lesion_free, g.lung) for g in found]
         log.info("source %d: %d units, %d slices%s", i + 1, len(found), sum(len(g.x) for g in found),
                  " (lesion-free)" if src.get("lesion_free") else "")  # fmt: skip
     return groups
+
+
+def describe_sources(sources: list[dict], groups: list[SliceGroup]) -> list[dict]:
+    """The model card's entries of the sources: each folder's name, synthetic or real, its counts."""
+    from covidct.modelcard import is_synthetic_folder, source_entry
+
+    out = []
+    for i, src in enumerate(sources):
+        mine = [g for g in groups if g.name.startswith(f"s{i + 1}:")]
+        folder = Path(src.get("images") or src["volumes"])
+        kind = "synthetic" if is_synthetic_folder(folder) else "real"
+        unit = "images" if "images" in src else "volumes"
+        counts = {unit: len(mine), "slices": sum(len(g.x) for g in mine)}
+        if unit == "volumes":
+            counts["subjects"] = len(mine)
+        counts["labels"] = "lesion-free" if src.get("lesion_free") else src.get("labels", "binary")
+        out.append(source_entry(f"{folder.parent.name}/{folder.name}", kind, **counts))
+    return out
 
 
 def assign_folds(names: list[str], folds: int, seed: int) -> dict[str, int]:
@@ -358,3 +386,10 @@ def assign_folds(names: list[str], folds: int, seed: int) -> dict[str, int]:
 def stack(groups: list[SliceGroup]) -> tuple[np.ndarray, np.ndarray]:
     """The slices of several groups as one (x, y) pair."""
     return np.concatenate([g.x for g in groups]), np.concatenate([g.y for g in groups])
+
+
+def stack_lungs(groups: list[SliceGroup]) -> np.ndarray | None:
+    """The lung masks of several groups, stacked like ``stack``; None when a group has none."""
+    if any(g.lung is None for g in groups):
+        return None
+    return np.concatenate([g.lung for g in groups])

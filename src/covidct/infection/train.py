@@ -27,7 +27,16 @@ import numpy as np
 
 from covidct.errors import CovidctError
 from covidct.infection.augment import augment_pairs
-from covidct.infection.data import DEFAULT_SPACING_MM, SliceGroup, assign_folds, load_sources, source_labels, stack
+from covidct.infection.data import (
+    DEFAULT_SPACING_MM,
+    SliceGroup,
+    assign_folds,
+    describe_sources,
+    load_sources,
+    source_labels,
+    stack,
+    stack_lungs,
+)
 from covidct.infection.inputs import INPUT_SPACE
 from covidct.infection.unet import (
     CLASS_NAMES,
@@ -38,6 +47,7 @@ from covidct.infection.unet import (
     mean_metrics,
     pooled_dice,
 )
+from covidct.modelcard import card_paths, make_card, write_card
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +158,12 @@ def fit(
     stop_at: int | None = None,
     x_held: np.ndarray | None = None,
     y_held: np.ndarray | None = None,
+    lung: np.ndarray | None = None,
 ):
     """One run: train ``variant`` on (x, y) with the warm-up + cosine schedule of ``epochs`` epochs,
-    stopping after ``stop_at`` (default: all). With held-out slices, each epoch's row holds their
-    metrics (``held_*``). Returns ``(model, history)``."""
+    stopping after ``stop_at`` (default: all). ``lung``: the slices' lung masks (for the dependent-density
+    augmentation). With held-out slices, each epoch's row holds their metrics (``held_*``). Returns
+    ``(model, history)``."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -162,7 +174,7 @@ def fit(
         lr = learning_rate_at(epoch, epochs, learning_rate, warmup_epochs)
         model.optimizer.learning_rate.assign(lr)
         t0 = time.perf_counter()
-        xa, ya = augment_pairs(x, y, rng) if augment else (x, y)
+        xa, ya = augment_pairs(x, y, rng, lung) if augment else (x, y)
         fitted = model.fit(xa, _targets(ya, classes), batch_size=batch_size, epochs=1, shuffle=True, verbose=0)
         row = {"epoch": epoch, "lr": lr, "loss": float(fitted.history["loss"][-1]),
                "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
@@ -204,6 +216,16 @@ def _mean_sd(values: list[float]) -> dict[str, float]:
     return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
 
 
+def _held_out_lesion_free(model, groups: list[SliceGroup], batch_size: int) -> dict | None:
+    """Share of the pixels of held-out lesion-free slices marked infected (per slice mean), or None."""
+    free = [g for g in groups if g.lesion_free]
+    if not free:
+        return None
+    x, y = stack(free)
+    marked = infection_probability(predict(model, x, batch_size)) >= THRESHOLD
+    return {"slices": int(len(x)), "marked_percent": round(100.0 * float(marked.mean()), 4)}
+
+
 def cross_validate(
     groups: list[SliceGroup],
     variants: tuple[str, ...] | list[str],
@@ -215,29 +237,37 @@ def cross_validate(
     retries: int = 2,
     tta: bool = False,
     batch_size: int = 4,
+    keep_models: bool = False,
     **kwargs,
-) -> dict:
+):
     """K-fold cross-validation of each variant over the source units of ``groups``.
+
+    The held-out curve (metrics after every epoch) is measured on the held-out units with masks;
+    held-out units of lesion-free sources are scored apart, at the last epoch, by the share of their
+    pixels marked infected (``lesion_free``), so the Dice stays comparable with and without negatives.
 
     Returns per variant: ``status`` (``ok``, or ``failed`` with the ``reason`` when a fold stayed
     degenerate after its retries), per fold the held-out units, attempts, seconds per epoch, the
     held-out metrics after every epoch (``curve``) and at the last epoch (also with test-time flips
     when ``tta``); the mean-over-folds Dice curve, its best epoch, and mean +- sd over folds of every
-    metric at the best epoch (``at_best_epoch``) and at the last epoch (``at_last_epoch``).
+    metric at the best epoch (``at_best_epoch``) and at the last epoch (``at_last_epoch``). With
+    ``keep_models`` a pair ``(result, {variant: [fold models]})``.
     """
     fold_of = assign_folds([g.name for g in groups], folds, seed)
     result = {"folds": folds, "fold_of": fold_of, "variants": {}}
+    kept: dict[str, list] = {}
     for variant in variants:
-        per_fold, failed = [], None
+        per_fold, failed, models = [], None, []
         for k in range(folds):
             held = [g for g in groups if fold_of[g.name] == k]
+            annotated = [g for g in held if not g.lesion_free] or held
             train_g = [g for g in groups if fold_of[g.name] != k]
             x_tr, y_tr = stack(train_g)
-            x_ho, y_ho = stack(held)
+            x_ho, y_ho = stack(annotated)
             t0 = time.perf_counter()
             model, history, attempts = fit_checked(
                 x_tr, y_tr, variant, epochs, classes=classes, seed=seed + k, retries=retries,
-                x_held=x_ho, y_held=y_ho, batch_size=batch_size, **kwargs,
+                x_held=x_ho, y_held=y_ho, batch_size=batch_size, lung=stack_lungs(train_g), **kwargs,
             )  # fmt: skip
             fold = {
                 "fold": k,
@@ -250,13 +280,16 @@ def cross_validate(
                 "curve": [
                     {k2[5:]: v for k2, v in r.items() if k2.startswith("held_")} | {"loss": r["loss"]} for r in history
                 ],  # fmt: skip
+                "lesion_free": _held_out_lesion_free(model, held, batch_size),
             }
             if tta:
                 fold["last_epoch_tta"] = evaluate(y_ho, predict(model, x_ho, batch_size, tta=True))
             per_fold.append(fold)
+            if keep_models:
+                models.append(model)
             last = fold["curve"][-1]
             log.info("%s fold %d/%d: held-out Dice %.4f (%d units, %d slices), %.1f s/epoch%s", variant, k + 1,
-                     folds, last["dice"], len(held), len(x_ho), fold["seconds_per_epoch"],
+                     folds, last["dice"], len(annotated), len(x_ho), fold["seconds_per_epoch"],
                      f", degenerate: {attempts[-1]['degenerate']}" if attempts[-1]["degenerate"] else "")  # fmt: skip
             if attempts[-1]["degenerate"]:
                 failed = f"fold {k + 1} stayed degenerate after {len(attempts)} attempts: {attempts[-1]['degenerate']}"
@@ -278,17 +311,36 @@ def cross_validate(
                     "seconds_per_epoch": round(float(np.mean([f["seconds_per_epoch"] for f in per_fold])), 2),
                 }
             )
+            free = [f["lesion_free"]["marked_percent"] for f in per_fold if f["lesion_free"]]
+            if free:
+                entry["lesion_free_marked_percent"] = _mean_sd(free)
             if tta:
                 entry["at_last_epoch_tta"] = {k: _mean_sd([f["last_epoch_tta"][k] for f in per_fold]) for k in keys}
             log.info("%s: CV Dice %.4f +- %.4f at epoch %d (best of the mean curve), %.4f +- %.4f at epoch %d",
                      variant, entry["at_best_epoch"]["dice"]["mean"], entry["at_best_epoch"]["dice"]["sd"], best,
                      entry["at_last_epoch"]["dice"]["mean"], entry["at_last_epoch"]["dice"]["sd"], epochs)  # fmt: skip
+            kept[variant] = models
         result["variants"][variant] = entry
-    return result
+    return (result, kept) if keep_models else result
 
 
-def choose(cv: dict) -> tuple[str, int]:
-    """The variant with the best cross-validated mean Dice (at its best epoch) and that epoch count.
+def ensemble(models: list, name: str = "unet_ensemble"):
+    """One Keras model averaging the outputs of ``models`` (same input): the fold models as one file."""
+    import keras
+
+    if len(models) == 1:
+        return models[0]
+    inputs = keras.Input(models[0].input_shape[1:], name="slice")
+    outputs = keras.layers.Average(name="infection_mean")([m(inputs) for m in models])
+    model = keras.Model(inputs, outputs, name=name)
+    model.compile(loss=models[0].loss)
+    return model
+
+
+def choose(cv: dict, at: str = "at_best_epoch") -> tuple[str, int]:
+    """The variant with the best cross-validated mean Dice and its epoch count: at the best epoch of its mean
+    curve (``at_best_epoch``, for a final model trained anew) or at the last epoch (``at_last_epoch``, for
+    the fold models kept as they are).
 
     Raises:
         CovidctError: every variant failed (degenerate in some fold after its retries).
@@ -297,8 +349,9 @@ def choose(cv: dict) -> tuple[str, int]:
     if not ok:
         reasons = "; ".join(f"{v}: {e['reason']}" for v, e in cv["variants"].items())
         raise CovidctError(f"every infection U-Net variant was degenerate, no model kept ({reasons})")
-    variant = max(ok, key=lambda v: ok[v]["at_best_epoch"]["dice"]["mean"])
-    return variant, ok[variant]["best_epoch"]
+    variant = max(ok, key=lambda v: ok[v][at]["dice"]["mean"])
+    epochs = ok[variant]["best_epoch"] if at == "at_best_epoch" else len(ok[variant]["mean_dice_curve"])
+    return variant, epochs
 
 
 def train(
@@ -306,6 +359,8 @@ def train(
     out_model: str | Path,
     out_metrics: str | Path,
     out_sidecar: str | Path | None = None,
+    out_card: str | Path | None = None,
+    out_card_md: str | Path | None = None,
     size: int = 256,
     base_filters: int = 32,
     norm: str = "batch",
@@ -321,12 +376,15 @@ def train(
     tta: bool = False,
     max_slices_per_volume: int = 64,
     spacing_mm: float = DEFAULT_SPACING_MM,
+    ensemble_folds: bool = False,
 ) -> dict:
-    """Cross-validate the variants on the sources, then train the chosen one on all of them.
+    """Cross-validate the variants on the sources, then keep the chosen one: trained anew on all of them for
+    the chosen epoch count, or (``ensemble_folds``) its fold models as they are, averaged in one model.
 
     Writes the model (``.keras``), its sidecar JSON (``out_sidecar``, else beside the model: size, input space,
-    threshold, classes, variant, test-time flips: what inference needs) and the metrics JSON (the
-    cross-validation of every variant, the choice, the final run).
+    threshold, classes, variant, test-time flips: what inference needs), the metrics JSON (the
+    cross-validation of every variant, the choice, the final run) and the model card (``out_card`` and its
+    Markdown page ``out_card_md``, else beside the model: ``covidct.modelcard``).
 
     Raises:
         CovidctError: bad sources, too few units for the folds, every variant degenerate, or a final
@@ -346,50 +404,73 @@ def train(
     n_slices = sum(len(g.x) for g in groups)
     log.info("infection U-Net: %d units (%d slices), %s labels, %dx%d, %d-fold CV of %s, %d epochs", len(groups),
              n_slices, labels, size, size, folds, ", ".join(variants), epochs)  # fmt: skip
-    cv = cross_validate(groups, variants, folds, epochs, seed=seed, retries=retries, tta=tta, **settings)
+    cv = cross_validate(groups, variants, folds, epochs, seed=seed, retries=retries, tta=tta,
+                        keep_models=ensemble_folds, **settings)  # fmt: skip
+    cv, fold_models = cv if ensemble_folds else (cv, {})
     metrics = {"classes": classes, "class_names": list(CLASS_NAMES[classes]), "labels": labels, "gpu": gpu,
                "units": len(groups), "slices": n_slices, "cross_validation": cv}  # fmt: skip
+    at = "at_last_epoch" if ensemble_folds else "at_best_epoch"
     try:
-        variant, chosen_epochs = choose(cv)
+        variant, chosen_epochs = choose(cv, at)
     except CovidctError:
         log.error("cross-validation: %s", {v: e.get("reason") for v, e in cv["variants"].items()})
         raise
-    x, y = stack(groups)
     t0 = time.perf_counter()
-    model, history, attempts = fit_checked(
-        x, y, variant, epochs, stop_at=chosen_epochs, seed=seed, retries=retries, **settings
-    )
-    if attempts[-1]["degenerate"]:
-        raise CovidctError(
-            f"the final {variant} model (all sources, {chosen_epochs} epochs) stayed degenerate after "
-            f"{len(attempts)} attempts: {attempts[-1]['degenerate']}; no model kept"
-        )
+    if ensemble_folds:
+        model = ensemble(fold_models[variant])
+        final = {"trained_on": f"the {folds} fold models, averaged", "epochs": chosen_epochs}
+    else:
+        x, y = stack(groups)
+        model, history, attempts = fit_checked(
+            x, y, variant, epochs, stop_at=chosen_epochs, seed=seed, retries=retries, lung=stack_lungs(groups),
+            **settings,
+        )  # fmt: skip
+        if attempts[-1]["degenerate"]:
+            raise CovidctError(
+                f"the final {variant} model (all sources, {chosen_epochs} epochs) stayed degenerate after "
+                f"{len(attempts)} attempts: {attempts[-1]['degenerate']}; no model kept"
+            )
+        final = {"trained_on": "all sources", "epochs": chosen_epochs, "attempts": attempts, "history": history}
     seconds = time.perf_counter() - t0
     chosen = cv["variants"][variant]
     sidecar = {"size": size, "input_space": INPUT_SPACE, "threshold": THRESHOLD, "variant": variant,
                "base_filters": base_filters, "norm": norm, "classes": classes,
-               "class_names": list(CLASS_NAMES[classes]), "epochs": chosen_epochs, "tta": bool(tta)}  # fmt: skip
+               "class_names": list(CLASS_NAMES[classes]), "epochs": chosen_epochs, "tta": bool(tta),
+               "ensemble": folds if ensemble_folds else 1}  # fmt: skip
     metrics.update(
         {
             "chosen_variant": variant,
             "chosen_epochs": chosen_epochs,
-            "chosen_by": f"best {folds}-fold cross-validated mean Dice (threshold {THRESHOLD}), variants x epochs",
-            "cv_dice": chosen["at_best_epoch"]["dice"]["mean"],
-            "cv_dice_sd": chosen["at_best_epoch"]["dice"]["sd"],
-            "final": {
-                "trained_on": "all sources",
-                "epochs": chosen_epochs,
-                "attempts": attempts,
-                "seconds": round(seconds, 1),
-                "history": history,
-            },  # fmt: skip
+            "chosen_by": f"best {folds}-fold cross-validated mean Dice (threshold {THRESHOLD}), "
+            + ("variants, at the last epoch" if ensemble_folds else "variants x epochs"),
+            "cv_dice": chosen[at]["dice"]["mean"],
+            "cv_dice_sd": chosen[at]["dice"]["sd"],
+            "final": final | {"seconds": round(seconds, 1)},
             **sidecar,
         }
     )
+    card_json, card_md = card_paths(out_model)
+    card_json, card_md = out_card or card_json, out_card_md or card_md
+    figures = {
+        f"{folds}-fold CV Dice ({metrics['chosen_by']})": f"{metrics['cv_dice']:.3f} +- {metrics['cv_dice_sd']:.3f}",
+    }
+    if "lesion_free_marked_percent" in chosen:
+        free = chosen["lesion_free_marked_percent"]
+        figures["held-out lesion-free slices, % of pixels marked"] = f"{free['mean']:.3f} +- {free['sd']:.3f}"
+    card = make_card(
+        "infection_unet",
+        describe_sources(sources, groups),
+        figures,
+        {"size": f"{size} x {size}", "input_space": INPUT_SPACE["name"], "classes": list(CLASS_NAMES[classes])},
+        {"variant": variant, "epochs": chosen_epochs, "base_filters": base_filters, "norm": norm,
+         "ensemble": sidecar["ensemble"], "threshold": THRESHOLD},
+    )  # fmt: skip
+    sidecar["trained_on"] = card["trained_on"]
     with atomic_path(out_model, suffix=".keras") as tmp:
         model.save(tmp)
     write_json(out_sidecar if out_sidecar is not None else Path(out_model).with_suffix(".json"), sidecar)
-    write_json(out_metrics, metrics)
+    write_json(out_metrics, metrics | {"card": card})
+    write_card(card, card_json, card_md)
     log.info("kept %s, %d epochs: CV Dice %.4f +- %.4f; final model %.0f s", variant, chosen_epochs,
              metrics["cv_dice"], metrics["cv_dice_sd"], seconds)  # fmt: skip
     return metrics

@@ -15,7 +15,7 @@ from covidct.readout import READOUT_COLUMNS
 from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
 
 #: Columns taken as they are from the infection U-Net's per-patient JSON (``steps.segment_infection``).
-SEG_COLUMNS = ["seg_score", "seg_severity_class", "seg_ctsi", "infection_unet_sha256"]
+SEG_COLUMNS = ["seg_score", "seg_severity_class", "seg_ctsi", "infection_unet_sha256", "warning"]
 COLUMNS = [
     "patient_id",
     "split",
@@ -31,6 +31,7 @@ COLUMNS = [
     "classifier_sha256",
     "scorer_sha256",
     "infection_unet_sha256",
+    "warning",
 ]
 
 
