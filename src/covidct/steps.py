@@ -1099,3 +1099,4 @@ def summarize(
     )  # [] when not run
     with atomic_path(out_metrics, suffix=".html") as tmp:
         tmp.write_text(page)
+from covidct.clinical.steps import *  # noqa: E402,F401,F403 (the clinical outputs' rule functions)
