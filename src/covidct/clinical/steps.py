@@ -8,8 +8,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
-
 from covidct.errors import AnonymizationError, CovidctError
 from covidct.io import atomic_path, read_json, read_volume, write_json, write_volume
 
