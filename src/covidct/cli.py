@@ -280,13 +280,13 @@ def _verify(dicom: Path, out_report: Path, patient: str, raw_dir: Path) -> str:
     return f"{patient}: verification passed, report {out_report}"
 
 
-
 def _pacs_pull(url: str, sheet: Path, raw_dir: str, key_file: str | None, modality: str, study_date: str) -> str:
     from covidct.clinical.pacs import PullSettings, pull_new_studies
     from covidct.deid.keys import load_key
 
     result = pull_new_studies(PullSettings(url, raw_dir, modality, study_date), sheet, load_key(key_file or None))
     return f"{result['found']} studies found, {len(result['new'])} new: {' '.join(result['new']) or '-'}"
+
 
 VERBS: tuple[Verb, ...] = (
     Verb(
