@@ -91,7 +91,7 @@ def round_trip(tmp_path_factory):
         receipt_path = w / "receipt.json"
         steps.push_to_pacs(
             w / "anon", w / "seg.dcm", w / "sr.dcm", w / "verify.json", w / "dverify.json", receipt_path, pid,
-            {"push": {"enabled": True, "url": RESEARCH + "/dicom-web"}},
+            {"enabled": True, "url": RESEARCH + "/dicom-web"},
         )  # fmt: skip
     return w, originals, first, second, pid, read_json(receipt_path)
 

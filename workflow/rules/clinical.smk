@@ -141,7 +141,7 @@ if CLINICAL and PACS_PUSH:
         log:
             "results/logs/push_to_pacs/{patient}.log",
         params:
-            pacs=config["pacs"],
+            push=config["pacs"]["push"],
         resources:
             mem_mb=get_mem_mb(1500),
             runtime=30,

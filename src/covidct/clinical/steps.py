@@ -178,18 +178,18 @@ def push_to_pacs(
     dicom_verified: str | Path,
     out_receipt: str | Path,
     patient: str,
-    pacs: dict,
+    push: dict,
 ) -> dict:
-    """Send the anonymized series, its SEG and SR to the research PACS (``pacs.push``), only once both
-    checks passed (``verified``: the anonymized folder; ``dicom_verified``: the SEG and SR); the
-    receipt lists what the PACS stored."""
+    """Send the anonymized series, its SEG and SR to the research PACS (``push``: the ``pacs.push``
+    block), only once both checks passed (``verified``: the anonymized folder; ``dicom_verified``: the
+    SEG and SR); the receipt lists what the PACS stored."""
     from covidct.clinical.pacs import push_files, series_files
 
     for report in (verified, dicom_verified):
         if not read_json(report).get("passed"):
             raise AnonymizationError("a verification report did not pass: nothing is pushed", patient, report)
     files = series_files(Path(dicom)) + [Path(seg), Path(sr)]
-    receipt = push_files(files, pacs["push"], patient)
+    receipt = push_files(files, push, patient)
     write_json(out_receipt, receipt)
     return receipt
 
