@@ -260,6 +260,9 @@ def copy_deidentification(source: Dataset, target: Dataset) -> None:
     for keyword in ("ContentTime", "SeriesTime", "InstanceCreationTime"):
         if keyword in target or keyword == "ContentTime":
             setattr(target, keyword, time)
+    for item in target.get("ContributingEquipmentSequence", []):  # highdicom stamps the time of writing
+        if "ContributionDateTime" in item:
+            del item.ContributionDateTime
 
 
 def build_seg(
@@ -319,6 +322,9 @@ def build_seg(
         content_description=f"lungs, {scheme}, ground-glass, consolidation",
     )
     copy_deidentification(first, seg)
+    dimensions = derived_uid("dimensions", str(seg.SOPInstanceUID))  # highdicom draws a random one
+    for item in (*seg.DimensionOrganizationSequence, *seg.DimensionIndexSequence):
+        item.DimensionOrganizationUID = dimensions
     return seg, specs
 
 

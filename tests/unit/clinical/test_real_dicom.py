@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from covidct import steps
 from covidct.clinical.seg import frames_by_instance, specs_of
 from covidct.clinical.sr import measure, measurements, referenced_segments
+from covidct.deid.dataset import DUMMY_DA, DUMMY_TM
 from covidct.deid.verify import verify_derived
 from covidct.io import read_json, read_volume, write_json, write_volume
 from covidct.lungs.evaluation import dice, reference_labels
@@ -74,6 +75,15 @@ def monkeypatch_module():
 
 def _instances(w):
     return {str(ds.SOPInstanceUID): ds for ds in (pydicom.dcmread(p) for p in sorted((w / "anon").iterdir()))}
+
+
+def _elements(ds):
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                yield from _elements(item)
+        else:
+            yield elem
 
 
 def test_native_lung_mask_against_the_rtstruct(run):
@@ -183,6 +193,15 @@ def test_derived_objects_carry_only_the_anonymized_identity(run, tmp_path):
         ds = pydicom.dcmread(w / name)
         assert ds.PatientID == anon.PatientID and ds.StudyInstanceUID == anon.StudyInstanceUID
         assert ds.PatientIdentityRemoved == "YES" and "LUNG1-003" not in (w / name).read_bytes().decode("latin-1")
+    # dates and times: only the series' (shifted) ones or the anonymizer's dummies, nothing of the day of writing
+    allowed = {str(anon.get(k, "")) for k in ("StudyDate", "SeriesDate", "StudyTime", "SeriesTime")} | {
+        DUMMY_DA,
+        DUMMY_TM,
+        "",
+    }
+    for name in ("seg.dcm", "sr.dcm"):
+        stamps = {str(e.value) for e in _elements(pydicom.dcmread(w / name)) if e.VR in ("DA", "DT", "TM")}
+        assert stamps and stamps <= allowed, (name, stamps - allowed)
     # an identifier put back, and a reference to an instance the series does not have: both caught
     sr = pydicom.dcmread(w / "sr.dcm")
     sr.PatientID = "LUNG1-003"
