@@ -21,8 +21,11 @@ demo: install
 # The test suite (what CI runs).
 # tests/workflow/slurm/up.sh installs and starts a one-node SLURM cluster for the SLURM test where it can
 # (root with apt, ../shared/slurm present); otherwise that test skips and says why.
+# tests/workflow/pacs/up.sh starts two Orthanc servers and finds dciodvfy for the clinical-output tests;
+# it installs their Debian packages only with COVIDCT_TEST_INSTALL=1 (CI), else those tests skip and say why.
 test: install
 	bash tests/workflow/slurm/up.sh
+	bash tests/workflow/pacs/up.sh
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/python -m pytest -q
 
 # The inner loop: everything but the whole-workflow tests under tests/workflow (marked slow).

@@ -20,6 +20,7 @@ include: "workflow/rules/export.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/infection.smk"
 include: "workflow/rules/severity.smk"
+include: "workflow/rules/clinical.smk"
 
 
 rule all:

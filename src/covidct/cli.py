@@ -280,6 +280,14 @@ def _verify(dicom: Path, out_report: Path, patient: str, raw_dir: Path) -> str:
     return f"{patient}: verification passed, report {out_report}"
 
 
+def _pacs_pull(url: str, sheet: Path, raw_dir: str, key_file: str | None, modality: str, study_date: str) -> str:
+    from covidct.clinical.pacs import PullSettings, pull_new_studies
+    from covidct.deid.keys import load_key
+
+    result = pull_new_studies(PullSettings(url, raw_dir, modality, study_date), sheet, load_key(key_file or None))
+    return f"{result['found']} studies found, {len(result['new'])} new: {' '.join(result['new']) or '-'}"
+
+
 VERBS: tuple[Verb, ...] = (
     Verb(
         "synth",
@@ -548,6 +556,19 @@ VERBS: tuple[Verb, ...] = (
                 "folder of lung masks with the images' stems (default: the whole image is scored)",
                 flag=True,
             ),
+        ),
+    ),
+    Verb(
+        "pacs-pull",
+        "retrieve the studies of a PACS (DICOMweb) that the sheet does not list into the raw folder layout",
+        _pacs_pull,
+        (
+            Arg("url", "DICOMweb base URL of the clinical PACS", flag=True, config="pacs.pull.url"),
+            Arg("sheet", "the patient sheet the rows are appended to", flag=True, type=Path, config="patients"),
+            Arg("raw_dir", "folder the studies are written into", flag=True, config="pacs.pull.raw_dir"),
+            KEY_FILE,
+            Arg("modality", "ModalitiesInStudy of the query", flag=True, config="pacs.pull.modality"),
+            Arg("study_date", "StudyDate range of the query, e.g. 20200301-", flag=True, config="pacs.pull.study_date"),
         ),
     ),
 )

@@ -1118,3 +1118,14 @@ def summarize(
     )  # [] when not run
     with atomic_path(out_metrics, suffix=".html") as tmp:
         tmp.write_text(page)
+
+
+# The rule functions of workflow/rules/clinical.smk (native-grid masks, DICOM SEG/SR, PACS push).
+from covidct.clinical.steps import (  # noqa: E402,F401
+    evaluate_native_lung_mask,
+    native_masks,
+    push_to_pacs,
+    verify_dicom_outputs,
+    write_dicom_seg,
+    write_dicom_sr,
+)

@@ -52,6 +52,8 @@ def rules(tmp_path_factory):
         evaluation={"folds": 3},
         infection={"test": {"images": str(work / "Imgs"), "masks": str(work / "GT")}},
         lung_mask={"lobes": {"model": "LTRCLobes_R231", "weights": ""}},
+        clinical={"enabled": True},
+        pacs={"push": {"enabled": True, "url": "http://127.0.0.1:1/dicom-web"}},
     )
     res = subprocess.run(
         [sys.executable, "-c", _LIST_RULES, str(work), str(config), str(REPO / "Snakefile")],
@@ -79,7 +81,10 @@ def test_every_rules_names_are_its_steps_arguments(rules):
         "cross_validate",
         "evaluate_infection_unet",
         "evaluate_lung_mask",
+        "evaluate_native_lung_mask",
         "lung_eval_table",
+        "native_masks",
+        "push_to_pacs",
         "reject_sheet_row",
         "segment_lobes",
         "severity_vs_score",

@@ -164,6 +164,16 @@ def get_lobe_map(wildcards):
     return f"results/lobes/{wildcards.patient}.nii.gz" if LOBE_MODEL else []
 
 
+# Clinical outputs (workflow/rules/clinical.smk): native-grid masks, DICOM SEG and SR; the push to a research PACS.
+CLINICAL = config["clinical"]["enabled"]
+PACS_PUSH = config["pacs"]["push"]["enabled"]
+
+
+def get_lobe_provenance(wildcards):
+    """The lobe model's provenance JSON (weights' SHA-256 for the SEG) when a lobe model is configured."""
+    return f"results/lobes/{wildcards.patient}.json" if LOBE_MODEL else []
+
+
 def get_severity_patients(wildcards):
     """The sheet's score and subject of every patient, for the cohort table of the read-outs."""
     cols = ["patient_id", "score"] + (["subject_id"] if "subject_id" in patients.columns else [])
@@ -202,6 +212,11 @@ def get_final_output():
         outputs.append("results/metrics/infection_unet_test.json")
     if LUNG_REFERENCED:
         outputs.append("results/metrics/lung_eval.csv")
+    if CLINICAL:
+        outputs += expand("results/dicom/{patient}/verify.json", patient=PATIENTS)
+        outputs += expand("results/native/{patient}/lung_eval.json", patient=LUNG_REFERENCED)
+    if CLINICAL and PACS_PUSH:
+        outputs += expand("results/pacs/{patient}.json", patient=PATIENTS)
     if LABELED:
         outputs += ["results/predictions.csv", "results/metrics/evaluation.json", "results/metrics/summary.html"]
         if config["evaluation"]["folds"] and RETRAIN:

@@ -297,6 +297,55 @@ def _match(
     return pairs, unmatched
 
 
+def _find_leaks(outputs: list[_Instance], identifying: dict[str, str]) -> set[tuple[str, str, str, str]]:
+    """(file, attribute, kind, source) of every identifying value found in ``outputs``: equal or
+    contained values, raw header bytes, private attributes, PatientIdentityRemoved not YES."""
+    leaks: set[tuple[str, str, str, str]] = set()
+    raw_needles = [
+        (t, s)
+        for t, s in identifying.items()
+        if len(t) >= MIN_RAW_SEARCH_CHARS and (not _NUMERIC_CHARS.match(t) or len(t) >= MIN_RAW_SEARCH_NUMERIC_CHARS)
+    ]
+    for out in outputs:
+        for attr, text, is_uid in out.values:
+            if text in identifying:
+                leaks.add((out.name, attr, "value_equal", identifying[text]))
+            elif not is_uid:
+                for ident, source in identifying.items():
+                    if ident in text:
+                        leaks.add((out.name, attr, "value_contains", source))
+                        break
+        for ident, source in raw_needles:
+            for encoding in ("latin-1", "utf-8"):
+                needle = ident.encode(encoding, "ignore")
+                if needle and needle in out.header:
+                    leaks.add((out.name, "(raw bytes)", "raw_bytes", source))
+                    break
+        for attr in out.privates:
+            leaks.add((out.name, attr, "private_attribute", attr))
+        if not out.identity_removed:
+            leaks.add((out.name, "PatientIdentityRemoved", "identity_not_removed", "PatientIdentityRemoved"))
+    return leaks
+
+
+def _original_identifiers(orig_dir: Path, patient: str) -> tuple[dict[str, str], dict[str, str], set[str], list]:
+    """What the original folder holds: identifying values, times, values retained by design, and its
+    images (``_Instance``), read with the anonymizer's own discovery."""
+    identifying: dict[str, str] = {}
+    times: dict[str, str] = {}
+    retained: set[str] = set()
+    originals: list[_Instance] = []
+    scan = scan_folder(orig_dir)  # the anonymizer's own discovery: the same images, the same skips
+    for path in scan.candidates:
+        ds = read_dicom(path, patient)
+        if not scan.accept(path, ds):
+            continue
+        for source in (ds.file_meta, ds):
+            _collect_identifying(source, identifying, times, retained)
+        originals.append(_load_instance(path, ds, path.name, output=False))
+    return identifying, times, retained, originals
+
+
 def verify_anonymization(orig_dir: Path, anon_dir: Path, patient: str, report_path: str | Path | None = None) -> dict:
     """Check an anonymized folder against its originals; no key needed.
 
@@ -323,18 +372,7 @@ def verify_anonymization(orig_dir: Path, anon_dir: Path, patient: str, report_pa
         pixel_mismatches, geometry_mismatches, unmatched_outputs, n_missing_outputs.
     """
     orig_dir, anon_dir = Path(orig_dir), Path(anon_dir)
-    identifying: dict[str, str] = {}
-    times: dict[str, str] = {}
-    retained: set[str] = set()
-    originals: list[_Instance] = []
-    scan = scan_folder(orig_dir)  # the anonymizer's own discovery: the same images, the same skips
-    for path in scan.candidates:
-        ds = read_dicom(path, patient)
-        if not scan.accept(path, ds):
-            continue
-        for source in (ds.file_meta, ds):
-            _collect_identifying(source, identifying, times, retained)
-        originals.append(_load_instance(path, ds, path.name, output=False))
+    identifying, times, retained, originals = _original_identifiers(orig_dir, patient)
     outputs: list[_Instance] = []
     for path in list_files(anon_dir):
         if is_hidden(path, anon_dir):  # Snakemake's .snakemake_timestamp in a directory output
@@ -347,31 +385,7 @@ def verify_anonymization(orig_dir: Path, anon_dir: Path, patient: str, report_pa
             identifying.setdefault(text, source)
     identifying = {t: s for t, s in identifying.items() if t not in retained}
 
-    leaks: set[tuple[str, str, str, str]] = set()
-    raw_needles = [
-        (t, s)
-        for t, s in identifying.items()
-        if len(t) >= MIN_RAW_SEARCH_CHARS and (not _NUMERIC_CHARS.match(t) or len(t) >= MIN_RAW_SEARCH_NUMERIC_CHARS)
-    ]
-    for out in outputs:
-        for attr, text, is_uid in out.values:
-            if text in identifying:
-                leaks.add((out.name, attr, "value_equal", identifying[text]))
-            elif not is_uid:
-                for ident, source in identifying.items():
-                    if ident in text:
-                        leaks.add((out.name, attr, "value_contains", source))
-                        break
-        for ident, source in raw_needles:
-            for encoding in ("latin-1", "utf-8"):
-                needle = ident.encode(encoding, "ignore")
-                if needle and needle in out.header:
-                    leaks.add((out.name, "(raw bytes)", "raw_bytes", source))
-                    break
-        for attr in out.privates:
-            leaks.add((out.name, attr, "private_attribute", attr))
-        if not out.identity_removed:
-            leaks.add((out.name, "PatientIdentityRemoved", "identity_not_removed", "PatientIdentityRemoved"))
+    leaks = _find_leaks(outputs, identifying)
 
     pairs, unmatched = _match(originals, outputs)
     pixel_mismatches = sorted(out.name for out, orig in pairs if out.pixel_hash != orig.pixel_hash)
@@ -418,4 +432,98 @@ def verify_anonymization(orig_dir: Path, anon_dir: Path, patient: str, report_pa
     )
     if report_path is not None:
         write_json(report_path, report)
+    return report
+
+
+#: Attributes of a derived object (SEG, SR) that point at instances, series, studies or frames of
+#: reference: each value must be one of the anonymized series' UIDs or a derived object's own.
+REFERENCE_UID_KEYWORDS = frozenset(
+    {
+        "ReferencedSOPInstanceUID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "FrameOfReferenceUID",
+        "ReferencedFrameOfReferenceUID",
+    }
+)
+
+
+#: Patient and study values a derived object must share with the anonymized series.
+SHARED_KEYWORDS = ("PatientID", "PatientName", "StudyInstanceUID", "StudyID", "AccessionNumber")
+
+
+def verify_derived(orig_dir: Path, anon_dir: Path, derived: list[Path], patient: str) -> dict:
+    """Check objects derived from an anonymized series (covidct's SEG and SR) for identifiers and for
+    UIDs consistent with that series; no key needed.
+
+    Checks, per derived file: (a) no original identifying value, in values or raw header bytes, no
+    private attribute, PatientIdentityRemoved YES (the checks of ``verify_anonymization``); (b)
+    PatientID, PatientName, StudyInstanceUID, StudyID and AccessionNumber equal the anonymized
+    series'; (c) every UID that references an instance, series, study or frame of reference
+    (``REFERENCE_UID_KEYWORDS``, at any depth) is one of the anonymized series' UIDs or a derived
+    object's own SOP Instance / Series UID.
+
+    Args:
+        orig_dir: The original (raw) DICOM folder, only read.
+        anon_dir: The anonymized folder the objects were built from.
+        derived: The derived files.
+        patient: Pseudonymous patient id (for the report and logs).
+
+    Returns:
+        Report with keys patient, passed, n_derived, n_leaks, leaks, mismatches (file, attribute)
+        and unknown_references (file, attribute): names and places, never a value.
+    """
+    import pydicom
+
+    orig_dir, anon_dir = Path(orig_dir), Path(anon_dir)
+    identifying, times, retained, _ = _original_identifiers(orig_dir, patient)
+    known_uids: set[str] = set()
+    shared: dict[str, set[str]] = {kw: set() for kw in SHARED_KEYWORDS}
+    for path in list_files(anon_dir):
+        if is_hidden(path, anon_dir):
+            continue
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        for kw in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID"):
+            known_uids.add(str(ds.get(kw, "")))
+        for kw in SHARED_KEYWORDS:
+            shared[kw].add(str(ds.get(kw, "") or ""))
+    datasets = [(Path(p), read_dicom(Path(p), patient)) for p in derived]
+    for _, ds in datasets:
+        known_uids |= {str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID)}
+    outputs = [_load_instance(path, ds, path.name, output=True) for path, ds in datasets]
+    if not any(o.times_modified for o in outputs):
+        for text, source in times.items():
+            identifying.setdefault(text, source)
+    identifying = {t: s for t, s in identifying.items() if t not in retained}
+    leaks = sorted(_find_leaks(outputs, identifying))
+    mismatches, unknown = [], []
+    for path, ds in datasets:
+        for kw in SHARED_KEYWORDS:
+            if str(ds.get(kw, "") or "") not in shared[kw] or len(shared[kw]) != 1:
+                mismatches.append({"file": path.name, "attribute": kw})
+        for attr, elem in _walk(ds):
+            if elem.keyword in REFERENCE_UID_KEYWORDS:
+                for value in _strings(elem):
+                    if value not in known_uids:
+                        unknown.append({"file": path.name, "attribute": attr})
+    leak_list = [{"file": f, "attribute": a, "kind": k, "source": s} for f, a, k, s in leaks]
+    report = {
+        "patient": patient,
+        "passed": not leak_list and not mismatches and not unknown and bool(datasets),
+        "n_derived": len(datasets),
+        "n_leaks": len(leak_list),
+        "leaks": leak_list[:MAX_REPORTED_LEAKS],
+        "mismatches": mismatches,
+        "unknown_references": unknown[:MAX_REPORTED_LEAKS],
+    }
+    log.log(
+        logging.INFO if report["passed"] else logging.ERROR,
+        "patient %s: derived objects check %s (%d files, %d leaks, %d mismatches, %d unknown references)",
+        patient,
+        "passed" if report["passed"] else "FAILED",
+        len(datasets),
+        len(leak_list),
+        len(mismatches),
+        len(unknown),
+    )
     return report
