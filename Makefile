@@ -2,12 +2,17 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 CORES ?= 2
+# Where torch comes from: PyTorch's CPU wheel index (PyPI's torch is the CUDA build, several GB).
+# A GPU machine: make install TORCH_INDEX=https://download.pytorch.org/whl/cu126 (docs/install.md).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: demo test test-fast install lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# torch is pinned in the same command as lungmask so pip takes the CPU build (see README)
+	# torch first, alone, from TORCH_INDEX (a wheel already on the machine is used as well); then the package
+	# with its pins, torch already satisfied (docs/install.md)
+	$(VENV)/bin/pip install --quiet --retries 1 --timeout 10 --extra-index-url $(TORCH_INDEX) torch==2.13.0
 	$(VENV)/bin/pip install --quiet -e '.[cpu,test]'
 	touch $@
 
@@ -19,8 +24,9 @@ demo: install
 	$(VENV)/bin/snakemake --report results/report.html --configfile config/config.yaml config/demo.yaml
 
 # The test suite (what CI runs).
-# tests/workflow/slurm/up.sh installs and starts a one-node SLURM cluster for the SLURM test where it can
-# (root with apt, ../shared/slurm present); otherwise that test skips and says why.
+# tests/workflow/slurm/up.sh starts a one-node SLURM cluster for the SLURM test where it can (../shared/slurm
+# present; the Debian packages installed only with COVIDCT_TEST_INSTALL=1 as root with apt, as CI does);
+# otherwise that test skips and says why.
 # tests/workflow/pacs/up.sh starts two Orthanc servers and finds dciodvfy for the clinical-output tests;
 # it installs their Debian packages only with COVIDCT_TEST_INSTALL=1 (CI), else those tests skip and say why.
 test: install

@@ -544,13 +544,20 @@ def train_infection_unet(
 
 
 def evaluate_infection_unet(
-    model: str | Path, sidecar: str | Path, out_metrics: str | Path, images: str, masks: str, labels: str = "binary"
+    model: str | Path,
+    sidecar: str | Path,
+    out_metrics: str | Path,
+    images: str,
+    masks: str,
+    labels: str = "binary",
+    lungs: str | None = None,
 ) -> dict:
     """Dice/IoU/accuracy/sensitivity/specificity of the U-Net on a test set of images and masks, at the
-    threshold (and test-time flips) of its ``sidecar``; per-class Dice for ``labels: types`` masks."""
+    threshold (and test-time flips) of its ``sidecar``; per-class Dice for ``labels: types`` masks; inside
+    the lungs with ``lungs`` (``auto`` or a folder of lung masks)."""
     from covidct.infection.inference import evaluate_folder
 
-    return evaluate_folder(model, images, masks, out_metrics, labels=labels, sidecar=sidecar)
+    return evaluate_folder(model, images, masks, out_metrics, labels=labels, sidecar=sidecar, lungs=lungs)
 
 
 def segment_infection(

@@ -55,6 +55,7 @@ rule evaluate_infection_unet:
         images=lambda wildcards: config["infection"]["test"]["images"],
         masks=lambda wildcards: config["infection"]["test"]["masks"],
         labels=lambda wildcards: config["infection"]["test"].get("labels", "binary"),
+        lungs=lambda wildcards: config["infection"]["test"].get("lungs"),
     resources:
         mem_mb=4000,
         runtime=30,
