@@ -2,7 +2,12 @@
 folder, then ``os.replace``; a crash never leaves a half-written output. A temporary
 file left by a killed job (``kill -9``, power loss) is removed when that output is
 written again. A full disk (or an exceeded quota) is a ``CovidctError`` naming the
-output, not a traceback."""
+output, not a traceback.
+
+Permissions follow the umask, as any file the user's programs create: an output file is
+``0o666 & ~umask`` and an output folder ``0o777 & ~umask`` (``0644``/``0755`` under the usual umask
+022, ``0664``/``0775`` for a group sharing results under 002). The temporary names are made private
+while they are written and get these modes before they are renamed into place."""
 
 from __future__ import annotations
 
@@ -31,6 +36,27 @@ def _no_space_error(exc: BaseException, path: Path) -> CovidctError | None:
     if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
         return CovidctError(f"cannot write this output: {_NO_SPACE[exc.errno]}", path=path)
     return None
+
+
+def _umask() -> int:
+    """The process's umask (read without changing it for longer than the call)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _finish_mode(path: Path, folder: bool = False) -> None:
+    """Give a finished temporary output the mode the umask gives new files (or folders, recursively)."""
+    mask = _umask()
+    if not folder:
+        os.chmod(path, 0o666 & ~mask)
+        return
+    os.chmod(path, 0o777 & ~mask)
+    for root, dirs, files in os.walk(path):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
 def _remove_stale(folder: Path, *patterns: str) -> None:
@@ -75,6 +101,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _finish_mode(tmp_path)
         os.replace(tmp_path, path)
     except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
@@ -109,6 +136,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise (_no_space_error(exc, path) or exc) from exc
     try:
         yield tmp
+        _finish_mode(tmp, folder=True)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
