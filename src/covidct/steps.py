@@ -765,7 +765,7 @@ def build_hdf5(
     import pandas as pd
 
     from covidct.models.data import write_hdf5
-    from covidct.models.split import SPLITS, assign_split, subject_key
+    from covidct.split import SPLITS, assign_split, subject_key
 
     if len(npy) != len(patients):
         raise CovidctError(f"{len(npy)} arrays for {len(patients)} patients")

@@ -527,7 +527,7 @@ def cv_folds(subjects: Sequence[str], labels: Sequence[int], folds: int, salt: s
     >>> sorted(f) == ["a", "b", "c", "d"] and set(f.values()) == {0, 1}
     True
     """
-    from covidct.models.split import hash_unit
+    from covidct.split import hash_unit
 
     positive: dict[str, bool] = {}
     for subject, label in zip(subjects, labels):

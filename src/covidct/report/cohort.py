@@ -18,7 +18,7 @@ def cohort_summary(
     """The cohort's distribution: patients by label, severity class and CTSI, per split."""
     import pandas as pd
 
-    from covidct.models.split import SPLITS
+    from covidct.split import SPLITS
     from covidct.report.plots import bar_counts
     from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
 

@@ -17,7 +17,7 @@ from covidct.evaluation.metrics import (
     youden_threshold,
 )
 from covidct.models.data import read_hdf5, write_hdf5
-from covidct.models.split import assign_split, hash_unit
+from covidct.split import assign_split, hash_unit
 from covidct.severity import ctsi, severity_class
 
 
