@@ -16,6 +16,7 @@ import numpy as np
 from covidct.errors import CovidctError
 from covidct.evaluation.metrics import classification_metrics, regression_metrics, youden_threshold
 from covidct.io import atomic_path, write_json
+from covidct.runtime import setup_keras
 
 log = logging.getLogger(__name__)
 
@@ -137,17 +138,6 @@ class EpochLogger:
                 )
 
         return _Logger()
-
-
-def setup_keras(seed: int) -> bool:
-    """Seeds everything; mixed precision on a GPU. Returns whether a GPU is used."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "float32")
-    return gpu
 
 
 def _write_outputs(
