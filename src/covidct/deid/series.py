@@ -11,7 +11,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from covidct.deid.dataset import _check_dates_mode, anonymize_dataset
+from covidct.deid.dataset import anonymize_dataset, check_dates_mode
 from covidct.deid.keys import date_offset_days
 from covidct.deid.profile import (
     CID7050_MEANINGS,
@@ -96,7 +96,7 @@ def anonymize_series_dir(
             looks real.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    _check_dates_mode(dates)
+    check_dates_mode(dates)
     if images not in IMAGE_KINDS:
         raise AnonymizationError(f"images must be one of {', '.join(IMAGE_KINDS)}, got {images!r}")
     if not in_dir.is_dir():

@@ -215,7 +215,7 @@ def _pixel_region(raw: bytes, ds: Dataset) -> tuple[int, int]:
     return (start, start + len(pixels)) if start >= 0 else (0, 0)
 
 
-def _frame_geometry(ds: Dataset) -> str | None:
+def frame_geometry(ds: Dataset) -> str | None:
     """Digest of the per-frame geometry and rescale of a multi-frame image (functional groups:
     position, orientation, pixel measures, value transformation, frame type), None otherwise."""
     if "PerFrameFunctionalGroupsSequence" not in ds and "SharedFunctionalGroupsSequence" not in ds:
@@ -246,7 +246,7 @@ def _load_instance(path: Path, ds: Dataset, name: str, output: bool) -> _Instanc
     pixels = bytes(ds.get("PixelData", b"") or b"")
     geometry = {kw: str(ds[kw].value) for kw in GEOMETRY_KEYWORDS if kw in ds}
     geometry["TransferSyntaxUID"] = str(transfer_syntax_of(ds))
-    frames = _frame_geometry(ds)
+    frames = frame_geometry(ds)
     if frames is not None:
         geometry["FrameGeometry"] = frames
     inst = _Instance(

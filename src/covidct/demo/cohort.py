@@ -13,7 +13,7 @@ import numpy as np
 
 from covidct.demo.anatomy import make_phantom, true_score
 from covidct.demo.spec import PhantomSpec
-from covidct.demo.writer import _label_image, write_patient
+from covidct.demo.writer import label_image, write_patient
 from covidct.io import atomic_path, write_volume
 
 log = logging.getLogger(__name__)
@@ -170,9 +170,9 @@ def write_infection_training(
     written = []
     for spec in infection_training_specs(n, seed, matrix, pixel_spacing_mm):
         phantom = make_phantom(spec)
-        write_volume(out_dir / "volumes" / f"{spec.patient_id}.nii.gz", _label_image(phantom.hu, phantom))
-        write_volume(out_dir / "masks" / f"{spec.patient_id}.nii.gz", _label_image(phantom.lesion_kind, phantom))
+        write_volume(out_dir / "volumes" / f"{spec.patient_id}.nii.gz", label_image(phantom.hu, phantom))
+        write_volume(out_dir / "masks" / f"{spec.patient_id}.nii.gz", label_image(phantom.lesion_kind, phantom))
         lungs = (phantom.lung_labels > 0).astype(np.uint8)
-        write_volume(out_dir / "lungs" / f"{spec.patient_id}.nii.gz", _label_image(lungs, phantom))
+        write_volume(out_dir / "lungs" / f"{spec.patient_id}.nii.gz", label_image(lungs, phantom))
         written.append(out_dir / "volumes" / f"{spec.patient_id}.nii.gz")
     return written

@@ -18,10 +18,10 @@ from covidct.demo.anatomy import (
     LESION_CONSOLIDATION,
     LESION_GGO,
     Phantom,
-    _fov_disc,
+    fov_disc,
     make_phantom,
 )
-from covidct.demo.identities import _MANUFACTURERS, inject_identifiers, localizer_series_uid, scan_identity
+from covidct.demo.identities import MANUFACTURERS, inject_identifiers, localizer_series_uid, scan_identity
 from covidct.demo.spec import PhantomSpec
 from covidct.hounsfield import HU_AIR
 from covidct.io import atomic_dir, write_json, write_volume
@@ -70,7 +70,7 @@ def _common_dataset(spec: PhantomSpec, identity: dict[str, str], image_type: lis
     from pydicom.dataset import Dataset
 
     rng = np.random.default_rng([spec.seed, 7])
-    manufacturer, model, kernel = _MANUFACTURERS[int(rng.integers(len(_MANUFACTURERS)))]
+    manufacturer, model, kernel = MANUFACTURERS[int(rng.integers(len(MANUFACTURERS)))]
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.ImageType = image_type
@@ -159,7 +159,7 @@ def write_series(phantom: Phantom, spec: PhantomSpec, out_dir: Path, identity: d
     x0, y0, z0 = phantom.origin
     stored = _stored_values(phantom.hu, spec)
     if spec.padding is not None:
-        fov = _fov_disc(spec)
+        fov = fov_disc(spec)
         if np.any(stored[:, fov] == spec.padding):
             raise ValueError(f"{spec.patient_id}: padding value {spec.padding} occurs as a real pixel value")
         stored[:, ~fov] = spec.padding
@@ -211,7 +211,7 @@ def write_series(phantom: Phantom, spec: PhantomSpec, out_dir: Path, identity: d
     return paths
 
 
-def _label_image(array: np.ndarray, phantom: Phantom) -> SimpleITK.Image:
+def label_image(array: np.ndarray, phantom: Phantom) -> SimpleITK.Image:
     """A SimpleITK image of a canonical array: identity direction, the phantom's geometry."""
     import SimpleITK as sitk
 
@@ -343,9 +343,9 @@ def write_patient(spec: PhantomSpec, dicom_dir: Path, truth_dir: Path) -> dict:
         "readout": truth_readout(phantom),
     }
     paths = truth_paths(truth_dir, pid)
-    write_volume(paths["lung"], _label_image(labels, phantom))
-    write_volume(paths["lesion"], _label_image(phantom.lesion_mask, phantom))
-    write_volume(paths["lobes"], _label_image(phantom.lobes, phantom))
+    write_volume(paths["lung"], label_image(labels, phantom))
+    write_volume(paths["lesion"], label_image(phantom.lesion_mask, phantom))
+    write_volume(paths["lobes"], label_image(phantom.lobes, phantom))
     write_json(paths["json"], truth)
     log.info("patient %s: %d DICOM files and truth written in %.2f s", pid, len(files), time.perf_counter() - started)
     return truth

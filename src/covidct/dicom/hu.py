@@ -161,7 +161,7 @@ def read_pixels(info: SliceInfo, patient: str | None = None, cache: dict | None 
     return to_hu(pixels, slope, intercept, int(padding) if padding is not None else None)
 
 
-def _compression(slices: list[SliceInfo]) -> dict:
+def series_compression(slices: list[SliceInfo]) -> dict:
     """Transfer syntaxes of the chosen slices and whether any was compressed with loss."""
     from covidct.dicom.codecs import lossy_evidence
 
@@ -242,7 +242,7 @@ def load_series(
     image.SetSpacing((ref.pixel_spacing[1], ref.pixel_spacing[0], spacing))
     image.SetOrigin(tuple(float(v) for v in ref.position))
     image.SetDirection(tuple(float(v) for v in np.column_stack([row, col, ref.normal]).ravel()))
-    compression = _compression(slices)
+    compression = series_compression(slices)
     if compression["lossy"]:
         log.warning(
             "patient %s: the chosen series was compressed with loss: %s",

@@ -161,7 +161,12 @@ def estimate(
     reps = reps[np.isfinite(reps)]
     alpha = (1 - confidence) / 2
     low, high = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan)
-    return {"value": _num(value), "ci_low": _num(low), "ci_high": _num(high), "n_boot": int(len(reps))}
+    return {
+        "value": finite_or_none(value),
+        "ci_low": finite_or_none(low),
+        "ci_high": finite_or_none(high),
+        "n_boot": int(len(reps)),
+    }
 
 
 def paired_difference(
@@ -183,9 +188,19 @@ def paired_difference(
     reps = reps[np.isfinite(reps)]
     alpha = (1 - confidence) / 2
     low, high = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan)
-    return {"value": _num(value), "ci_low": _num(low), "ci_high": _num(high), "n_boot": int(len(reps))}
+    return {
+        "value": finite_or_none(value),
+        "ci_low": finite_or_none(low),
+        "ci_high": finite_or_none(high),
+        "n_boot": int(len(reps)),
+    }
 
 
-def _num(v) -> float | None:
+def finite_or_none(v) -> float | None:
+    """A figure as JSON holds it: rounded to 6 decimals, None when not finite.
+
+    >>> finite_or_none(0.1234567), finite_or_none(float("nan"))
+    (0.123457, None)
+    """
     v = float(v)
     return round(v, 6) if np.isfinite(v) else None

@@ -18,9 +18,9 @@ from covidct.evaluation.bootstrap import (
     CONFIDENCE,
     N_BOOTSTRAP,
     N_CLASSES,
-    _num,
     bootstrap_weights,
     estimate,
+    finite_or_none,
     paired_difference,
     subject_codes,
     w_accuracy,
@@ -204,7 +204,7 @@ def scorer_report(
     distance = np.abs(severity_classes(t) - severity_classes(p))
     mean = np.broadcast_to(np.asarray(train_mean, dtype=float), t.shape)
     baselines: dict = {
-        "train_mean": _num(np.mean(np.asarray(train_mean, dtype=float))),
+        "train_mean": finite_or_none(np.mean(np.asarray(train_mean, dtype=float))),
         "train_mean_mae": estimate(w_mae, t, mean, boot, confidence),
         "mae_minus_train_mean": paired_difference(w_mae, t, p, mean, boot, confidence) if len(t) else None,
     }

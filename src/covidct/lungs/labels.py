@@ -22,7 +22,7 @@ def volume_stats(labels: np.ndarray, spacing: tuple[float, float, float]) -> dic
     }
 
 
-def _split_left_right(lung: np.ndarray, spacing) -> tuple[np.ndarray, bool]:
+def split_left_right(lung: np.ndarray, spacing) -> tuple[np.ndarray, bool]:
     """Label a binary lung mask: 1 right (low x in LPS), 2 left; 3 if the sides cannot be separated.
 
     Two large components are the two lungs (smaller ones join the side whose centroid is nearer);

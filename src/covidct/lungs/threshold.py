@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from covidct.errors import CovidctError
 from covidct.lungs.airways import Airways
-from covidct.lungs.labels import LEFT, RIGHT, UNKNOWN_SIDE, _split_left_right, volume_stats
+from covidct.lungs.labels import LEFT, RIGHT, UNKNOWN_SIDE, split_left_right, volume_stats
 from covidct.volume import ball, bounding_box
 
 log = logging.getLogger(__name__)
@@ -367,7 +367,7 @@ def segment_threshold(
             f"looks like lung (is this a chest CT?)",
             patient,
         )
-    labels, lr_known = _split_left_right(lung, spacing)
+    labels, lr_known = split_left_right(lung, spacing)
     del lung
     depth = None
     if params.fill_pleural:

@@ -18,9 +18,9 @@ def cohort_summary(
     """The cohort's distribution: patients by label, severity class and CTSI, per split."""
     import pandas as pd
 
-    from covidct.split import SPLITS
     from covidct.report.plots import bar_counts
     from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
+    from covidct.split import SPLITS
 
     t = pd.read_csv(split_table, sep="\t", dtype=str, keep_default_na=False)
     pos = t[t["label"] == "1"]

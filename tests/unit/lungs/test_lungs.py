@@ -159,15 +159,15 @@ def neck_phantom():
     the left dome), resampled as the workflow does: HU, truth labels, and where the non-lung air is."""
     from covidct.demo.anatomy import make_phantom
     from covidct.demo.spec import PhantomSpec
-    from covidct.demo.writer import _label_image
+    from covidct.demo.writer import label_image
     from covidct.lungs.thorax import outside_air
     from covidct.volume import resample
 
     spec = PhantomSpec("lm01", 1105, False, 0.0, 56, 5.5, 160, 2.4)
     p = make_phantom(spec)
-    image = resample(_label_image(p.hu, p), PHANTOM_MM)
+    image = resample(label_image(p.hu, p), PHANTOM_MM)
     hu = sitk.GetArrayFromImage(image)
-    truth = sitk.GetArrayFromImage(resample(_label_image(p.lung_labels, p), PHANTOM_MM, "nearest", 0))
+    truth = sitk.GetArrayFromImage(resample(label_image(p.lung_labels, p), PHANTOM_MM, "nearest", 0))
     air = (hu < -900) & ~outside_air(hu < -320) & (truth == 0)
     lung_z = np.nonzero(truth.any(axis=(1, 2)))[0]
     return image, hu, truth, air, lung_z

@@ -17,8 +17,8 @@ from covidct.evaluation.metrics import (
     youden_threshold,
 )
 from covidct.models.data import read_hdf5, write_hdf5
-from covidct.split import assign_split, hash_unit
 from covidct.severity import ctsi, severity_class
+from covidct.split import assign_split, hash_unit
 
 
 def test_severity_classes_and_ctsi_at_the_bounds():
