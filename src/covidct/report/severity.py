@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.colors import to_rgba
+from matplotlib.patches import Rectangle
 
+from covidct.figures import figure, save
 from covidct.hounsfield import QC_WINDOW_HU, window
 from covidct.lungs.lobes import RegionScheme
 from covidct.readout import TYPE_CONSOLIDATION, TYPE_GGO
-from covidct.report.plots import _figure, _save
 
 #: Fill colour of a region by its 0-5 score (0: no fill), a yellow-to-red ramp.
 SCORE_COLOURS = ("#00000000", "#fee08b", "#fdae61", "#f46d43", "#d73027", "#a50026")
@@ -35,8 +37,6 @@ def _gray(hu2d: np.ndarray) -> np.ndarray:
 
 
 def _score_image(hu2d: np.ndarray, regions2d: np.ndarray, scores: dict[int, int]) -> np.ndarray:
-    from matplotlib.colors import to_rgba
-
     rgb = _gray(hu2d)
     for code, score in scores.items():
         if score == 0:
@@ -107,7 +107,6 @@ def severity_panel(
     score, the same slices with ground-glass (magenta) and consolidation (cyan), and the numbers.
     Radiological convention: the patient's right on the image's left; anterior up (axial), superior
     up (coronal). Arrays (z, y, x) on an LPS-aligned isotropic grid."""
-    plt = _figure()
     scores = {r["code"]: r["score"] for r in result["regions"]}
     lung = regions > 0
     infected = types > 0
@@ -118,7 +117,7 @@ def severity_panel(
         ("coronal", hu[::-1, y, :], regions[::-1, y, :], types[::-1, y, :]),
         ("axial", hu[z], regions[z], types[z]),
     ]
-    fig = plt.figure(figsize=(13, 7.5))
+    fig = figure(figsize=(13, 7.5))
     grid = fig.add_gridspec(2, 3, width_ratios=(1, 1, 0.9))
     for col, (name, h, r, t) in enumerate(views):
         ax = fig.add_subplot(grid[0, col])
@@ -133,18 +132,18 @@ def severity_panel(
     text = fig.add_subplot(grid[:, 2])
     text.axis("off")
     text.text(0.0, 1.0, _numbers(result), va="top", ha="left", family="monospace", fontsize=8.5)
-    legend = [plt.Rectangle((0, 0), 1, 1, color=SCORE_COLOURS[s]) for s in range(1, 6)]
+    legend = [Rectangle((0, 0), 1, 1, color=SCORE_COLOURS[s]) for s in range(1, 6)]
     text.legend(legend, [f"score {s}" for s in range(1, 6)], loc="lower left", fontsize=7, ncol=5, frameon=False)
     fig.suptitle(title, fontsize=11)
-    _save(fig, path)
+    save(fig, path)
 
 
 def po_vs_score(sheet_scores: Sequence[float], po: Sequence[float], path: str | Path, labels: Sequence[str]) -> None:
     """Scatter of the read-out's PO against the sheet's score (percent of lung involved), with the
     identity line, Pearson r and mean absolute difference in the title."""
-    plt = _figure()
     x, y = np.asarray(sheet_scores, float), np.asarray(po, float)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig = figure(figsize=(4.5, 4.5))
+    ax = fig.subplots()
     ax.scatter(x, y, s=18)
     for xi, yi, label in zip(x, y, labels):
         ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=6)
@@ -159,7 +158,7 @@ def po_vs_score(sheet_scores: Sequence[float], po: Sequence[float], path: str | 
     if len(x):
         stats += f", mean |PO - score|={np.abs(y - x).mean():.1f}"
     ax.set_title(f"PO vs the sheet's score ({stats})", fontsize=9)
-    _save(fig, path)
+    save(fig, path)
 
 
 def follow_up(subjects: dict[str, list[dict]], path: str | Path, undated: Sequence[str] = ()) -> None:
@@ -173,8 +172,8 @@ def follow_up(subjects: dict[str, list[dict]], path: str | Path, undated: Sequen
         path: The PNG.
         undated: Scans left out for want of a (shifted) date, named in the title.
     """
-    plt = _figure()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = figure(figsize=(10, 4))
+    left, right = fig.subplots(1, 2)
     for subject, scans in sorted(subjects.items()):
         scans = sorted(scans, key=lambda s: s["days"])
         days = [s["days"] for s in scans]
@@ -200,7 +199,7 @@ def follow_up(subjects: dict[str, list[dict]], path: str | Path, undated: Sequen
             ax.text(0.5, 0.5, "no dated scans (dates removed by the anonymizer)", ha="center", transform=ax.transAxes)
     note = f"; left out, no shifted date: {', '.join(undated)}" if undated else ""
     fig.suptitle(f"Follow-up scans by subject (dates shifted by the anonymizer, intervals exact){note}", fontsize=9)
-    _save(fig, path)
+    save(fig, path)
 
 
 #: Columns of the cohort table of read-outs (``results/severity/cohort.csv``) before the read-out's own.
