@@ -224,7 +224,7 @@ def predict_one(raw_dir: Path, patient: str, models: Path, out_dir: Path | None 
 
     from covidct.io import read_json
     from covidct.models.predict import SEG_COLUMNS, predict_arrays
-    from covidct.readout import readout_row
+    from covidct.severity.readout import readout_row
 
     paths = {name: Path(models) / f"{name}.{ext}" for name, ext in (("classifier", "keras"), ("scorer", "keras"))}
     for model in paths.values():

@@ -652,7 +652,7 @@ def severity_readout(
     consolidation_above_hu: float = -200.0,
     min_lesion_ml: float = 0.5,
 ) -> dict:
-    """The clinical severity read-out of one patient (``covidct.readout``): per lobe (``lobes``, a lobe
+    """The clinical severity read-out of one patient (``covidct.severity.readout``): per lobe (``lobes``, a lobe
     model's map) or per geometric zone (no ``lobes``) volume, infected percent and 0-5 score, CTSS or
     zone score, PO and PHO per lung and total, ground-glass and consolidation (from ``types``, a
     lesion-type map 1 ground-glass / 2 consolidation, else HU bands), the severity class of the PO;
@@ -662,8 +662,8 @@ def severity_readout(
     infection step's JSON (``infection_info``) says its model has no lesion-type head, ``types`` is ignored."""
     import SimpleITK as sitk
 
-    from covidct.readout import severity_readout as read_out
-    from covidct.report.severity import severity_panel
+    from covidct.severity.panel import severity_panel
+    from covidct.severity.readout import severity_readout as read_out
 
     t0 = time.perf_counter()
     image = read_volume(volume)
@@ -874,7 +874,7 @@ def predict(
     import pandas as pd
 
     from covidct.models.predict import SEG_COLUMNS, predict_arrays, write_predictions
-    from covidct.readout import readout_row
+    from covidct.severity.readout import readout_row
 
     splits = pd.read_csv(split, sep="\t", dtype=str).set_index("patient_id")["split"].to_dict()
     threshold = float(read_json(classifier_sidecar)["threshold"])
@@ -898,57 +898,24 @@ def severity_cohort(readouts: list[str], out_csv: str | Path, patients: list[dic
     """The cohort table of the severity read-outs (``results/severity/cohort.csv``): per patient its
     subject, shifted study date, the sheet's score and the read-out's columns. ``patients``: the
     sheet's rows (patient_id, score, subject_id)."""
-    import csv
+    from covidct.severity.cohort import cohort_rows, write_cohort_table
 
-    from covidct.readout import READOUT_COLUMNS, readout_row
-    from covidct.report.severity import COHORT_KEYS
-
-    sheet = {p["patient_id"]: p for p in patients}
-    rows = []
-    for path in readouts:
-        result = read_json(path)
-        row = sheet.get(result["patient_id"], {})
-        rows.append(
-            {
-                "patient_id": result["patient_id"],
-                "subject_id": row.get("subject_id", ""),
-                "study_date": result.get("study_date") or "",
-                "sheet_score": row.get("score", ""),
-                **readout_row(result),
-            }
-        )
-    with atomic_path(out_csv, suffix=".csv") as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COHORT_KEYS + READOUT_COLUMNS, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
-
-
-def _table_rows(table: str | Path) -> list[dict]:
-    import csv
-
-    with open(table, newline="") as fh:
-        return list(csv.DictReader(fh))
+    write_cohort_table(cohort_rows([read_json(path) for path in readouts], patients), out_csv)
 
 
 def severity_vs_score(table: str | Path, out_png: str | Path) -> None:
     """The cohort plot of PO against the sheet's score, for the patients that have one."""
-    from covidct.report.severity import po_vs_score
+    from covidct.severity.cohort import plot_po_vs_score, read_cohort_table
 
-    rows = [r for r in _table_rows(table) if r["sheet_score"].strip()]
-    po_vs_score(
-        [float(r["sheet_score"]) for r in rows],
-        [float(r["po"]) for r in rows],
-        out_png,
-        [r["patient_id"] for r in rows],
-    )
+    plot_po_vs_score(read_cohort_table(table), out_png)
 
 
 def severity_followup(table: str | Path, out_png: str | Path) -> None:
     """Each subject's scores over its (shifted) scan dates, for the subjects with several scans."""
-    from covidct.report.severity import follow_up, follow_up_subjects
+    from covidct.severity.cohort import read_cohort_table
+    from covidct.severity.followup import follow_up, follow_up_subjects
 
-    subjects, undated = follow_up_subjects(_table_rows(table))
+    subjects, undated = follow_up_subjects(read_cohort_table(table))
     if not subjects:
         log.warning("no subject has a dated scan (dates removed by the anonymizer?): the plot says so")
     follow_up(subjects, out_png, undated)

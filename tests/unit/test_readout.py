@@ -34,9 +34,9 @@ from covidct.lungs.lobes import (
     geometric_zones,
     lobes_in_lung,
 )
-from covidct.readout import READOUT_COLUMNS, TYPE_CONSOLIDATION, TYPE_GGO, readout_row, severity_readout
-from covidct.report.severity import follow_up_subjects
 from covidct.severity import lobe_score
+from covidct.severity.followup import follow_up_subjects
+from covidct.severity.readout import READOUT_COLUMNS, TYPE_CONSOLIDATION, TYPE_GGO, readout_row, severity_readout
 
 SPACING = (2.0, 2.0, 2.0)
 VOXEL_ML = 0.008

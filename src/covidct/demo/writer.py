@@ -239,8 +239,8 @@ def truth_readout(phantom: Phantom) -> dict:
     CTSS and zone score; PO and PHO per lung and total; ground-glass and consolidation percent of
     the lung (from the lesion kinds)."""
     from covidct.lungs.lobes import LOBES, ZONES, geometric_zones
-    from covidct.readout import HIGH_OPACITY_HU
     from covidct.severity import lobe_score
+    from covidct.severity.readout import HIGH_OPACITY_HU
 
     voxel_ml = float(np.prod(phantom.spacing)) / 1000.0
     lesion = phantom.lesion_mask > 0

@@ -1,4 +1,4 @@
-"""Lung lobes and lung zones: the regions the severity read-out (``covidct.readout``) scores.
+"""Lung lobes and lung zones: the regions the severity read-out (``covidct.severity.readout``) scores.
 
 **Lobes** come from a lobe model, lungmask's LTRCLobes U-Net (alone, or fused with R231 as
 lungmask's ``LTRCLobes_R231``: voxels LTRCLobes leaves out but R231 calls lung go to a neighbouring

@@ -1,5 +1,5 @@
 """Predictions of both models for patients' model-ready arrays; ``predictions.csv`` also carries the
-infection U-Net's segmentation severity (SEG_COLUMNS) and the clinical read-out (``covidct.readout``:
+infection U-Net's segmentation severity (SEG_COLUMNS) and the clinical read-out (``covidct.severity.readout``:
 READOUT_COLUMNS, lobe or zone scores, PO, PHO, lesion types, the PO's severity class)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from covidct.io import atomic_path, sha256_file
-from covidct.readout import READOUT_COLUMNS
 from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
+from covidct.severity.readout import READOUT_COLUMNS
 
 #: Columns taken as they are from the infection U-Net's per-patient JSON (``steps.segment_infection``).
 SEG_COLUMNS = ["seg_score", "seg_severity_class", "seg_ctsi", "infection_unet_sha256"]

@@ -15,7 +15,7 @@ from covidct.models.data import write_hdf5
 from covidct.models.inputs import model_array
 from covidct.models.predict import COLUMNS, SEG_COLUMNS, predict_arrays
 from covidct.models.train import cross_validate, cv_folds, train_classifier, train_scorer
-from covidct.readout import READOUT_COLUMNS
+from covidct.severity.readout import READOUT_COLUMNS
 from helpers import chest_phantom
 
 SHAPE = (16, 32, 32)
