@@ -30,13 +30,14 @@ log = logging.getLogger(__name__)
 MIN_IDENTIFYING_CHARS = 3
 
 
-_NAME_SPLIT = re.compile(r"[\^=\s]+")
+#: Separators of a person name's parts (PN components, "=" groups, spaces).
+NAME_SPLIT = re.compile(r"[\^=\s]+")
 
 
 def _name_components(value: Any) -> set[str]:
     if value is None:
         return set()
-    return {c.lower() for c in _NAME_SPLIT.split(str(value)) if len(c) >= MIN_IDENTIFYING_CHARS}
+    return {c.lower() for c in NAME_SPLIT.split(str(value)) if len(c) >= MIN_IDENTIFYING_CHARS}
 
 
 def _refuse_real_identifier(patient: str, patient_ids: set[str], name_parts: set[str], folder: Path) -> None:

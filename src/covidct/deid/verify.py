@@ -4,6 +4,7 @@ value or in the raw bytes, pixel data byte-identical, geometry identical, UIDs c
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import zlib
@@ -20,8 +21,9 @@ from covidct.deid.dataset import DICOM_ROOT_UID, DUMMY_TEXT
 from covidct.deid.profile import (
     action_for_tag,
 )
-from covidct.deid.series import _NAME_SPLIT, MIN_IDENTIFYING_CHARS
+from covidct.deid.series import MIN_IDENTIFYING_CHARS, NAME_SPLIT
 from covidct.dicom.files import is_hidden, list_files, read_dicom, scan_folder, transfer_syntax_of
+from covidct.errors import AnonymizationError
 from covidct.io import write_json
 
 log = logging.getLogger(__name__)
@@ -186,7 +188,7 @@ def _collect_identifying(
             kind = "id"
         elif vr == "PN":
             kind = "id"
-            strings = strings + [c for s in strings for c in _NAME_SPLIT.split(s) if c]
+            strings = strings + [c for s in strings for c in NAME_SPLIT.split(s) if c]
         elif vr in ("DA", "DT") or elem.keyword == "PatientID":
             kind = "id"
         elif vr == "UI":
@@ -418,4 +420,24 @@ def verify_anonymization(orig_dir: Path, anon_dir: Path, patient: str, report_pa
     )
     if report_path is not None:
         write_json(report_path, report)
+    return report
+
+
+def require_verified(orig_dir: Path, anon_dir: Path, patient: str) -> dict:
+    """``verify_anonymization``'s report when it passed.
+
+    Raises:
+        AnonymizationError: it failed; the failed report (keywords and places, never a value) goes to
+            the log.
+    """
+    report = verify_anonymization(orig_dir, anon_dir, patient)
+    if not report["passed"]:
+        log.error("patient %s: failed verification report:\n%s", patient, json.dumps(report, indent=1, default=str))
+        raise AnonymizationError(
+            f"anonymization verification failed: {len(report.get('leaks', []))} leak(s), "
+            f"{report.get('pixel_mismatches', 0)} pixel and {report.get('geometry_mismatches', 0)} geometry "
+            f"mismatch(es); the report is in this job's log",
+            patient,
+            anon_dir,
+        )
     return report

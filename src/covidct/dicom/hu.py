@@ -11,12 +11,13 @@ import numpy as np
 
 from covidct.dicom.series import (
     MAX_SLICES,
+    MIN_SLICES,
     SliceInfo,
-    _text,
     choose_series,
     group_series,
     scan_slice_infos,
     sort_slices,
+    text_of,
 )
 from covidct.errors import DicomInputError
 from covidct.hounsfield import HU_AIR, HU_MAX, HU_MIN
@@ -189,8 +190,8 @@ def series_compression(slices: list[SliceInfo]) -> dict:
 
 def _study(ds) -> dict:
     """The study date of the chosen series, only where the anonymizer shifted it (never a real date)."""
-    temporal = _text(ds, "LongitudinalTemporalInformationModified").upper()
-    deidentified = _text(ds, "PatientIdentityRemoved").upper() == "YES"
+    temporal = text_of(ds, "LongitudinalTemporalInformationModified").upper()
+    deidentified = text_of(ds, "PatientIdentityRemoved").upper() == "YES"
     shifted = deidentified and temporal == "MODIFIED"
     if shifted:
         note = "shifted by the anonymizer's per-patient offset (intervals kept)"
@@ -198,14 +199,14 @@ def _study(ds) -> dict:
         note = "removed by the anonymizer"
     else:
         note = "not recorded: the images are not marked de-identified with modified dates"
-    return {"study_date": _text(ds, "StudyDate") or None if shifted else None, "study_date_note": note}
+    return {"study_date": text_of(ds, "StudyDate") or None if shifted else None, "study_date_note": note}
 
 
 def load_series(
     folder: str | Path,
     patient: str | None = None,
     series_uid: str | None = None,
-    min_slices: int = 3,
+    min_slices: int = MIN_SLICES,
     max_slices: int = MAX_SLICES,
 ):
     """Read a patient's folder into a HU ``SimpleITK.Image`` with true geometry.

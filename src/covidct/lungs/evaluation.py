@@ -10,13 +10,16 @@ reads the files and writes the JSON.
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from covidct import config
 from covidct.errors import CovidctError
+from covidct.io import atomic_path
 from covidct.lungs.labels import LEFT, RIGHT
 
 log = logging.getLogger(__name__)
@@ -26,7 +29,7 @@ log = logging.getLogger(__name__)
 RIGHT_LUNG_PATTERN = r"(lung[ _-]*(right|rt|r)|(right|rt|r)[ _-]*lung)"
 LEFT_LUNG_PATTERN = r"(lung[ _-]*(left|lt|l)|(left|lt|l)[ _-]*lung)"
 #: Optional lesion ROIs (e.g. the tumour) added to the lungs for the "including lesions" figures.
-LESION_PATTERN = r"gtv[ _-]*1?"
+LESION_PATTERN = config.default("lung_eval.lesion_roi")
 #: Percentile of the Hausdorff distance (95: robust to a few stray voxels).
 HD_PERCENTILE = 95.0
 
@@ -308,3 +311,13 @@ def table_rows(results: list[dict]) -> list[dict]:
             }
         )
     return rows
+
+
+def write_table(results: list[dict], path: str | Path) -> None:
+    """The cohort table of lung masks against their references (one row per patient's result, TABLE_COLUMNS;
+    empty where None) as CSV, atomically."""
+    with atomic_path(path, suffix=".csv") as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in table_rows(results))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from covidct import config
 from covidct.errors import CovidctError
 from covidct.lungs.airways import Airways
 from covidct.lungs.labels import LEFT, RIGHT, UNKNOWN_SIDE, split_left_right, volume_stats
@@ -19,12 +20,12 @@ from covidct.volume import ball, bounding_box
 log = logging.getLogger(__name__)
 
 
-#: Voxels below this HU are air-like (lung parenchyma, airways, outside air).
-LUNG_MAX_HU = -320
+#: Voxels below this HU are air-like (lung parenchyma, airways, outside air): config ``lung_mask.threshold``.
+LUNG_MAX_HU = config.default("lung_mask.threshold.lung_max_hu")
 
 
-#: Airway lumen is darker than aerated lung (about -850 HU).
-AIRWAY_MAX_HU = -930
+#: Airway lumen is darker than aerated lung (about -850 HU): config ``lung_mask.threshold``.
+AIRWAY_MAX_HU = config.default("lung_mask.threshold.airway_max_hu")
 
 
 #: Thin bridges (partial volume through a thin diaphragm or pleura) are cut by an erosion of this radius (mm).
@@ -77,14 +78,14 @@ HOLE_MAX_MM2 = 1000.0
 
 @dataclass(frozen=True)
 class ThresholdParams:
-    """Parameters of the threshold backend (see config ``lung_mask.threshold``)."""
+    """Parameters of the threshold backend: config ``lung_mask.threshold``, whose schema holds the defaults."""
 
     lung_max_hu: float = LUNG_MAX_HU
     airway_max_hu: float = AIRWAY_MAX_HU
-    min_component_ml: float = 30.0
-    min_lung_ml: float = 300.0
-    closing_mm: float = 6.0
-    fill_pleural: bool = True
+    min_component_ml: float = float(config.default("lung_mask.threshold.min_component_ml"))
+    min_lung_ml: float = float(config.default("lung_mask.threshold.min_lung_ml"))
+    closing_mm: float = float(config.default("lung_mask.threshold.closing_mm"))
+    fill_pleural: bool = config.default("lung_mask.threshold.fill_pleural")
 
 
 def _remove_airway(inside: np.ndarray, airway: np.ndarray, spacing) -> np.ndarray:

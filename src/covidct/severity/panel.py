@@ -3,6 +3,8 @@ lesion types, and the numbers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from matplotlib.colors import to_rgba
 from matplotlib.patches import Rectangle
@@ -10,7 +12,8 @@ from matplotlib.patches import Rectangle
 from covidct.figures import figure, save
 from covidct.hounsfield import QC_WINDOW_HU, window
 from covidct.lungs.lobes import RegionScheme
-from covidct.severity.readout import TYPE_CONSOLIDATION, TYPE_GGO
+from covidct.severity.readout import Readout, total_text
+from covidct.severity.scores import TYPE_CONSOLIDATION, TYPE_GGO
 
 #: Fill colour of a region by its 0-5 score (0: no fill), a yellow-to-red ramp.
 SCORE_COLOURS = ("#00000000", "#fee08b", "#fdae61", "#f46d43", "#d73027", "#a50026")
@@ -96,14 +99,23 @@ def _numbers(result: dict) -> str:
     return "\n".join(lines)
 
 
-def severity_panel(
-    hu: np.ndarray, regions: np.ndarray, types: np.ndarray, result: dict, scheme: RegionScheme, path, title: str
-) -> None:
-    """The per-patient severity panel: a coronal slice through the lungs' middle and an axial slice
-    through the most infection (else the most lung), with the lobes or zones filled by their 0-5
-    score, the same slices with ground-glass (magenta) and consolidation (cyan), and the numbers.
-    Radiological convention: the patient's right on the image's left; anterior up (axial), superior
-    up (coronal). Arrays (z, y, x) on an LPS-aligned isotropic grid."""
+def panel_title(result: dict) -> str:
+    """The panel's title: the patient, its shifted scan date, PO (and its class), PHO and the total."""
+    date = f"  scan date {result['study_date']} (shifted)" if result.get("study_date") else ""
+    return (
+        f"{result['patient_id']}{date}: PO {result['po']:.1f} % ({result['po_severity_class']}), "
+        f"PHO {result['pho']:.1f} %, {total_text(result)}"
+    )
+
+
+def severity_panel(readout: Readout, hu: np.ndarray, path: str | Path) -> None:
+    """The per-patient severity panel of a read-out (``covidct.severity.readout.read_out``): a coronal slice
+    through the lungs' middle and an axial slice through the most infection (else the most lung), with
+    the lobes or zones filled by their 0-5 score, the same slices with ground-glass (magenta) and
+    consolidation (cyan), and the numbers; the title from ``panel_title``. Radiological convention: the
+    patient's right on the image's left; anterior up (axial), superior up (coronal). ``hu`` (z, y, x) on
+    the read-out's LPS-aligned isotropic grid."""
+    regions, types, result, scheme = readout.regions, readout.types, readout.result, readout.scheme
     scores = {r["code"]: r["score"] for r in result["regions"]}
     lung = regions > 0
     infected = types > 0
@@ -131,5 +143,5 @@ def severity_panel(
     text.text(0.0, 1.0, _numbers(result), va="top", ha="left", family="monospace", fontsize=8.5)
     legend = [Rectangle((0, 0), 1, 1, color=SCORE_COLOURS[s]) for s in range(1, 6)]
     text.legend(legend, [f"score {s}" for s in range(1, 6)], loc="lower left", fontsize=7, ncol=5, frameon=False)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(panel_title(result), fontsize=11)
     save(fig, path)

@@ -8,6 +8,7 @@ five lobes into the 25-point CT severity score (CTSS).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -78,3 +79,94 @@ def lobe_score(percent: float) -> int:
     if p < LOBE_SCORE_MIN_2:
         return 1
     return 2 + int(np.searchsorted(LOBE_SCORE_MAX_2_3_4, p, side="left"))
+
+
+#: Lesion-type codes of a type map (the infection U-Net's lesion-type head, a read-out's types).
+TYPE_GGO, TYPE_CONSOLIDATION = 1, 2
+
+
+#: The lesion types by code, with the name their figures carry (``ggo_ml``, ``consolidation_percent``).
+LESION_TYPES = ((TYPE_GGO, "ggo"), (TYPE_CONSOLIDATION, "consolidation"))
+
+
+#: Decimals of volumes (mL) and percentages in the read-outs.
+ML_DECIMALS, PERCENT_DECIMALS = 1, 2
+
+
+def percent(part: int, whole: int) -> float:
+    """``part`` in percent of ``whole``; 0 when ``whole`` is 0.
+
+    >>> percent(1, 4), percent(3, 0)
+    (25.0, 0.0)
+    """
+    return 100.0 * part / whole if whole else 0.0
+
+
+def percent_opacity(infection: np.ndarray, lung: np.ndarray) -> float:
+    """PO, the percentage of opacity: infected lung voxels / lung voxels x 100 (masks ``> 0`` on one
+    grid, so a voxel count ratio); infection outside the lung does not count. 0 for an empty lung.
+
+    >>> lung = np.array([1, 1, 1, 1, 0]); percent_opacity(np.array([1, 0, 0, 0, 1]), lung)
+    25.0
+    """
+    lung = np.asarray(lung) > 0
+    return percent(int(np.count_nonzero((np.asarray(infection) > 0) & lung)), int(np.count_nonzero(lung)))
+
+
+def lesion_tallies(types: np.ndarray, n_lung: int, voxel_ml: float) -> dict[str, float]:
+    """Ground-glass and consolidation of a scan: volume (mL) and percent of the lung, from the lesion-type
+    codes of its infected lung voxels (``types``: any array of codes; other codes are not counted).
+
+    Returns:
+        ``ggo_ml``, ``ggo_percent``, ``consolidation_ml``, ``consolidation_percent``.
+
+    >>> lesion_tallies(np.array([1, 1, 2, 0]), 8, 2.0)
+    {'ggo_ml': 4.0, 'ggo_percent': 25.0, 'consolidation_ml': 2.0, 'consolidation_percent': 12.5}
+    """
+    out = {}
+    for code, name in LESION_TYPES:
+        n = int(np.count_nonzero(types == code))
+        out[f"{name}_ml"] = round(n * voxel_ml, ML_DECIMALS)
+        out[f"{name}_percent"] = round(percent(n, n_lung), PERCENT_DECIMALS)
+    return out
+
+
+@dataclass(frozen=True)
+class SegmentationSeverity:
+    """The infection U-Net's severity of a scan.
+
+    Attributes:
+        po: The PO, unrounded.
+        figures: What ``predictions.csv`` and the infection JSON carry (see ``segmentation_severity``).
+    """
+
+    po: float
+    figures: dict
+
+
+def segmentation_severity(
+    infection: np.ndarray, lung: np.ndarray, voxel_ml: float, types: np.ndarray | None = None
+) -> SegmentationSeverity:
+    """The infection U-Net's severity of a scan (the ``seg_*`` figures of ``predictions.csv``): PO as the
+    study's score with its class and CTSI, infection and lung volumes, and with a lesion-type map the
+    ground-glass and consolidation tallies (``seg_ggo_ml`` ...).
+
+    Args:
+        infection: Infection mask (``> 0``), on the lung's grid.
+        lung: Lung mask (``> 0``).
+        voxel_ml: Volume of one voxel (mL).
+        types: Lesion types of the infected voxels (TYPE_GGO, TYPE_CONSOLIDATION), or None (a binary model).
+    """
+    po = percent_opacity(infection, lung)
+    n_lung = int(np.count_nonzero(lung))
+    figures = {
+        "seg_score": round(po, PERCENT_DECIMALS),
+        "seg_severity_class": SEVERITY_CLASSES[severity_class(po)],
+        "seg_ctsi": ctsi(po),
+        "infection_volume_ml": round(int(np.count_nonzero(infection)) * voxel_ml, ML_DECIMALS),
+        "lung_volume_ml": round(n_lung * voxel_ml, ML_DECIMALS),
+        "lesion_types": "model" if types is not None else None,
+    }
+    if types is not None:
+        figures.update({f"seg_{k}": v for k, v in lesion_tallies(types, n_lung, voxel_ml).items()})
+    return SegmentationSeverity(po, figures)
