@@ -13,14 +13,15 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from covidct import config
 from covidct.severity import SEVERITY_CLASSES, severity_classes
 
-#: Coverage of the confidence intervals.
-CONFIDENCE = 0.95
+#: Coverage of the confidence intervals: config ``evaluation.confidence``.
+CONFIDENCE = config.default("evaluation.confidence")
 
 
-#: Bootstrap replicates (resampled sets of subjects).
-N_BOOTSTRAP = 2000
+#: Bootstrap replicates (resampled sets of subjects): config ``evaluation.bootstrap``.
+N_BOOTSTRAP = config.default("evaluation.bootstrap")
 
 
 #: Severity classes compared by the quadratic-weighted kappa.

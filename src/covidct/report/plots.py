@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from covidct.evaluation.metrics import roc
 from covidct.figures import figure, save
@@ -117,3 +118,42 @@ def bar_counts(tables: dict[str, dict[str, int]], path: str | Path, title: str, 
     ax.set_title(title)
     ax.legend()
     save(fig, path)
+
+
+def evaluation_plots(
+    result: dict,
+    predictions: pd.DataFrame,
+    split_table: pd.DataFrame,
+    positives_only: bool,
+    out_roc: str | Path,
+    out_calibration: str | Path,
+    out_scatter: str | Path,
+    out_confusion: str | Path,
+) -> None:
+    """The test split's figures of an evaluation (``covidct.evaluation.reports.evaluate_predictions``'
+    ``result``): ROC and calibration of the classifier, scatter (with the segmentation read-out as
+    baseline) and severity-class confusion of the scorer; a title says when the figures are not
+    interpretable. ``predictions``: ``predictions.csv``; ``split_table``: ``split.tsv`` (text)."""
+    columns = ["patient_id", "covid_probability", "score", "seg_score"]
+    test = split_table[split_table["split"] == "test"].merge(
+        predictions[columns].rename(columns={"score": "predicted"}), on="patient_id"
+    )
+    c = result["classifier"]["test"]
+    suffix = "" if c["interpretable"] else f": {c['reason']}"
+    auc = c["metrics"]["auc"]["value"] if c["interpretable"] else None
+    roc_curve(test["label"].astype(int), test["covid_probability"], out_roc, auc, title=f"ROC (test){suffix}")
+    calibration(c["calibration"], out_calibration, title=f"Calibration (test){suffix}")
+    scored = test[(test["score"] != "") & ((test["label"] == "1") | (not positives_only))]
+    r = result["scorer"]["test"]
+    rsuffix = "" if r["interpretable"] else f": {r['reason']}"
+    score_scatter(
+        scored["score"].astype(float),
+        scored["predicted"],
+        out_scatter,
+        title=f"Severity score (test){rsuffix}",
+        baseline=pd.to_numeric(scored["seg_score"], errors="coerce"),
+        baseline_label="segmentation (seg_score)",
+    )
+    severity_confusion(
+        scored["score"].astype(float), scored["predicted"], out_confusion, title=f"Severity class (test){rsuffix}"
+    )
