@@ -7,6 +7,8 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 if TYPE_CHECKING:
     import pydicom
@@ -271,8 +273,6 @@ def inject_identifiers(ds: pydicom.Dataset, identity: dict[str, str], uids: bool
             LOCALIZER image gets ``localizer_series_uid`` of the series UID). Turn off to
             keep a multi-series folder's series apart.
     """
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
 
     for key in IDENTITY_KEYWORDS:
         if key in identity:

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import SimpleITK as sitk
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 from scipy import ndimage
 
 from covidct.demo.anatomy import (
@@ -25,6 +28,9 @@ from covidct.demo.identities import MANUFACTURERS, inject_identifiers, localizer
 from covidct.demo.spec import PhantomSpec
 from covidct.hounsfield import HU_AIR
 from covidct.io import atomic_dir, write_json, write_volume
+from covidct.lungs.lobes import LOBES, ZONES, geometric_zones
+from covidct.severity import lobe_score
+from covidct.severity.readout import HIGH_OPACITY_HU
 
 if TYPE_CHECKING:
     import SimpleITK
@@ -55,8 +61,6 @@ def _stored_values(hu: np.ndarray, spec: PhantomSpec) -> np.ndarray:
 
 
 def _file_meta(sop_uid: str):
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
@@ -67,7 +71,6 @@ def _file_meta(sop_uid: str):
 
 
 def _common_dataset(spec: PhantomSpec, identity: dict[str, str], image_type: list[str]):
-    from pydicom.dataset import Dataset
 
     rng = np.random.default_rng([spec.seed, 7])
     manufacturer, model, kernel = MANUFACTURERS[int(rng.integers(len(MANUFACTURERS)))]
@@ -213,7 +216,6 @@ def write_series(phantom: Phantom, spec: PhantomSpec, out_dir: Path, identity: d
 
 def label_image(array: np.ndarray, phantom: Phantom) -> SimpleITK.Image:
     """A SimpleITK image of a canonical array: identity direction, the phantom's geometry."""
-    import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(tuple(float(v) for v in phantom.spacing))
@@ -238,9 +240,6 @@ def truth_readout(phantom: Phantom) -> dict:
     lesions and HU: per lobe and per geometric zone volume, lesion volume, percent and 0-5 score,
     CTSS and zone score; PO and PHO per lung and total; ground-glass and consolidation percent of
     the lung (from the lesion kinds)."""
-    from covidct.lungs.lobes import LOBES, ZONES, geometric_zones
-    from covidct.severity import lobe_score
-    from covidct.severity.readout import HIGH_OPACITY_HU
 
     voxel_ml = float(np.prod(phantom.spacing)) / 1000.0
     lesion = phantom.lesion_mask > 0

@@ -8,7 +8,11 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.pixels import get_decoder, pixel_array
 
+from covidct.dicom.codecs import lossy_evidence, register_decoders
 from covidct.dicom.series import (
     MAX_SLICES,
     MIN_SLICES,
@@ -67,7 +71,6 @@ def to_hu(
 def _refuse_undecodable(ds, info: SliceInfo, patient: str | None) -> None:
     """Refuse, with a clear message, a transfer syntax no installed decoder reads, or native
     pixel data shorter than the image (a truncated file)."""
-    from pydicom.pixels import get_decoder
 
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -102,7 +105,6 @@ def _refuse_undecodable(ds, info: SliceInfo, patient: str | None) -> None:
 def _decode(ds, info: SliceInfo, patient: str | None, cache: dict | None) -> np.ndarray:
     """Stored values of one image: the file's only frame, or frame ``info.frame`` of a multi-frame
     file (all its frames decoded once and kept in ``cache`` when one is given)."""
-    from pydicom.pixels import pixel_array
 
     if info.frame is None:
         return pixel_array(ds)  # not ds.pixel_array: that keeps a decoded copy on every data set
@@ -130,9 +132,6 @@ def read_pixels(info: SliceInfo, patient: str | None = None, cache: dict | None 
         DicomInputError: pixel data cannot be decoded (a transfer syntax without an installed
             decoder, named with its UID; corrupt or truncated data).
     """
-    import pydicom
-
-    from covidct.dicom.codecs import register_decoders
 
     register_decoders()
     ds = info.dataset
@@ -164,7 +163,6 @@ def read_pixels(info: SliceInfo, patient: str | None = None, cache: dict | None 
 
 def series_compression(slices: list[SliceInfo]) -> dict:
     """Transfer syntaxes of the chosen slices and whether any was compressed with loss."""
-    from covidct.dicom.codecs import lossy_evidence
 
     syntaxes: dict[str, str] = {}
     evidence: list[str] = []
@@ -223,7 +221,6 @@ def load_series(
         row, column and slice-normal directions, and a dict describing the choice, the
         compression (lossy or not), the study date where it was shifted, and the files skipped.
     """
-    import SimpleITK as sitk
 
     folder = Path(folder)
     infos, scan = scan_slice_infos(folder, patient, keep_datasets=True)

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
 from covidct import config
+from covidct.dicom.enhanced import frames, is_multiframe
 from covidct.dicom.files import FolderScan, scan_folder, transfer_syntax_of
 from covidct.errors import DicomInputError
 
@@ -150,7 +152,6 @@ def text_of(ds, keyword: str) -> str:
 def _slice_infos_of(ds, path: Path, patient: str | None, keep_datasets: bool) -> list[SliceInfo]:
     """One SliceInfo per image of a CT file: one for a single-frame slice, one per frame of an
     enhanced multi-frame file (its geometry and rescale from the functional groups)."""
-    from covidct.dicom.enhanced import frames, is_multiframe
 
     common = dict(
         path=path,
@@ -221,7 +222,6 @@ def scan_slice_infos(
         DicomInputError: missing or empty folder, a broken DICOM file (unreadable, a CT image
             without pixel data: truncated), an image without geometry, no CT image at all.
     """
-    import pydicom
 
     folder = Path(folder)
     if not folder.is_dir():

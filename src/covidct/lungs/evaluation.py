@@ -15,12 +15,15 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 from covidct import config
+from covidct.dicom.rtstruct import match_rois, rasterize, read_rtstruct
 from covidct.errors import CovidctError
-from covidct.io import atomic_path
+from covidct.io import atomic_path, read_volume, write_json
 from covidct.lungs.labels import LEFT, RIGHT
+from covidct.lungs.thorax import slice_hulls
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +148,6 @@ def reference_labels(
     Raises:
         CovidctError: unreadable reference, no lung ROI matched, or a grid that does not fit.
     """
-    import SimpleITK as sitk
-
-    from covidct.dicom.rtstruct import match_rois, rasterize, read_rtstruct
 
     path = Path(reference)
     if not path.exists():
@@ -211,7 +211,6 @@ def lesions_in_thorax(lesions: np.ndarray, ref_labels: np.ndarray) -> np.ndarray
     A tumour contour (GTV) may reach into the mediastinum or the chest wall; "lungs including
     lesions" keeps only the part inside a lung's outline on each slice.
     """
-    from covidct.lungs.thorax import slice_hulls
 
     hull = slice_hulls(ref_labels == RIGHT) | slice_hulls(ref_labels == LEFT)
     return lesions & hull
@@ -244,9 +243,6 @@ def evaluate(
         The written dict: ``lungs`` (per lung and both), ``lungs_with_lesions`` (both lungs against
         the reference lungs plus the lesion ROIs inside the thorax; only with lesion ROIs) and ``reference``.
     """
-    import SimpleITK as sitk
-
-    from covidct.io import read_volume, write_json
 
     image = read_volume(in_mask_labels)
     mask = sitk.GetArrayFromImage(image)

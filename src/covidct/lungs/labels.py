@@ -4,6 +4,8 @@ the packages that shape a mask."""
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 import numpy as np
 from scipy import ndimage
 
@@ -77,7 +79,6 @@ def split_left_right(lung: np.ndarray, spacing) -> tuple[np.ndarray, bool]:
 
 def versions() -> dict[str, str]:
     """Versions of the packages that shape a mask."""
-    from importlib.metadata import PackageNotFoundError, version
 
     out = {}
     for pkg in ("covidct", "numpy", "scipy", "SimpleITK", "lungmask", "torch"):

@@ -13,8 +13,10 @@ from scipy import ndimage
 
 from covidct import config
 from covidct.errors import CovidctError
-from covidct.lungs.airways import Airways
+from covidct.lungs.airways import AIRWAY_MAX_AREA_MM2, Airways, body_midline_x, find_airways
 from covidct.lungs.labels import LEFT, RIGHT, UNKNOWN_SIDE, split_left_right, volume_stats
+from covidct.lungs.pleural_fill import cage_depths, fill_pleural
+from covidct.lungs.thorax import outside_air
 from covidct.volume import ball, bounding_box
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,6 @@ def _remove_airway(inside: np.ndarray, airway: np.ndarray, spacing) -> np.ndarra
     than an airway cross-section is airway whole (lumen and partial-volume wall); inside a lung
     region (a bronchus that has entered the lung) only the lumen is, and it is filled back as lung.
     """
-    from covidct.lungs.airways import AIRWAY_MAX_AREA_MM2
 
     out = np.zeros(inside.shape, bool)
     box = bounding_box(airway, (0, 3, 3))
@@ -292,8 +293,6 @@ def _fill_side(
         ok[0] = False
         region |= ok[hl]
     if params.fill_pleural:
-        from covidct.lungs.pleural_fill import fill_pleural
-
         region |= fill_pleural(region, side, dense, depth, others, spacing, midline_x)
     region |= ndimage.binary_fill_holes(region)
     return region
@@ -345,8 +344,6 @@ def segment_threshold(
     Raises:
         CovidctError: no lungs found.
     """
-    from covidct.lungs.airways import body_midline_x, find_airways
-    from covidct.lungs.thorax import outside_air
 
     spacing = tuple(float(s) for s in spacing)
     voxel_ml = float(np.prod(spacing)) / 1000.0
@@ -372,8 +369,6 @@ def segment_threshold(
     del lung
     depth = None
     if params.fill_pleural:
-        from covidct.lungs.pleural_fill import cage_depths
-
         depth = cage_depths(hu, labels > 0, spacing)
     filled = np.zeros_like(labels)
     radius = max(1, int(round(params.closing_mm / spacing[0])))
