@@ -12,32 +12,44 @@ every step is importable from here. The rule ``R`` runs ``covidct.steps.R``
   carry real identifiers, so it never passes through Snakemake); ``threads`` the rule's threads.
 
 A step reads its inputs, makes one call into the package that owns the concept, and writes its
-outputs. ``tests/unit/test_contract.py`` checks every rule's names against its step's signature and
-that the step lives in the module of its rules file. The command line (``covidct <verb>``) calls the
-same functions.
+outputs. A step's module is imported when the step is first used (a Snakemake job loads only the
+packages its own rules file needs). ``tests/unit/test_contract.py`` checks every rule's names against
+its step's signature and that the step lives in the module of its rules file. The command line
+(``covidct <verb>``) calls the same functions.
 """
 
-from covidct.steps.anonymize import anonymize_dicom, verify_anonymization
-from covidct.steps.demo import reject_sheet_row, synth_patient
-from covidct.steps.export import export_npy
-from covidct.steps.infection import (
-    evaluate_infection_unet,
-    segment_infection,
-    synth_infection_training,
-    train_infection_unet,
-)
-from covidct.steps.lungs import evaluate_lung_mask, lung_eval_table, qc_montage, segment_lobes, segment_lungs
-from covidct.steps.models import (
-    build_hdf5,
-    cross_validate,
-    evaluate,
-    predict,
-    summarize,
-    train_classifier,
-    train_scorer,
-)
-from covidct.steps.preprocess import dicom_to_hu, resample_volume
-from covidct.steps.severity import severity_cohort, severity_followup, severity_readout, severity_vs_score
+import importlib
+
+#: The module of every step: the rules file its rule is in (a job imports only its own module: start-up cost).
+MODULES = {
+    "anonymize_dicom": "anonymize",
+    "verify_anonymization": "anonymize",
+    "reject_sheet_row": "demo",
+    "synth_patient": "demo",
+    "export_npy": "export",
+    "evaluate_infection_unet": "infection",
+    "segment_infection": "infection",
+    "synth_infection_training": "demo",
+    "train_infection_unet": "infection",
+    "evaluate_lung_mask": "lung_eval",
+    "lung_eval_table": "lung_eval",
+    "qc_montage": "lungs",
+    "segment_lobes": "lungs",
+    "segment_lungs": "lungs",
+    "build_hdf5": "models",
+    "cross_validate": "models",
+    "evaluate": "models",
+    "predict": "models",
+    "summarize": "models",
+    "train_classifier": "models",
+    "train_scorer": "models",
+    "dicom_to_hu": "preprocess",
+    "resample_volume": "preprocess",
+    "severity_cohort": "severity",
+    "severity_followup": "severity",
+    "severity_readout": "severity",
+    "severity_vs_score": "severity",
+}
 
 __all__ = [
     "anonymize_dicom",
@@ -68,3 +80,14 @@ __all__ = [
     "train_scorer",
     "verify_anonymization",
 ]
+
+
+def __getattr__(name: str):
+    """``covidct.steps.<step>``: the step, its module imported on first use."""
+    if name in MODULES:
+        return getattr(importlib.import_module(f"covidct.steps.{MODULES[name]}"), name)
+    raise AttributeError(f"module 'covidct.steps' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,10 +1,11 @@
-"""The steps of ``workflow/rules/demo.smk``: the synthetic demo cohort, and the sheet rows refused."""
+"""The steps of ``workflow/rules/demo.smk``: the synthetic demo cohort, the synthetic training source of
+the infection U-Net, and the sheet rows refused."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from covidct.demo.cohort import write_demo_patient
+from covidct.demo.cohort import write_demo_infection_training, write_demo_patient
 from covidct.errors import CovidctError
 
 
@@ -25,3 +26,8 @@ def reject_sheet_row(out_marker: str | Path, message: str, row: str) -> None:
     """A sheet row that cannot be processed (an unsafe patient_id): the job fails with ``message``;
     ``out_marker`` is never written."""
     raise CovidctError(message)
+
+
+def synth_infection_training(out_dir: str | Path, n: int) -> None:
+    """The default infection training source: ``n`` synthetic phantoms (not demo patients) as NIfTI."""
+    write_demo_infection_training(out_dir, n)

@@ -1,5 +1,6 @@
-"""The steps of ``workflow/rules/infection.smk``: the infection U-Net trained (on the configured sources
-or synthetic phantoms), evaluated on a test set, and run on every patient."""
+"""The steps of ``workflow/rules/infection.smk``: the infection U-Net trained (on the configured sources,
+or the synthetic phantoms of ``synth_infection_training``), evaluated on a test set, and run on every
+patient."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import logging
 from pathlib import Path
 
 from covidct import config
-from covidct.demo.cohort import write_demo_infection_training
 from covidct.errors import CovidctError
 from covidct.infection.inference import evaluate_folder
 from covidct.infection.segment import segment
@@ -36,11 +36,6 @@ TRAINING_KEYS = (
     "tta",
     "max_slices_per_volume",
 )
-
-
-def synth_infection_training(out_dir: str | Path, n: int) -> None:
-    """The default infection training source: ``n`` synthetic phantoms (not demo patients) as NIfTI."""
-    write_demo_infection_training(out_dir, n)
 
 
 def train_infection_unet(
