@@ -14,9 +14,15 @@ import numpy as np
 import pytest
 import yaml
 
+from covidct.demo.spec import PhantomSpec
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 CT = SHARED_DATA / "ct"
+
+
+#: A phantom with lobes and lesions placed per lobe (the severity read-out's tests and its step's).
+PER_LOBE = PhantomSpec("lobes01", 21, True, 30.0, 32, 10.0, 112, 3.4, lobe_involvement=(3.0, 18.0, 60.0, 0.0, 80.0))
 
 
 def write_config(workdir: Path, patients: Path, **overrides) -> Path:
