@@ -86,7 +86,9 @@ def test_a_volume_off_the_grid_is_named_with_its_file(tmp_path):
     reference = Volume.read(tmp_path / "ref.nii.gz")
     close, far = Volume.read(tmp_path / "close.nii.gz"), Volume.read(tmp_path / "far.nii.gz")
     assert close.on_grid_of(reference) and close.require_grid_of(reference, "mask", "p1") is close
-    assert not far.on_grid_of(reference) and not reference.like(np.zeros((2, 3, 5))).on_grid_of(reference)
+    assert not far.on_grid_of(reference) and not Volume(
+        np.zeros((2, 3, 5)), (1.0,) * 3, (0.0,) * 3, reference.direction
+    ).on_grid_of(reference)
     with pytest.raises(CovidctError, match="the lung label map is not on the resampled volume's grid") as err:
         far.require_grid_of(reference, "lung label map", "p1")
     assert "patient p1" in str(err.value) and "far.nii.gz" in str(err.value)

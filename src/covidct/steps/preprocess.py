@@ -8,6 +8,7 @@ from pathlib import Path
 from covidct import config
 from covidct.dicom.files import describe_skips
 from covidct.dicom.hu import load_series
+from covidct.dicom.series import MAX_SLICES
 from covidct.io import read_json, read_volume, write_json, write_volume
 from covidct.volume import resample
 
@@ -21,21 +22,25 @@ def dicom_to_hu(
     patient: str,
     series_uid: str | None = None,
     min_slices: int = config.default("hu.min_slices"),
-    max_slices: int = config.default("hu.max_slices"),
+    max_slices: int | None = config.default("hu.max_slices"),
     anonymize_summary: str | Path | None = None,
     verified: str | Path | None = None,
 ) -> dict:
     """Choose the CT axial series, convert to HU, write an int16 NIfTI with true geometry.
 
-    ``max_slices`` refuses a series too large to hold. The JSON names the chosen series (kernel,
-    thickness, description where the anonymizer kept one), its compression (lossy or not, and why),
-    the shifted study date, and the files skipped: ``files.dicom_dir`` those of the raw folder (from
-    ``anonymize_summary``, the anonymizer's summary, when given), ``files.input`` those of the folder
-    this step read. ``verified`` is the verification report the workflow waits for (the folder is
-    used only once verified).
+    ``max_slices`` (None: ``covidct.dicom.series.MAX_SLICES``, the schema's) refuses a series too large to
+    hold. The JSON names the chosen series (kernel, thickness, description where the anonymizer kept one),
+    its compression (lossy or not, and why), the shifted study date, and the files skipped:
+    ``files.dicom_dir`` those of the raw folder (from ``anonymize_summary``, the anonymizer's summary,
+    when given), ``files.input`` those of the folder this step read. ``verified`` is the verification
+    report the workflow waits for (the folder is used only once verified).
     """
     image, info = load_series(
-        dicom, patient, series_uid=series_uid or None, min_slices=min_slices, max_slices=max_slices
+        dicom,
+        patient,
+        series_uid=series_uid or None,
+        min_slices=min_slices,
+        max_slices=MAX_SLICES if max_slices is None else max_slices,
     )
     raw_files = read_json(anonymize_summary)["files"] if anonymize_summary is not None else None
     info["files"] = {"input": info.pop("files"), "dicom_dir": raw_files}

@@ -6,13 +6,16 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from covidct import steps
 from covidct.errors import CovidctError
 
 
 def test_a_missing_reference_from_the_sheet_is_not_named(tmp_path):
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((4, 4, 4), np.uint8)), str(tmp_path / "labels.nii.gz"))
     sheet = tmp_path / "p.tsv"
     missing = tmp_path / "DOE_JOHN_MRN123" / "RS.dcm"
     sheet.write_text(f"patient_id\tdicom_dir\tlung_reference\np1\traw\t{missing}\np2\traw\t\n")

@@ -16,7 +16,7 @@ SPEC = PhantomSpec("pp01", 41, False, 0.0, 8, 10.0, 48, 8.0)
 
 def test_hu_info_and_resampled_volume(tmp_path):
     write_patient(SPEC, tmp_path / "dicom", tmp_path / "truth")
-    summary = {"files": {"n_files": 9, "n_skipped": 1, "skipped": {"not DICOM": [4]}}}
+    summary = {"files": {"n_files": 9, "n_images": 8, "n_skipped": 1, "skipped": {"text": {"count": 1, "files": [4]}}}}
     (tmp_path / "anon.json").write_text(json.dumps(summary))
     info = steps.dicom_to_hu(
         tmp_path / "dicom",
