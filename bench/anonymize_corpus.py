@@ -3,7 +3,7 @@
 Two corpora: the real CT under ../shared/data/ct (read in place, nested folders) and every
 test file that pydicom ships (``pydicom.data.get_testdata_files()``: odd transfer syntaxes,
 non-image objects, deliberately broken files). Each file is read, fake identifiers are
-injected (``synth.inject_identifiers`` with ``synth.fake_identity``), the copy is written to a
+injected (``covidct.demo.identities.inject_identifiers`` with ``fake_identity``), the copy is written to a
 folder of its own and that folder goes through ``anonymize_series_dir``, as the workflow's
 ``anonymize_dicom`` rule runs it but with ``images="all"``: the workflow keeps CT images only, and
 this bench measures the de-identification of every kind of image pydicom ships (MR, US, SC, ...).

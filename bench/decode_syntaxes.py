@@ -46,7 +46,7 @@ def measure(folder: Path, repeats: int) -> tuple[list[float], list[np.ndarray], 
     warm-up pass), the HU slices, the compression record of the HU step."""
     import pydicom
 
-    from covidct.dicom.hu import _compression, read_pixels
+    from covidct.dicom.hu import read_pixels, series_compression
     from covidct.dicom.series import scan_slice_infos
 
     infos, _ = scan_slice_infos(folder, "BENCH", keep_datasets=True)
@@ -63,7 +63,7 @@ def measure(folder: Path, repeats: int) -> tuple[list[float], list[np.ndarray], 
                 hu.append(slice_hu)
             else:
                 times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times], hu, _compression(infos)
+    return [statistics.median(t) for t in times], hu, series_compression(infos)
 
 
 def main() -> None:

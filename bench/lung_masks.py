@@ -111,7 +111,7 @@ def prepare(work: Path, spacing: float) -> dict:
     from covidct.demo.anatomy import make_phantom
     from covidct.demo.cohort import DEMO_COHORT
     from covidct.demo.spec import PhantomSpec
-    from covidct.demo.writer import _label_image, write_patient
+    from covidct.demo.writer import label_image, write_patient
     from covidct.dicom.hu import load_series
     from covidct.io import write_volume
     from covidct.volume import resample
@@ -170,7 +170,7 @@ def prepare(work: Path, spacing: float) -> dict:
     if not big.exists():  # the synthetic patient of bench/per_patient.py
         spec = PhantomSpec("bench300", 4242, True, 30.0, 300, 1.0, 512, 0.7)
         phantom = make_phantom(spec)
-        write_volume(big, resample(_label_image(phantom.hu, phantom), spacing))
+        write_volume(big, resample(label_image(phantom.hu, phantom), spacing))
     cases["bench300"] = {"volume": big}
     return cases
 

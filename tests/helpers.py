@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,15 @@ import numpy as np
 import pytest
 import yaml
 
+from covidct.demo.spec import PhantomSpec
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 CT = SHARED_DATA / "ct"
+
+
+#: A phantom with lobes and lesions placed per lobe (the severity read-out's tests and its step's).
+PER_LOBE = PhantomSpec("lobes01", 21, True, 30.0, 32, 10.0, 112, 3.4, lobe_involvement=(3.0, 18.0, 60.0, 0.0, 80.0))
 
 
 def write_config(workdir: Path, patients: Path, **overrides) -> Path:
@@ -33,10 +40,10 @@ def write_config(workdir: Path, patients: Path, **overrides) -> Path:
     return path
 
 
-def snakemake(
+def snakemake_command(
     workdir: Path, configfile: Path | None, *args: str, key: str | None = None, timeout: int = 900, kill: bool = False
-) -> subprocess.CompletedProcess:
-    """Run snakemake on the repository's Snakefile with ``workdir`` as working directory.
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of a snakemake run on the repository's Snakefile in ``workdir``.
 
     ``kill``: run under ``timeout -s KILL`` (the SLURM executor ignores SIGTERM while it polls).
     """
@@ -50,7 +57,48 @@ def snakemake(
     cmd += list(args)  # targets first: --configfile and --config take several values
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
+    return cmd, env
+
+
+def snakemake(
+    workdir: Path, configfile: Path | None, *args: str, key: str | None = None, timeout: int = 900, kill: bool = False
+) -> subprocess.CompletedProcess:
+    """Run snakemake on the repository's Snakefile with ``workdir`` as working directory."""
+    cmd, env = snakemake_command(workdir, configfile, *args, key=key, timeout=timeout, kill=kill)
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout + 30)
+
+
+class BackgroundRun:
+    """A snakemake run started now and collected later (its output in files, not pipes that could fill)."""
+
+    def __init__(self, workdir: Path, configfile: Path | None, *args: str, timeout: int = 900, **kwargs):
+        cmd, env = snakemake_command(workdir, configfile, *args, timeout=timeout, kill=True, **kwargs)
+        self.args, self.timeout = cmd, timeout
+        self.logs = (workdir.parent / f"{workdir.name}.stdout", workdir.parent / f"{workdir.name}.stderr")
+        self._out, self._err = open(self.logs[0], "w+"), open(self.logs[1], "w+")
+        self.proc = subprocess.Popen(
+            cmd, cwd=workdir, env=env, stdout=self._out, stderr=self._err, text=True, start_new_session=True
+        )
+
+    def result(self) -> subprocess.CompletedProcess:
+        """Wait for the run (it is killed at its timeout) and return what it printed."""
+        code = self.proc.wait(timeout=self.timeout + 60)
+        outputs = []
+        for fh in (self._out, self._err):
+            fh.seek(0)
+            outputs.append(fh.read())
+            fh.close()
+        return subprocess.CompletedProcess(self.args, code, *outputs)
+
+    def printed(self) -> str:
+        """What the run has printed so far (stdout and stderr)."""
+        return "".join(path.read_text(errors="replace") for path in self.logs)
+
+    def stop(self) -> None:
+        """Kill the run if it is still going (a session that never collects it)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # timeout, snakemake and its jobs: the run's own group
+            self.proc.wait()
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:

@@ -17,8 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from covidct import __version__, config, steps
+from covidct.clinical.pacs import PullSettings, pull_new_studies
+from covidct.deid.keys import load_key
+from covidct.demo.cohort import DEMO_COHORT, write_cohort
 from covidct.errors import CovidctError
+from covidct.infection.inference import evaluate_folder
+from covidct.io import read_json
+from covidct.models.predict import COLUMNS, SEG_COLUMNS, predict_arrays
+from covidct.severity.readout import readout_row
 
 
 @dataclass(frozen=True)
@@ -68,21 +77,44 @@ class Arg:
 
 @dataclass(frozen=True)
 class Verb:
-    """One subcommand: ``run(**arguments)`` calls a step (or chains them) and returns what to print."""
+    """One subcommand: ``run(**arguments)`` calls a step (or chains them) and returns what to print.
+
+    ``run`` is a function, or the name of the step it calls (``covidct.steps.<name>``, imported when the
+    verb runs).
+    """
 
     name: str
     help: str
-    run: Callable[..., Any]
+    run: Callable[..., Any] | str
     args: tuple[Arg, ...] = field(default_factory=tuple)
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        """What the verb calls."""
+        return getattr(steps, self.run) if isinstance(self.run, str) else self.run
+
+
+def setting(key: str, name: str | None = None, metavar: Any = None) -> Arg:
+    """The flag of a configuration key, built from the schema: named after the key's last part, its help
+    the key's description, its type, number of values, choices and default the schema's."""
+    spec = config.argument(key)
+    return Arg(
+        name or key.rsplit(".", 1)[-1],
+        spec["help"],
+        flag=True,
+        type=spec["type"],
+        config=key,
+        nargs=spec["nargs"],
+        metavar=metavar,
+        action=spec["action"],
+    )
 
 
 PATIENT = Arg("patient", "pseudonymous patient id used in messages and outputs", flag=True, required=True)
 KEY_FILE = Arg("key_file", "file holding the anonymization key (else $COVIDCT_ANON_KEY)", flag=True)
-SPACING = Arg(
-    "spacing_mm", "isotropic spacing of the resampled volume (mm)", flag=True, type=float, config="resample.spacing_mm"
-)
-BACKEND = Arg("backend", "lung mask backend", flag=True, config="lung_mask.backend")
-WEIGHTS = Arg("weights", "R231 weights file (default: the torch hub cache; never downloaded)", flag=True)
+SPACING = setting("resample.spacing_mm")
+BACKEND = setting("lung_mask.backend")
+WEIGHTS = setting("lung_mask.weights")
 
 
 def _beside(path: str | Path, suffix: str) -> Path:
@@ -92,8 +124,6 @@ def _beside(path: str | Path, suffix: str) -> Path:
 
 
 def _synth(out_dir: Path, patients: list[str] | None = None) -> Path:
-    from covidct.demo.cohort import DEMO_COHORT, write_cohort
-
     return write_cohort(out_dir, [s for s in DEMO_COHORT if not patients or s.patient_id in patients])
 
 
@@ -165,8 +195,6 @@ def _segment_eval(
     labels: str = "binary",
     lungs: str | None = None,
 ) -> str:
-    from covidct.infection.inference import evaluate_folder
-
     result = evaluate_folder(model, images, masks, out, threshold, labels=labels, lungs=lungs)
     per_class = "".join(f" {k}={v:.4f}" for k, v in result.get("per_class", {}).items())
     return " ".join(f"{k}={v:.4f}" for k, v in result["mean"].items()) + per_class + f" (n={result['n_images']})"
@@ -177,9 +205,9 @@ def run_chain(
     out_dir: Path,
     patient: str,
     key_file: str | None = None,
-    backend: str = "threshold",
-    weights: str | None = None,
-    spacing_mm: float = 1.5,
+    backend: str = config.default("lung_mask.backend"),
+    weights: str | None = config.default("lung_mask.weights"),
+    spacing_mm: float = config.default("resample.spacing_mm"),
     shape: list[int] | None = None,
 ) -> dict[str, Path]:
     """The per-patient chain on one raw folder, as the workflow runs it, outputs under ``out_dir``.
@@ -220,12 +248,6 @@ def predict_one(raw_dir: Path, patient: str, models: Path, out_dir: Path | None 
     """The per-patient chain plus both 3D models (and the infection U-Net and the severity read-out,
     six zones, when ``models`` holds the U-Net) on one new patient: one row of ``predictions.csv``,
     split ``new``."""
-    import numpy as np
-
-    from covidct.io import read_json
-    from covidct.models.predict import SEG_COLUMNS, predict_arrays
-    from covidct.readout import readout_row
-
     paths = {name: Path(models) / f"{name}.{ext}" for name, ext in (("classifier", "keras"), ("scorer", "keras"))}
     for model in paths.values():
         if not model.is_file():
@@ -269,8 +291,6 @@ def predict_one(raw_dir: Path, patient: str, models: Path, out_dir: Path | None 
 
 
 def _predict(**kwargs: Any) -> str:
-    from covidct.models.predict import COLUMNS
-
     row = predict_one(**kwargs)
     return "\n".join(f"{col}\t{row.get(col, '')}" for col in COLUMNS)
 
@@ -281,8 +301,6 @@ def _verify(dicom: Path, out_report: Path, patient: str, raw_dir: Path) -> str:
 
 
 def _pacs_pull(url: str, sheet: Path, raw_dir: str, key_file: str | None, modality: str, study_date: str) -> str:
-    from covidct.clinical.pacs import PullSettings, pull_new_studies
-    from covidct.deid.keys import load_key
 
     result = pull_new_studies(PullSettings(url, raw_dir, modality, study_date), sheet, load_key(key_file or None))
     return f"{result['found']} studies found, {len(result['new'])} new: {' '.join(result['new']) or '-'}"
@@ -298,15 +316,13 @@ VERBS: tuple[Verb, ...] = (
     Verb(
         "anonymize",
         "anonymize one patient's DICOM folder (PS3.15 Basic Profile)",
-        steps.anonymize_dicom,
+        "anonymize_dicom",
         (
             Arg("raw_dir", "the patient's raw DICOM folder (only read)", type=Path),
             Arg("out_dicom", "the anonymized folder", type=Path),
             PATIENT,
             KEY_FILE,
-            Arg(
-                "dates", "dates shifted by a keyed per-patient offset, or removed", flag=True, config="anonymize.dates"
-            ),
+            setting("anonymize.dates"),
             Arg("out_summary", "also write the summary JSON (counts, what was skipped) here", flag=True, type=Path),
         ),
     ),
@@ -331,8 +347,8 @@ VERBS: tuple[Verb, ...] = (
             PATIENT,
             Arg("out_info", "series-choice JSON (default: beside the volume)", flag=True, type=Path),
             Arg("series_uid", "use this series instead of choosing one", flag=True),
-            Arg("min_slices", "fewer slices are refused", flag=True, type=int, config="hu.min_slices"),
-            Arg("max_slices", "more slices are refused", flag=True, type=int, config="hu.max_slices"),
+            setting("hu.min_slices"),
+            setting("hu.max_slices"),
             Arg(
                 "anonymize_summary",
                 "the anonymizer's summary JSON, whose skip list goes into the info",
@@ -344,7 +360,7 @@ VERBS: tuple[Verb, ...] = (
     Verb(
         "resample",
         "resample a volume to isotropic spacing",
-        steps.resample_volume,
+        "resample_volume",
         (Arg("volume", "input volume", type=Path), Arg("out_volume", "output volume", type=Path), SPACING),
     ),
     Verb(
@@ -357,50 +373,34 @@ VERBS: tuple[Verb, ...] = (
             PATIENT,
             BACKEND,
             WEIGHTS,
-            Arg("force_cpu", "do not use CUDA", flag=True, action="store_true"),
-            Arg("batch_size", "slices per forward pass (lungmask)", flag=True, type=int, config="lung_mask.batch_size"),
+            setting("lung_mask.force_cpu"),
+            setting("lung_mask.batch_size"),
         ),
     ),
     Verb(
         "export",
         "model-ready .npy from a volume and its lung mask",
-        steps.export_npy,
+        "export_npy",
         (
             Arg("volume", "the resampled HU volume", type=Path),
             Arg("mask", "its lung mask", type=Path),
             Arg("out_npy", "the array (.npy)", type=Path),
             PATIENT,
-            Arg(
-                "shape",
-                "depth, height, width",
-                flag=True,
-                type=int,
-                nargs=3,
-                metavar=("D", "H", "W"),
-                config="export.shape",
-            ),
-            Arg("margin_mm", "margin around the lungs (mm)", flag=True, type=float, config="export.margin_mm"),
-            Arg(
-                "hu_window",
-                "HU window scaled to [0, 1]",
-                flag=True,
-                type=float,
-                nargs=2,
-                metavar=("LO", "HI"),
-                config="export.hu_window",
-            ),
+            setting("export.shape", metavar=("D", "H", "W")),
+            setting("export.margin_mm"),
+            setting("export.hu_window", metavar=("LO", "HI")),
         ),
     ),
     Verb(
         "qc",
         "QC montage PNG of a lung mask",
-        steps.qc_montage,
+        "qc_montage",
         (
             Arg("volume", "the resampled HU volume", type=Path),
             Arg("labels", "the lung label map", type=Path),
             Arg("out_png", "the montage (.png)", type=Path),
             PATIENT,
-            Arg("n_slices", "axial slices in the montage", flag=True, type=int, config="qc.n_slices"),
+            setting("qc.n_slices"),
             Arg("provenance", "the mask's provenance JSON (volume and QC flags in the title)", flag=True, type=Path),
         ),
     ),
@@ -416,15 +416,7 @@ VERBS: tuple[Verb, ...] = (
             BACKEND,
             WEIGHTS,
             SPACING,
-            Arg(
-                "shape",
-                "depth, height, width of the array",
-                flag=True,
-                type=int,
-                nargs=3,
-                metavar=("D", "H", "W"),
-                config="export.shape",
-            ),
+            setting("export.shape", metavar=("D", "H", "W")),
         ),
     ),
     Verb(
@@ -459,8 +451,8 @@ VERBS: tuple[Verb, ...] = (
             Arg("model", "lobe model", flag=True, default="LTRCLobes_R231", type=str),
             Arg("weights", "LTRCLobes weights file (default: the torch hub cache; never downloaded)", flag=True),
             Arg("r231_weights", "R231 weights for LTRCLobes_R231 (default: the torch hub cache)", flag=True),
-            Arg("force_cpu", "do not use CUDA", flag=True, action="store_true"),
-            Arg("batch_size", "slices per forward pass", flag=True, type=int, config="lung_mask.batch_size"),
+            setting("lung_mask.force_cpu"),
+            setting("lung_mask.batch_size"),
         ),
     ),
     Verb(
@@ -479,27 +471,9 @@ VERBS: tuple[Verb, ...] = (
                 "types", "a lesion-type map, 1 ground-glass, 2 consolidation (default: HU bands)", flag=True, type=Path
             ),
             Arg("hu_info", "the HU step's JSON (its shifted study date goes into the read-out)", flag=True, type=Path),
-            Arg(
-                "high_opacity_hu",
-                "PHO counts infected voxels above this HU",
-                flag=True,
-                type=float,
-                config="severity.high_opacity_hu",
-            ),
-            Arg(
-                "consolidation_above_hu",
-                "without --types: consolidation above this HU",
-                flag=True,
-                type=float,
-                config="severity.consolidation_above_hu",
-            ),
-            Arg(
-                "min_lesion_ml",
-                "a region scores only with a connected lesion of at least this volume (mL) in it",
-                flag=True,
-                type=float,
-                config="severity.min_lesion_ml",
-            ),
+            setting("severity.high_opacity_hu"),
+            setting("severity.consolidation_above_hu"),
+            setting("severity.min_lesion_ml"),
         ),
     ),
     Verb(
@@ -517,21 +491,8 @@ VERBS: tuple[Verb, ...] = (
             PATIENT,
             Arg("right_roi", "regular expression of the right lung ROI name (full match, any case)", flag=True),
             Arg("left_roi", "regular expression of the left lung ROI name", flag=True),
-            Arg(
-                "lesion_roi",
-                "regular expression of lesion ROIs added for the 'with lesions' figures ('' for none)",
-                flag=True,
-                config="lung_eval.lesion_roi",
-            ),
-            Arg(
-                "contour_shift_mm",
-                "added to every contour vertex (pixel-corner structure sets: minus half a pixel)",
-                flag=True,
-                type=float,
-                nargs=2,
-                metavar=("DX", "DY"),
-                config="lung_eval.contour_shift_mm",
-            ),
+            setting("lung_eval.lesion_roi"),
+            setting("lung_eval.contour_shift_mm", metavar=("DX", "DY")),
         ),
     ),
     Verb(
@@ -594,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     verb = next(v for v in VERBS if v.name == name)
     try:
-        result = verb.run(**args)
+        result = verb.function(**args)
     except CovidctError as exc:
         print(f"covidct {name}: error: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,8 @@
-"""The configuration schema (``workflow/schemas/config.schema.yaml``) as the one source of defaults:
-the workflow validates ``config/config.yaml`` against it, and the command line takes its defaults
-from it, so a default is written once."""
+"""The configuration schema as the one source of defaults: the workflow validates ``config/config.yaml``
+against it (``workflow/schemas/config.schema.yaml``), and the library, its steps and the command line
+take their defaults from it, so a default is written once. The schema travels with the package
+(``covidct/schemas/config.schema.yaml``, package data; in the repository a link to the workflow's file),
+so an installed covidct reads it without a checkout."""
 
 from __future__ import annotations
 
@@ -8,21 +10,20 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from covidct.errors import CovidctError
 
-#: The schema in the repository checkout covidct is installed from (``pip install -e``).
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+#: The schema, shipped with the package.
+SCHEMA = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 
 @functools.cache
 def schema() -> dict:
     """The configuration schema, read once."""
-    import yaml
-
     if not SCHEMA.is_file():
         raise CovidctError(
-            "the configuration schema is not found: covidct runs from its repository checkout (pip install -e .)",
-            path=SCHEMA,
+            "the configuration schema is not found: this covidct installation is incomplete", path=SCHEMA
         )
     return yaml.safe_load(SCHEMA.read_text())
 
@@ -61,3 +62,25 @@ def choices(key: str) -> list | None:
 def describe(key: str) -> str:
     """The description of a dotted configuration key."""
     return str(_node(key).get("description", ""))
+
+
+#: Python types of the schema's scalar types.
+TYPES = {"number": float, "integer": int, "string": str}
+
+
+def argument(key: str) -> dict:
+    """How a command-line flag takes a dotted configuration key, from its schema: ``help`` (the
+    description), ``type`` (of each value), ``nargs`` (an array of fixed length: that many values),
+    ``action`` (``store_true`` for a boolean).
+
+    >>> argument("export.shape")["nargs"], argument("lung_mask.force_cpu")["action"]
+    (3, 'store_true')
+    """
+    node = _node(key)
+    kind, nargs, action = node.get("type"), None, None
+    if kind == "array":
+        nargs = node["minItems"] if node.get("minItems") == node.get("maxItems") else "+"
+        kind = node.get("items", {}).get("type", "string")
+    if kind == "boolean":
+        action, kind = "store_true", None
+    return {"help": describe(key), "type": TYPES.get(kind), "nargs": nargs, "action": action}

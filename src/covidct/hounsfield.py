@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from covidct import config
+
 #: Air.
 HU_AIR = -1000
 #: The range a 12-bit CT stores (and the HU volumes are clipped to).
 HU_MIN = -1024
 HU_MAX = 3071
 
-MODEL_WINDOW_HU = (-1000.0, 400.0)
+MODEL_WINDOW_HU = tuple(float(v) for v in config.default("export.hu_window"))  # config ``export.hu_window``
 INFECTION_WINDOW_HU = (-1250.0, 250.0)
 QC_WINDOW_HU = (-1350.0, 150.0)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 
 from covidct.errors import CovidctError
 
@@ -182,7 +183,6 @@ def write_npy(path: str | Path, array: np.ndarray) -> None:
 
 def read_volume(path: str | Path):
     """Read a NIfTI (or any SimpleITK-readable) volume as a ``SimpleITK.Image``."""
-    import SimpleITK as sitk
 
     return sitk.ReadImage(str(path))
 
@@ -193,7 +193,6 @@ def write_volume(path: str | Path, image, compress: bool = True) -> None:
     ``.nii.gz`` is written as plain NIfTI, then gzip-compressed with ISA-L
     (python-isal, about 4x faster than ITK's zlib on noisy CT) when it is installed.
     """
-    import SimpleITK as sitk
 
     path = Path(path)
     try:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from covidct import steps
 from covidct.errors import CovidctError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -35,8 +36,6 @@ def step_for(rule: str) -> Callable[..., Any]:
     Raises:
         ContractError: there is none.
     """
-    from covidct import steps
-
     step = getattr(steps, rule, None)
     if not callable(step) or rule.startswith("_"):
         raise ContractError(f"rule {rule}: covidct.steps has no function {rule}")

@@ -1,11 +1,100 @@
-"""Volumes on grids: resampling to the isotropic grid aligned with the patient axes, and the
-bounding box of a mask."""
+"""Volumes on grids: ``Volume``, an array that travels with its grid (as torchio's ``Image`` travels
+with its affine); resampling to the isotropic grid aligned with the patient axes; the bounding box of
+a mask."""
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
+import SimpleITK as sitk
+
+from covidct.errors import CovidctError
 from covidct.hounsfield import HU_AIR
+from covidct.io import read_volume, write_volume
+
+#: Two grids are one when their voxel sizes (mm), origins (mm) and directions agree to these tolerances.
+GRID_ATOL = {"spacing": 1e-4, "origin": 1e-3, "direction": 1e-6}
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A volume on its grid.
+
+    Attributes:
+        array: The voxels, axes (z, y, x).
+        spacing: Voxel size (x, y, z) in mm, as SimpleITK gives it.
+        origin: Position of the first voxel's centre (x, y, z) in mm (DICOM LPS).
+        direction: The 3 x 3 direction cosines, row-major (SimpleITK's order).
+        path: The file it was read from, for messages (None when built in memory).
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...]
+    path: Path | None = None
+
+    @classmethod
+    def from_image(cls, image: sitk.Image, path: str | Path | None = None) -> Volume:
+        """The voxels and grid of a SimpleITK image."""
+        return cls(
+            sitk.GetArrayFromImage(image),
+            tuple(image.GetSpacing()),
+            tuple(image.GetOrigin()),
+            tuple(image.GetDirection()),
+            Path(path) if path is not None else None,
+        )
+
+    @classmethod
+    def read(cls, path: str | Path) -> Volume:
+        """Read a NIfTI (or any SimpleITK-readable) volume."""
+        return cls.from_image(read_volume(path), path)
+
+    def to_image(self) -> sitk.Image:
+        """The volume as a SimpleITK image (for SimpleITK and lungmask)."""
+        image = sitk.GetImageFromArray(self.array)
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+        return image
+
+    def write(self, path: str | Path) -> None:
+        """Write the volume atomically (``covidct.io.write_volume``)."""
+        write_volume(path, self.to_image())
+
+    def like(self, array: np.ndarray) -> Volume:
+        """Another array on this grid (same shape)."""
+        array = np.asarray(array)
+        if array.shape != self.array.shape:
+            raise ValueError(f"array of shape {array.shape} on a grid of shape {self.array.shape}")
+        return Volume(array, self.spacing, self.origin, self.direction)
+
+    @property
+    def voxel_ml(self) -> float:
+        """The volume of one voxel in mL."""
+        return float(np.prod(self.spacing)) / 1000.0
+
+    def on_grid_of(self, other: Volume) -> bool:
+        """Whether this volume lies on ``other``'s grid (same shape; spacing, origin and direction within
+        GRID_ATOL)."""
+        return (
+            self.array.shape == other.array.shape
+            and np.allclose(self.spacing, other.spacing, atol=GRID_ATOL["spacing"])
+            and np.allclose(self.origin, other.origin, atol=GRID_ATOL["origin"])
+            and np.allclose(self.direction, other.direction, atol=GRID_ATOL["direction"])
+        )
+
+    def require_grid_of(self, reference: Volume, what: str, patient: str) -> Volume:
+        """This volume, when it lies on ``reference``'s grid (``reference`` is a patient's resampled volume).
+
+        Raises:
+            CovidctError: naming ``what`` and this volume's file.
+        """
+        if not self.on_grid_of(reference):
+            raise CovidctError(f"the {what} is not on the resampled volume's grid", patient, self.path)
+        return self
 
 
 def canonical_grid(image, spacing_mm: float) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
@@ -46,8 +135,6 @@ def resample(image, spacing_mm: float = 1.5, interpolator: str = "linear", defau
     Returns:
         The resampled SimpleITK image, same pixel type as the input.
     """
-    import SimpleITK as sitk
-
     if spacing_mm <= 0:
         raise ValueError(f"spacing must be positive, got {spacing_mm}")
     size, origin = canonical_grid(image, spacing_mm)
@@ -68,8 +155,6 @@ def resample(image, spacing_mm: float = 1.5, interpolator: str = "linear", defau
 
 def resample_like(image, reference, interpolator: str = "nearest", default_value: float = 0):
     """Resample ``image`` onto the grid of ``reference`` (e.g. a mask back to the HU grid)."""
-    import SimpleITK as sitk
-
     interp = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}[interpolator]
     return sitk.Resample(image, reference, sitk.Transform(), interp, float(default_value), image.GetPixelID())
 

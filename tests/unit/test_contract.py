@@ -3,14 +3,17 @@ and the rule's input, output, param and wildcard names are exactly the step's ar
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from covidct import steps
+from covidct import sheet, steps
+from covidct.deid import redact
 from covidct.smk import SHEET_ARGUMENT, THREADS_ARGUMENT, ContractError, check_signature, rule_arguments, step_for
 from helpers import REPO, write_config
 
@@ -33,6 +36,7 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
             "unnamed_input": len(rule.input) > sum(1 if j is None else j - i for i, j in rule.input._names.values()),
             "unnamed_output": len(rule.output) > sum(1 if j is None else j - i for i, j in rule.output._names.values()),
             "script": rule.script,
+            "snakefile": str(rule.snakefile),
         }
     print(json.dumps(out))
 """
@@ -74,6 +78,22 @@ def test_every_rule_runs_the_generic_script_and_has_a_step(rules):
         assert rule["script"] == "../scripts/step.py", name
         assert callable(step_for(name)), name
         assert not rule["unnamed_input"] and not rule["unnamed_output"], f"{name}: unnamed input or output"
+
+
+def test_every_step_lives_in_the_module_of_its_rules_file_and_is_short(rules):
+    """``workflow/rules/lungs.smk``'s rules run steps of ``covidct.steps.lungs``; a step reads, makes one
+    call into its package and writes: at most 40 lines of code besides its signature and docstring."""
+    for name, rule in rules.items():
+        if name == "all":
+            continue
+        step = step_for(name)
+        assert step.__module__ == f"covidct.steps.{Path(rule['snakefile']).stem}", (name, rule["snakefile"])
+        source = inspect.getsource(step)
+        body = ast.parse(source).body[0].body
+        if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            body = body[1:]  # the docstring
+        n_lines = body[-1].end_lineno - body[0].lineno + 1
+        assert n_lines <= 40, f"covidct.steps.{name} has {n_lines} lines of code"
 
 
 def test_every_rules_names_are_its_steps_arguments(rules):
@@ -130,7 +150,11 @@ def test_the_check_names_what_does_not_match():
     }
 
 
-def test_private_helpers_are_not_steps():
-    with pytest.raises(ContractError):
-        step_for("_redact")
-    assert steps.raw_dicom_dir.__name__ == "raw_dicom_dir"
+def test_helpers_are_not_steps():
+    """Only rules' steps are steps: a helper (the sheet reader, the redaction) lives in its own package."""
+    for name in ("_redact", "raw_dicom_dir", "redact", "Volume"):
+        with pytest.raises(ContractError):
+            step_for(name)
+    assert sheet.raw_dicom_dir.__name__ == "raw_dicom_dir" and redact.redact.__name__ == "redact"
+    public = {name for name in dir(steps) if not name.startswith("_") and callable(getattr(steps, name))}
+    assert public == set(steps.__all__), sorted(public ^ set(steps.__all__))

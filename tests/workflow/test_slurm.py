@@ -1,8 +1,9 @@
 """The workflow on a real one-node SLURM cluster through `--profile profiles/slurm`.
 
 `make test` brings the cluster up (tests/workflow/slurm/up.sh: Debian's slurmctld/slurmd/munge and
-../shared/slurm/start-slurm.sh, a node with one GPU GRES). The test runs the tiny cohort, reads
-every submitted job back with `scontrol show job`, and checks that each job holding a GPU rule
+../shared/slurm/start-slurm.sh, a node with one GPU GRES). The tiny cohort runs on the cluster beside
+the local run (``tiny_cohort.tiny_run`` starts it), every submitted job is read back with `scontrol show
+job` while it runs (SLURM forgets a finished job after MinJobAge), and the test checks that each job holding a GPU rule
 (segment_lungs, segment_infection, train_*) was allocated one GPU and no other job any, that
 per-patient jobs were grouped, and that the results equal the local run's.
 """
@@ -11,85 +12,40 @@ from __future__ import annotations
 
 import csv
 import json
-import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from helpers import REPO, snakemake, write_config
-from tiny_cohort import KEY, SPLIT, TINY
+from tiny_cohort import SLURM_RUNS, SUBMITTED, TINY, scontrol, slurm_unavailable, start_slurm_run
 
 GPU_RULES = ("segment_lungs", "segment_infection", "train_classifier", "train_scorer", "train_infection_unet")
-SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/(\S+)/")
-
-
-def _cluster_or_skip() -> None:
-    if shutil.which("sbatch") is None:
-        pytest.skip("SLURM is not installed and could not be (tests/workflow/slurm/up.sh needs root and apt-get)")
-    res = subprocess.run(["sinfo", "-h", "-o", "%t %G"], capture_output=True, text=True)
-    if res.returncode != 0 or not res.stdout.strip():
-        pytest.skip(
-            f"no SLURM cluster answers sinfo ({res.stderr.strip()[:200]}); tests/workflow/slurm/up.sh starts one"
-        )
-    if "gpu" not in res.stdout:
-        pytest.skip(f"the SLURM cluster has no GPU GRES (sinfo: {res.stdout.strip()})")
-
-
-def _scontrol(jobid: str) -> dict[str, str]:
-    out = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True, check=True).stdout
-    return dict(m.groups() for m in re.finditer(r"(\w+)=(\S*)", out))
 
 
 @pytest.fixture(scope="module")
 def slurm_run(tmp_path_factory, tiny_run):
-    _cluster_or_skip()
-    local_work = tiny_run[0]
-    work = tmp_path_factory.mktemp("slurm")
-    shutil.copytree(local_work / "raw", work / "raw")
-    lines = ["patient_id\tdicom_dir\tlabel\tscore\tsplit"]
-    lines += [
-        f"{s.patient_id}\traw/{s.patient_id}\t{int(s.covid)}\t{s.target_score}\t{SPLIT[s.patient_id]}" for s in TINY
-    ]
-    (work / "patients.tsv").write_text("\n".join(lines) + "\n")
-    local_config = __import__("yaml").safe_load((local_work / "config.yaml").read_text())
-    config = write_config(work, work / "patients.tsv", **{k: v for k, v in local_config.items() if k != "patients"})
-    res = snakemake(
-        work,
-        config,
-        "--profile",
-        str(REPO / "profiles" / "slurm"),
-        "--slurm-status-command",
-        "squeue",
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-        # this node has 2 CPUs: a grouped job of 3 patients runs at most 2 at once
-        "--resources",
-        "gpu=1",
-        "cpus_per_task=2",
-        "mem_mb=20000",
-        "--group-components",
-        "prep=3",
-        "lungs=3",
-        "post=6",
-        "infection=3",
-        key=KEY,
-        timeout=900,
-        kill=True,
-    )
-    return work, res
+    """The SLURM run of the tiny cohort: started by ``tiny_run`` beside the local run (its status polling
+    overlaps the local work), collected here; started now when ``tiny_run`` did not."""
+    reason = slurm_unavailable()
+    if reason:
+        pytest.skip(reason)
+    if "tiny" in SLURM_RUNS:
+        work, run = SLURM_RUNS.pop("tiny")
+    else:
+        work = tmp_path_factory.mktemp("slurm")
+        run = start_slurm_run(work, tiny_run[0])
+    res = run.result()
+    return work, res, run.jobs
 
 
 def test_every_gpu_job_got_one_gpu_and_no_cpu_job_any(slurm_run):
-    work, res = slurm_run
+    work, res, jobs_read_back = slurm_run
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     jobs = SUBMITTED.findall(res.stdout + res.stderr)
     assert jobs, "no SLURM submission in the output"
     seen_gpu = set()
     for jobid, name in jobs:
-        info = _scontrol(jobid)
+        info = jobs_read_back.get(jobid) or scontrol(jobid)
         assert info.get("JobState") == "COMPLETED", (jobid, name, info.get("JobState"))
         wants_gpu = any(rule in name for rule in GPU_RULES)
         tres = info.get("TresPerJob", "") + " " + info.get("TRES", "")
@@ -102,7 +58,7 @@ def test_every_gpu_job_got_one_gpu_and_no_cpu_job_any(slurm_run):
 
 
 def test_per_patient_jobs_are_grouped(slurm_run):
-    _, res = slurm_run
+    _, res, _ = slurm_run
     names = [name for _, name in SUBMITTED.findall(res.stdout + res.stderr)]
     # 3 patients x 8 per-patient rules would be 24 jobs; grouped: one job per stage for all 3
     for group in ("prep", "lungs", "post", "infection"):
@@ -113,7 +69,7 @@ def test_per_patient_jobs_are_grouped(slurm_run):
 
 
 def test_results_equal_the_local_run(slurm_run, tiny_rerun):
-    work, _ = slurm_run
+    work, _, _ = slurm_run
     local = tiny_rerun[0]
     for spec in TINY:
         pid = spec.patient_id

@@ -6,40 +6,26 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
+from covidct.sheet import SAFE_ID, load_patient_sheet
+
 # `--config retrain=false` arrives as the string "false" (Snakemake only parses True/False).
 if isinstance(config.get("retrain"), str) and config["retrain"].lower() in ("true", "false"):
     config["retrain"] = config["retrain"].lower() == "true"
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-SAFE_ID = r"[A-Za-z0-9_-]+"
 DEMO_DIR = Path(config["demo"]["dir"])
 
 
-def load_patient_sheet(path):
-    """Read the sheet; rows with an unsafe patient_id are set apart (they fail as their own job)."""
-    if not os.path.isfile(path):
-        raise ValueError(f"patient sheet {path} not found (config key 'patients')")
-    sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    missing = {"patient_id", "dicom_dir"} - set(sheet.columns)
-    if missing:
-        raise ValueError(f"patient sheet {path}: missing column(s) {', '.join(sorted(missing))}")
-    for col in ("label", "score"):
-        if col not in sheet.columns:
-            sheet[col] = ""
-    sheet["row"] = range(2, len(sheet) + 2)  # line number in the file
-    safe = sheet["patient_id"].str.fullmatch(SAFE_ID)
-    rejected = sheet[~safe]
-    sheet = sheet[safe]
-    dupes = sheet["patient_id"][sheet["patient_id"].duplicated()].unique()
-    if len(dupes):
-        raise ValueError(f"patient sheet {path}: duplicate patient_id {', '.join(dupes)}")
-    sheet = sheet.set_index("patient_id", drop=False)
+def load_patients(path):
+    """The sheet (``covidct.sheet.load_patient_sheet``: rows with an unsafe patient_id set apart, to fail
+    as their own job), validated against the patient sheet schema."""
+    sheet, rejected = load_patient_sheet(path)
     validate(sheet.drop(columns="row"), schema="../schemas/patients.schema.yaml")
     return sheet, rejected
 
 
-patients, rejected_rows = load_patient_sheet(config["patients"])
+patients, rejected_rows = load_patients(config["patients"])
 PATIENTS = list(patients.index)
 LABELED = list(patients.index[patients["label"] != ""])
 UNLABELED = list(patients.index[patients["label"] == ""])

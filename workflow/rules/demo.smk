@@ -27,3 +27,20 @@ rule reject_sheet_row:
         "../envs/covidct.yaml"
     script:
         "../scripts/step.py"
+
+
+# The infection U-Net's training source when the config names none: synthetic phantoms (not demo patients).
+rule synth_infection_training:
+    output:
+        dir=directory(INFECTION_DEMO_DIR),
+    log:
+        "results/logs/synth_infection_training.log",
+    params:
+        n=config["infection"]["demo_volumes"],
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/covidct.yaml"
+    script:
+        "../scripts/step.py"

@@ -1,19 +1,3 @@
-rule synth_infection_training:
-    output:
-        dir=directory(INFECTION_DEMO_DIR),
-    log:
-        "results/logs/synth_infection_training.log",
-    params:
-        n=config["infection"]["demo_volumes"],
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        "../envs/covidct.yaml"
-    script:
-        "../scripts/step.py"
-
-
 rule train_infection_unet:
     input:
         sources_dirs=get_infection_source_dirs,

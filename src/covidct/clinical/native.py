@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from covidct.lungs.lobes import geometric_zones, lobes_in_lung
+from covidct.severity.readout import TYPE_CONSOLIDATION, TYPE_GGO
+from covidct.volume import bounding_box
+
 #: Voxels of margin around a label's bounding box when only that part of the target grid is resampled.
 BOX_MARGIN_VOX = 2
 
@@ -29,7 +33,6 @@ BOX_MARGIN_VOX = 2
 def _target_box(labels, mask: np.ndarray, reference) -> tuple[slice, slice, slice] | None:
     """The part (z, y, x slices) of ``reference``'s grid that the nonzero voxels of ``mask`` (an array
     on ``labels``' grid) can reach, with a margin; None when the mask is empty or outside the grid."""
-    from covidct.volume import bounding_box
 
     box = bounding_box(mask, 1)
     if box is None:
@@ -109,7 +112,6 @@ def hu_band_types(hu: np.ndarray, infected: np.ndarray, consolidation_above_hu: 
     >>> hu_band_types(np.array([-600, -100, 20]), np.array([True, True, False]), -200.0).tolist()
     [1, 2, 0]
     """
-    from covidct.readout import TYPE_CONSOLIDATION, TYPE_GGO
 
     types = np.where(hu > consolidation_above_hu, TYPE_CONSOLIDATION, TYPE_GGO).astype(np.uint8)
     return np.where(infected, types, 0).astype(np.uint8)
@@ -126,7 +128,7 @@ def volumes_ml(array: np.ndarray, spacing, codes) -> dict[str, float]:
 
 
 def scored_regions(lung_labels: np.ndarray, lobes: np.ndarray | None, spacing, scheme: str) -> np.ndarray:
-    """The region map the read-out scored (``covidct.readout``: lobes inside the lung mask, or the six
+    """The region map the read-out scored (``covidct.severity.readout``: lobes inside the lung mask, or the six
     zones), on the lung voxels of the isotropic grid.
 
     Args:
@@ -135,8 +137,6 @@ def scored_regions(lung_labels: np.ndarray, lobes: np.ndarray | None, spacing, s
         spacing: Voxel size (x, y, z) in mm.
         scheme: ``lobes`` or ``zones``, as the read-out JSON says (it falls back to zones when a lobe is missing).
     """
-    from covidct.lungs.lobes import geometric_zones, lobes_in_lung
-    from covidct.volume import bounding_box
 
     out = np.zeros(lung_labels.shape, np.uint8)
     box = bounding_box(lung_labels > 0)

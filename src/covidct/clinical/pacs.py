@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from covidct.deid.keys import pseudonym
+from covidct.dicom.files import is_hidden, list_files
 from covidct.errors import AnonymizationError, CovidctError
 from covidct.io import atomic_dir, atomic_path
 
@@ -161,7 +162,6 @@ def pull_new_studies(settings: PullSettings, sheet: str | Path, key: bytes) -> d
 
 def series_files(folder: Path) -> list[Path]:
     """The files of an anonymized folder (no hidden ones: Snakemake's time stamp)."""
-    from covidct.dicom.files import is_hidden, list_files
 
     return [p for p in list_files(folder) if not is_hidden(p, folder)]
 

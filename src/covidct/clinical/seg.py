@@ -29,7 +29,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
+from covidct import __version__
 from covidct.deid.dataset import DUMMY_DA, DUMMY_TM
+from covidct.dicom.files import is_hidden, list_files
 from covidct.errors import CovidctError
 
 #: Where the UIDs of covidct's derived objects come from: ``2.25.`` + 128 bits of a SHA-256.
@@ -166,8 +168,6 @@ def read_series(dicom_dir: str | Path, series_uid: str, patient: str) -> list[Da
         CovidctError: none of the series, or a multi-frame image (not supported as a SEG source here).
     """
     import pydicom
-
-    from covidct.dicom.files import is_hidden, list_files
 
     folder = Path(dicom_dir)
     out = []
@@ -346,7 +346,6 @@ def frames_by_instance(seg) -> dict[str, dict[int, np.ndarray]]:
 def algorithms(lung_provenance: dict, infection_info: dict, readout: dict, lobe_provenance: dict | None) -> dict:
     """How each native map was made (``lungs``, ``regions``, ``types``), from the steps' JSONs: the
     lung mask's provenance, the infection step's JSON, the read-out and (lobes) the lobe provenance."""
-    from covidct import __version__
 
     def sha(value) -> dict[str, str]:
         return {"weights_sha256": str(value)} if value else {}

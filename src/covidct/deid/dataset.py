@@ -163,7 +163,7 @@ def anonymize_dataset(ds: Dataset, key: bytes, offset_days: int, dates: str = "s
     Raises:
         AnonymizationError: BurnedInAnnotation is YES, or ``dates`` is unknown.
     """
-    _check_dates_mode(dates)
+    check_dates_mode(dates)
     where = getattr(ds, "filename", None)
     where = where if isinstance(where, (str, Path)) else None
     if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
@@ -189,7 +189,8 @@ def anonymize_dataset(ds: Dataset, key: bytes, offset_days: int, dates: str = "s
     return ds
 
 
-def _check_dates_mode(dates: str) -> None:
+def check_dates_mode(dates: str) -> None:
+    """Refuse a ``dates`` mode that is not one of DATE_MODES (shift, remove)."""
     if dates not in DATE_MODES:
         raise AnonymizationError(f"anonymize dates must be one of {', '.join(DATE_MODES)}, got {dates!r}")
 

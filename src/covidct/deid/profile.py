@@ -769,7 +769,7 @@ BASIC_PROFILE: dict[str, str] = {
 _TAG_KEY = re.compile(r"^\(([0-9A-Fx]{4}),([0-9A-Fx]{4})\)$")
 
 
-def _parse_key(key: str) -> tuple[int, int]:
+def parse_key(key: str) -> tuple[int, int]:
     """Return (value, mask) of a BASIC_PROFILE key; ``x`` digits are wildcards."""
     match = _TAG_KEY.match(key)
     if match is None:
@@ -786,7 +786,7 @@ def _parse_key(key: str) -> tuple[int, int]:
 _EXACT: dict[int, str] = {}
 _MASKED: list[tuple[int, int, str]] = []
 for _key, _action in BASIC_PROFILE.items():
-    _value, _mask = _parse_key(_key)
+    _value, _mask = parse_key(_key)
     if _mask == 0xFFFFFFFF:
         _EXACT[_value] = _key
     else:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from covidct.deid.dataset import _check_dates_mode, anonymize_dataset
+from covidct.deid.dataset import anonymize_dataset, check_dates_mode
 from covidct.deid.keys import date_offset_days
 from covidct.deid.profile import (
     CID7050_MEANINGS,
@@ -30,13 +30,14 @@ log = logging.getLogger(__name__)
 MIN_IDENTIFYING_CHARS = 3
 
 
-_NAME_SPLIT = re.compile(r"[\^=\s]+")
+#: Separators of a person name's parts (PN components, "=" groups, spaces).
+NAME_SPLIT = re.compile(r"[\^=\s]+")
 
 
 def _name_components(value: Any) -> set[str]:
     if value is None:
         return set()
-    return {c.lower() for c in _NAME_SPLIT.split(str(value)) if len(c) >= MIN_IDENTIFYING_CHARS}
+    return {c.lower() for c in NAME_SPLIT.split(str(value)) if len(c) >= MIN_IDENTIFYING_CHARS}
 
 
 def _refuse_real_identifier(patient: str, patient_ids: set[str], name_parts: set[str], folder: Path) -> None:
@@ -96,7 +97,7 @@ def anonymize_series_dir(
             looks real.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    _check_dates_mode(dates)
+    check_dates_mode(dates)
     if images not in IMAGE_KINDS:
         raise AnonymizationError(f"images must be one of {', '.join(IMAGE_KINDS)}, got {images!r}")
     if not in_dir.is_dir():

@@ -4,6 +4,7 @@ value or in the raw bytes, pixel data byte-identical, geometry identical, UIDs c
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import zlib
@@ -20,8 +21,9 @@ from covidct.deid.dataset import DICOM_ROOT_UID, DUMMY_TEXT
 from covidct.deid.profile import (
     action_for_tag,
 )
-from covidct.deid.series import _NAME_SPLIT, MIN_IDENTIFYING_CHARS
+from covidct.deid.series import MIN_IDENTIFYING_CHARS, NAME_SPLIT
 from covidct.dicom.files import is_hidden, list_files, read_dicom, scan_folder, transfer_syntax_of
+from covidct.errors import AnonymizationError
 from covidct.io import write_json
 
 log = logging.getLogger(__name__)
@@ -186,7 +188,7 @@ def _collect_identifying(
             kind = "id"
         elif vr == "PN":
             kind = "id"
-            strings = strings + [c for s in strings for c in _NAME_SPLIT.split(s) if c]
+            strings = strings + [c for s in strings for c in NAME_SPLIT.split(s) if c]
         elif vr in ("DA", "DT") or elem.keyword == "PatientID":
             kind = "id"
         elif vr == "UI":
@@ -215,7 +217,7 @@ def _pixel_region(raw: bytes, ds: Dataset) -> tuple[int, int]:
     return (start, start + len(pixels)) if start >= 0 else (0, 0)
 
 
-def _frame_geometry(ds: Dataset) -> str | None:
+def frame_geometry(ds: Dataset) -> str | None:
     """Digest of the per-frame geometry and rescale of a multi-frame image (functional groups:
     position, orientation, pixel measures, value transformation, frame type), None otherwise."""
     if "PerFrameFunctionalGroupsSequence" not in ds and "SharedFunctionalGroupsSequence" not in ds:
@@ -246,7 +248,7 @@ def _load_instance(path: Path, ds: Dataset, name: str, output: bool) -> _Instanc
     pixels = bytes(ds.get("PixelData", b"") or b"")
     geometry = {kw: str(ds[kw].value) for kw in GEOMETRY_KEYWORDS if kw in ds}
     geometry["TransferSyntaxUID"] = str(transfer_syntax_of(ds))
-    frames = _frame_geometry(ds)
+    frames = frame_geometry(ds)
     if frames is not None:
         geometry["FrameGeometry"] = frames
     inst = _Instance(
@@ -526,4 +528,24 @@ def verify_derived(orig_dir: Path, anon_dir: Path, derived: list[Path], patient:
         len(mismatches),
         len(unknown),
     )
+    return report
+
+
+def require_verified(orig_dir: Path, anon_dir: Path, patient: str) -> dict:
+    """``verify_anonymization``'s report when it passed.
+
+    Raises:
+        AnonymizationError: it failed; the failed report (keywords and places, never a value) goes to
+            the log.
+    """
+    report = verify_anonymization(orig_dir, anon_dir, patient)
+    if not report["passed"]:
+        log.error("patient %s: failed verification report:\n%s", patient, json.dumps(report, indent=1, default=str))
+        raise AnonymizationError(
+            f"anonymization verification failed: {len(report.get('leaks', []))} leak(s), "
+            f"{report.get('pixel_mismatches', 0)} pixel and {report.get('geometry_mismatches', 0)} geometry "
+            f"mismatch(es); the report is in this job's log",
+            patient,
+            anon_dir,
+        )
     return report

@@ -974,7 +974,7 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     noise = rng.standard_normal(g.shape, dtype=np.float32)
     hu += np.where(objects, noise * np.float32(NOISE_SIGMA_HU), np.float32(0))
     if spec.padding is not None:
-        hu[:, ~_fov_disc(spec)] = HU_AIR
+        hu[:, ~fov_disc(spec)] = HU_AIR
     hu_i = np.clip(np.rint(hu), HU_MIN, HU_MAX).astype(np.int16)
 
     lesion_kind = np.zeros(g.shape, np.uint8)
@@ -1005,7 +1005,7 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     )
 
 
-def _fov_disc(spec: PhantomSpec) -> np.ndarray:
+def fov_disc(spec: PhantomSpec) -> np.ndarray:
     """(y, x) bool: pixels inside the circular reconstruction field of view."""
     c = (spec.matrix - 1) / 2.0
     i = np.arange(spec.matrix) - c

@@ -13,8 +13,9 @@ import numpy as np
 
 from covidct.demo.anatomy import make_phantom, true_score
 from covidct.demo.spec import PhantomSpec
-from covidct.demo.writer import _label_image, write_patient
-from covidct.io import atomic_path, write_json, write_volume
+from covidct.demo.writer import label_image, truth_paths, write_patient
+from covidct.errors import CovidctError
+from covidct.io import atomic_dir, atomic_path, write_json, write_volume
 from covidct.modelcard import SYNTHETIC_MARKER
 
 log = logging.getLogger(__name__)
@@ -175,9 +176,37 @@ def write_infection_training(
     )
     for spec in infection_training_specs(n, seed, matrix, pixel_spacing_mm):
         phantom = make_phantom(spec)
-        write_volume(out_dir / "volumes" / f"{spec.patient_id}.nii.gz", _label_image(phantom.hu, phantom))
-        write_volume(out_dir / "masks" / f"{spec.patient_id}.nii.gz", _label_image(phantom.lesion_kind, phantom))
+        write_volume(out_dir / "volumes" / f"{spec.patient_id}.nii.gz", label_image(phantom.hu, phantom))
+        write_volume(out_dir / "masks" / f"{spec.patient_id}.nii.gz", label_image(phantom.lesion_kind, phantom))
         lungs = (phantom.lung_labels > 0).astype(np.uint8)
-        write_volume(out_dir / "lungs" / f"{spec.patient_id}.nii.gz", _label_image(lungs, phantom))
+        write_volume(out_dir / "lungs" / f"{spec.patient_id}.nii.gz", label_image(lungs, phantom))
         written.append(out_dir / "volumes" / f"{spec.patient_id}.nii.gz")
     return written
+
+
+def write_demo_patient(patient: str, dicom_dir: str | Path, truth: Mapping[str, str | Path]) -> dict:
+    """Generate one patient of the demo cohort: its DICOM folder and its truth files.
+
+    Args:
+        patient: A demo id (DEMO_COHORT).
+        dicom_dir: Its DICOM folder.
+        truth: Where the workflow expects the truth files (``json``, ``lung``, ``lesion``, ``lobes``):
+            they must be the names ``write_patient`` gives them (``covidct.demo.writer.truth_paths``).
+
+    Raises:
+        CovidctError: not a demo id, or truth files named otherwise.
+    """
+    specs = {spec.patient_id: spec for spec in DEMO_COHORT}
+    if patient not in specs:
+        raise CovidctError(f"not a demo cohort patient (demo ids: {', '.join(specs)})", patient)
+    truth_dir = Path(truth["json"]).parent
+    expected = truth_paths(truth_dir, patient)
+    if {k: Path(v) for k, v in truth.items()} != expected:
+        raise CovidctError(f"the truth files must be named {sorted(map(str, expected.values()))}", patient)
+    return write_patient(specs[patient], Path(dicom_dir), truth_dir)
+
+
+def write_demo_infection_training(out_dir: str | Path, n: int) -> None:
+    """The default infection training source, atomically: ``n`` synthetic phantoms (not demo patients)."""
+    with atomic_dir(out_dir) as tmp:
+        write_infection_training(tmp, n)

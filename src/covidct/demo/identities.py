@@ -7,6 +7,8 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 if TYPE_CHECKING:
     import pydicom
@@ -106,7 +108,7 @@ _STUDY_DESCRIPTIONS = ("CT CHEST WITHOUT CONTRAST", "CT THORAX LOW DOSE", "CT CH
 _SERIES_DESCRIPTIONS = ("AXIAL LUNG 5MM", "Thorax 5.0 Br60 lung", "CHEST AXIAL STANDARD")
 
 
-_MANUFACTURERS = (
+MANUFACTURERS = (
     ("SIEMENS", "SOMATOM Definition AS", "B60f"),
     ("GE MEDICAL SYSTEMS", "LightSpeed VCT", "LUNG"),
     ("TOSHIBA", "Aquilion ONE", "FC52"),
@@ -271,8 +273,6 @@ def inject_identifiers(ds: pydicom.Dataset, identity: dict[str, str], uids: bool
             LOCALIZER image gets ``localizer_series_uid`` of the series UID). Turn off to
             keep a multi-series folder's series apart.
     """
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
 
     for key in IDENTITY_KEYWORDS:
         if key in identity:

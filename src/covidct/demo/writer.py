@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import SimpleITK as sitk
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 from scipy import ndimage
 
 from covidct.demo.anatomy import (
@@ -18,13 +21,16 @@ from covidct.demo.anatomy import (
     LESION_CONSOLIDATION,
     LESION_GGO,
     Phantom,
-    _fov_disc,
+    fov_disc,
     make_phantom,
 )
-from covidct.demo.identities import _MANUFACTURERS, inject_identifiers, localizer_series_uid, scan_identity
+from covidct.demo.identities import MANUFACTURERS, inject_identifiers, localizer_series_uid, scan_identity
 from covidct.demo.spec import PhantomSpec
 from covidct.hounsfield import HU_AIR
 from covidct.io import atomic_dir, write_json, write_volume
+from covidct.lungs.lobes import LOBES, ZONES, geometric_zones
+from covidct.severity import lobe_score
+from covidct.severity.readout import HIGH_OPACITY_HU
 
 if TYPE_CHECKING:
     import SimpleITK
@@ -55,8 +61,6 @@ def _stored_values(hu: np.ndarray, spec: PhantomSpec) -> np.ndarray:
 
 
 def _file_meta(sop_uid: str):
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
@@ -67,10 +71,9 @@ def _file_meta(sop_uid: str):
 
 
 def _common_dataset(spec: PhantomSpec, identity: dict[str, str], image_type: list[str]):
-    from pydicom.dataset import Dataset
 
     rng = np.random.default_rng([spec.seed, 7])
-    manufacturer, model, kernel = _MANUFACTURERS[int(rng.integers(len(_MANUFACTURERS)))]
+    manufacturer, model, kernel = MANUFACTURERS[int(rng.integers(len(MANUFACTURERS)))]
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.ImageType = image_type
@@ -159,7 +162,7 @@ def write_series(phantom: Phantom, spec: PhantomSpec, out_dir: Path, identity: d
     x0, y0, z0 = phantom.origin
     stored = _stored_values(phantom.hu, spec)
     if spec.padding is not None:
-        fov = _fov_disc(spec)
+        fov = fov_disc(spec)
         if np.any(stored[:, fov] == spec.padding):
             raise ValueError(f"{spec.patient_id}: padding value {spec.padding} occurs as a real pixel value")
         stored[:, ~fov] = spec.padding
@@ -211,9 +214,8 @@ def write_series(phantom: Phantom, spec: PhantomSpec, out_dir: Path, identity: d
     return paths
 
 
-def _label_image(array: np.ndarray, phantom: Phantom) -> SimpleITK.Image:
+def label_image(array: np.ndarray, phantom: Phantom) -> SimpleITK.Image:
     """A SimpleITK image of a canonical array: identity direction, the phantom's geometry."""
-    import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(tuple(float(v) for v in phantom.spacing))
@@ -238,9 +240,6 @@ def truth_readout(phantom: Phantom) -> dict:
     lesions and HU: per lobe and per geometric zone volume, lesion volume, percent and 0-5 score,
     CTSS and zone score; PO and PHO per lung and total; ground-glass and consolidation percent of
     the lung (from the lesion kinds)."""
-    from covidct.lungs.lobes import LOBES, ZONES, geometric_zones
-    from covidct.readout import HIGH_OPACITY_HU
-    from covidct.severity import lobe_score
 
     voxel_ml = float(np.prod(phantom.spacing)) / 1000.0
     lesion = phantom.lesion_mask > 0
@@ -343,9 +342,9 @@ def write_patient(spec: PhantomSpec, dicom_dir: Path, truth_dir: Path) -> dict:
         "readout": truth_readout(phantom),
     }
     paths = truth_paths(truth_dir, pid)
-    write_volume(paths["lung"], _label_image(labels, phantom))
-    write_volume(paths["lesion"], _label_image(phantom.lesion_mask, phantom))
-    write_volume(paths["lobes"], _label_image(phantom.lobes, phantom))
+    write_volume(paths["lung"], label_image(labels, phantom))
+    write_volume(paths["lesion"], label_image(phantom.lesion_mask, phantom))
+    write_volume(paths["lobes"], label_image(phantom.lobes, phantom))
     write_json(paths["json"], truth)
     log.info("patient %s: %d DICOM files and truth written in %.2f s", pid, len(files), time.perf_counter() - started)
     return truth

@@ -25,6 +25,8 @@ import os
 import tempfile
 
 from pydicom import uid
+from pydicom.encaps import generate_frames
+from pydicom.pixels.decoders import JPEGExtended12BitDecoder
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,6 @@ def j2k_irreversible(stream: bytes) -> bool | None:
 
 def first_frame(ds) -> bytes:
     """The encoded bytes of the first frame of encapsulated pixel data (b"" if native)."""
-    from pydicom.encaps import generate_frames
 
     syntax = ds.file_meta.get("TransferSyntaxUID") if getattr(ds, "file_meta", None) is not None else None
     if syntax is None or not syntax.is_encapsulated or "PixelData" not in ds:
@@ -203,7 +204,6 @@ def register_decoders() -> None:
     global _registered
     if _registered:
         return
-    from pydicom.pixels.decoders import JPEGExtended12BitDecoder
 
     try:
         JPEGExtended12BitDecoder.add_plugin(PLUGIN_LABEL, (__name__, "_decode_frame"))

@@ -39,8 +39,9 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from covidct.errors import DicomInputError
 
@@ -217,7 +218,6 @@ def sop_class_category(sop_class: str) -> str | None:
     >>> sop_class_category("1.2.840.10008.5.1.4.1.1.481.3"), sop_class_category("1.2.840.10008.5.1.4.1.1.7")
     ('DICOM RT structure set (RTSTRUCT)', 'DICOM image, not CT: Secondary Capture Image Storage')
     """
-    from pydicom.uid import UID
 
     if sop_class in CT_SOP_CLASSES:
         return None
@@ -364,7 +364,6 @@ def _classify_dicom(path: Path, force: bool) -> str | None:
     Raises:
         Exception: whatever pydicom raises on a header it cannot read.
     """
-    from pydicom.filereader import read_partial
 
     def after_classifying_groups(tag, vr, length) -> bool:
         return tag.group > CLASSIFY_LAST_GROUP
@@ -388,7 +387,6 @@ def transfer_syntax_of(ds):
     Returns:
         A ``pydicom.uid.UID``.
     """
-    from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None

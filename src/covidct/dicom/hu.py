@@ -8,15 +8,20 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.pixels import get_decoder, pixel_array
 
+from covidct.dicom.codecs import lossy_evidence, register_decoders
 from covidct.dicom.series import (
     MAX_SLICES,
+    MIN_SLICES,
     SliceInfo,
-    _text,
     choose_series,
     group_series,
     scan_slice_infos,
     sort_slices,
+    text_of,
 )
 from covidct.errors import DicomInputError
 from covidct.hounsfield import HU_AIR, HU_MAX, HU_MIN
@@ -66,7 +71,6 @@ def to_hu(
 def _refuse_undecodable(ds, info: SliceInfo, patient: str | None) -> None:
     """Refuse, with a clear message, a transfer syntax no installed decoder reads, or native
     pixel data shorter than the image (a truncated file)."""
-    from pydicom.pixels import get_decoder
 
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -101,7 +105,6 @@ def _refuse_undecodable(ds, info: SliceInfo, patient: str | None) -> None:
 def _decode(ds, info: SliceInfo, patient: str | None, cache: dict | None) -> np.ndarray:
     """Stored values of one image: the file's only frame, or frame ``info.frame`` of a multi-frame
     file (all its frames decoded once and kept in ``cache`` when one is given)."""
-    from pydicom.pixels import pixel_array
 
     if info.frame is None:
         return pixel_array(ds)  # not ds.pixel_array: that keeps a decoded copy on every data set
@@ -129,9 +132,6 @@ def read_pixels(info: SliceInfo, patient: str | None = None, cache: dict | None 
         DicomInputError: pixel data cannot be decoded (a transfer syntax without an installed
             decoder, named with its UID; corrupt or truncated data).
     """
-    import pydicom
-
-    from covidct.dicom.codecs import register_decoders
 
     register_decoders()
     ds = info.dataset
@@ -161,9 +161,8 @@ def read_pixels(info: SliceInfo, patient: str | None = None, cache: dict | None 
     return to_hu(pixels, slope, intercept, int(padding) if padding is not None else None)
 
 
-def _compression(slices: list[SliceInfo]) -> dict:
+def series_compression(slices: list[SliceInfo]) -> dict:
     """Transfer syntaxes of the chosen slices and whether any was compressed with loss."""
-    from covidct.dicom.codecs import lossy_evidence
 
     syntaxes: dict[str, str] = {}
     evidence: list[str] = []
@@ -189,8 +188,8 @@ def _compression(slices: list[SliceInfo]) -> dict:
 
 def _study(ds) -> dict:
     """The study date of the chosen series, only where the anonymizer shifted it (never a real date)."""
-    temporal = _text(ds, "LongitudinalTemporalInformationModified").upper()
-    deidentified = _text(ds, "PatientIdentityRemoved").upper() == "YES"
+    temporal = text_of(ds, "LongitudinalTemporalInformationModified").upper()
+    deidentified = text_of(ds, "PatientIdentityRemoved").upper() == "YES"
     shifted = deidentified and temporal == "MODIFIED"
     if shifted:
         note = "shifted by the anonymizer's per-patient offset (intervals kept)"
@@ -198,14 +197,14 @@ def _study(ds) -> dict:
         note = "removed by the anonymizer"
     else:
         note = "not recorded: the images are not marked de-identified with modified dates"
-    return {"study_date": _text(ds, "StudyDate") or None if shifted else None, "study_date_note": note}
+    return {"study_date": text_of(ds, "StudyDate") or None if shifted else None, "study_date_note": note}
 
 
 def load_series(
     folder: str | Path,
     patient: str | None = None,
     series_uid: str | None = None,
-    min_slices: int = 3,
+    min_slices: int = MIN_SLICES,
     max_slices: int = MAX_SLICES,
 ):
     """Read a patient's folder into a HU ``SimpleITK.Image`` with true geometry.
@@ -222,7 +221,6 @@ def load_series(
         row, column and slice-normal directions, and a dict describing the choice, the
         compression (lossy or not), the study date where it was shifted, and the files skipped.
     """
-    import SimpleITK as sitk
 
     folder = Path(folder)
     infos, scan = scan_slice_infos(folder, patient, keep_datasets=True)
@@ -242,7 +240,7 @@ def load_series(
     image.SetSpacing((ref.pixel_spacing[1], ref.pixel_spacing[0], spacing))
     image.SetOrigin(tuple(float(v) for v in ref.position))
     image.SetDirection(tuple(float(v) for v in np.column_stack([row, col, ref.normal]).ravel()))
-    compression = _compression(slices)
+    compression = series_compression(slices)
     if compression["lossy"]:
         log.warning(
             "patient %s: the chosen series was compressed with loss: %s",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
 from covidct.errors import CovidctError
 
@@ -58,7 +59,6 @@ def read_rtstruct(path: str | Path, patient: str | None = None) -> dict[str, Roi
     Raises:
         CovidctError: not readable, not an RTSTRUCT, or a contour that is not an axial plane.
     """
-    import pydicom
 
     path = Path(path)
     if path.is_dir():

@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
+from covidct import config
+from covidct.dicom.enhanced import frames, is_multiframe
 from covidct.dicom.files import FolderScan, scan_folder, transfer_syntax_of
 from covidct.errors import DicomInputError
 
@@ -25,8 +28,12 @@ SPACING_TOLERANCE = 0.1
 
 
 #: A series with more slices than this is refused before its pixels are stacked (a chest CT
-#: at 0.5 mm has about 800; 5000 slices of 512 x 512 int16 are 2.4 GiB).
-MAX_SLICES = 5000
+#: at 0.5 mm has about 800; 5000 slices of 512 x 512 int16 are 2.4 GiB): config ``hu.max_slices``.
+MAX_SLICES = config.default("hu.max_slices")
+
+
+#: A series with fewer slices than this is not a volume: config ``hu.min_slices``.
+MIN_SLICES = config.default("hu.min_slices")
 
 
 @dataclass
@@ -137,22 +144,22 @@ def _kernel(value) -> str:
     return "\\".join(str(v).strip() for v in ([value] if isinstance(value, str) else value))
 
 
-def _text(ds, keyword: str) -> str:
+def text_of(ds, keyword: str) -> str:
+    """The stripped text of an attribute, "" when absent or empty."""
     return str(ds.get(keyword, "") or "").strip()
 
 
 def _slice_infos_of(ds, path: Path, patient: str | None, keep_datasets: bool) -> list[SliceInfo]:
     """One SliceInfo per image of a CT file: one for a single-frame slice, one per frame of an
     enhanced multi-frame file (its geometry and rescale from the functional groups)."""
-    from covidct.dicom.enhanced import frames, is_multiframe
 
     common = dict(
         path=path,
-        modality=_text(ds, "Modality"),
+        modality=text_of(ds, "Modality"),
         rows=int(ds.Rows),
         columns=int(ds.Columns),
-        description=_text(ds, "SeriesDescription"),
-        patient_id=_text(ds, "PatientID"),
+        description=text_of(ds, "SeriesDescription"),
+        patient_id=text_of(ds, "PatientID"),
         convolution_kernel=_kernel(ds.get("ConvolutionKernel")),
         dataset=ds if keep_datasets else None,
     )
@@ -215,7 +222,6 @@ def scan_slice_infos(
         DicomInputError: missing or empty folder, a broken DICOM file (unreadable, a CT image
             without pixel data: truncated), an image without geometry, no CT image at all.
     """
-    import pydicom
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -312,7 +318,7 @@ def choose_series(
 
 
 def sort_slices(
-    series: SeriesInfo, patient: str | None = None, min_slices: int = 3, max_slices: int = MAX_SLICES
+    series: SeriesInfo, patient: str | None = None, min_slices: int = MIN_SLICES, max_slices: int = MAX_SLICES
 ) -> tuple[list[SliceInfo], float]:
     """Sort slices by position along the slice normal and check the spacing.
 

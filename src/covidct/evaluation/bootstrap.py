@@ -13,14 +13,15 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from covidct import config
 from covidct.severity import SEVERITY_CLASSES, severity_classes
 
-#: Coverage of the confidence intervals.
-CONFIDENCE = 0.95
+#: Coverage of the confidence intervals: config ``evaluation.confidence``.
+CONFIDENCE = config.default("evaluation.confidence")
 
 
-#: Bootstrap replicates (resampled sets of subjects).
-N_BOOTSTRAP = 2000
+#: Bootstrap replicates (resampled sets of subjects): config ``evaluation.bootstrap``.
+N_BOOTSTRAP = config.default("evaluation.bootstrap")
 
 
 #: Severity classes compared by the quadratic-weighted kappa.
@@ -161,7 +162,12 @@ def estimate(
     reps = reps[np.isfinite(reps)]
     alpha = (1 - confidence) / 2
     low, high = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan)
-    return {"value": _num(value), "ci_low": _num(low), "ci_high": _num(high), "n_boot": int(len(reps))}
+    return {
+        "value": finite_or_none(value),
+        "ci_low": finite_or_none(low),
+        "ci_high": finite_or_none(high),
+        "n_boot": int(len(reps)),
+    }
 
 
 def paired_difference(
@@ -183,9 +189,19 @@ def paired_difference(
     reps = reps[np.isfinite(reps)]
     alpha = (1 - confidence) / 2
     low, high = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan)
-    return {"value": _num(value), "ci_low": _num(low), "ci_high": _num(high), "n_boot": int(len(reps))}
+    return {
+        "value": finite_or_none(value),
+        "ci_low": finite_or_none(low),
+        "ci_high": finite_or_none(high),
+        "n_boot": int(len(reps)),
+    }
 
 
-def _num(v) -> float | None:
+def finite_or_none(v) -> float | None:
+    """A figure as JSON holds it: rounded to 6 decimals, None when not finite.
+
+    >>> finite_or_none(0.1234567), finite_or_none(float("nan"))
+    (0.123457, None)
+    """
     v = float(v)
     return round(v, 6) if np.isfinite(v) else None

@@ -10,17 +10,21 @@ calibration and baselines, and the rule that says when a figure means nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
+from covidct import config
+from covidct.errors import CovidctError
 from covidct.evaluation.bootstrap import (
     CONFIDENCE,
     N_BOOTSTRAP,
     N_CLASSES,
-    _num,
     bootstrap_weights,
     estimate,
+    finite_or_none,
     paired_difference,
     subject_codes,
     w_accuracy,
@@ -37,12 +41,89 @@ from covidct.evaluation.bootstrap import (
 )
 from covidct.severity import severity_classes
 
-#: Fewer subjects than this in a test set: its figures are not interpretable.
-MIN_SUBJECTS = 10
+#: Fewer subjects than this in a test set: its figures are not interpretable (config ``evaluation.min_subjects``).
+MIN_SUBJECTS = config.default("evaluation.min_subjects")
 
 
-#: Equal-width bins of predicted probability for the calibration curve.
-CALIBRATION_BINS = 5
+#: Equal-width bins of predicted probability for the calibration curve (config ``evaluation.calibration_bins``).
+CALIBRATION_BINS = config.default("evaluation.calibration_bins")
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """The ``evaluation`` configuration block (defaults: the schema's)."""
+
+    folds: int = config.default("evaluation.folds")
+    bootstrap: int = N_BOOTSTRAP
+    confidence: float = CONFIDENCE
+    min_subjects: int = MIN_SUBJECTS
+    calibration_bins: int = CALIBRATION_BINS
+    seed: int = config.default("evaluation.seed")
+
+    @classmethod
+    def from_config(cls, evaluation: dict | None) -> EvaluationSettings:
+        """The settings of an ``evaluation`` config block (missing keys: the schema's defaults)."""
+        return cls(**(evaluation or {}))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One figure of a model's reports.
+
+    Attributes:
+        name: Its key in the JSON.
+        label: What a reader sees (the metrics page).
+        weighted: Its weighted estimator (``covidct.evaluation.bootstrap``).
+        on_class: It scores the predicted class (the thresholded probability), not the probability.
+    """
+
+    name: str
+    label: str
+    weighted: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    on_class: bool = False
+
+
+#: The classifier's figures in reading order: the one table of the evaluation, the pooled cross-validation
+#: figures and the metrics page.
+CLASSIFIER_METRICS = (
+    Metric("auc", "AUC", w_auc),
+    Metric("accuracy", "accuracy", w_accuracy, on_class=True),
+    Metric("sensitivity", "sensitivity", w_sensitivity, on_class=True),
+    Metric("specificity", "specificity", w_specificity, on_class=True),
+    Metric("brier", "Brier score (lower is better)", w_brier),
+)
+
+
+#: The scorer's figures in reading order.
+SCORER_METRICS = (
+    Metric("mae", "MAE (points of % lung)", w_mae),
+    Metric("rmse", "RMSE", w_rmse),
+    Metric("pearson_r", "Pearson r", w_pearson),
+    Metric("class_exact_accuracy", "severity class exact", w_class_exact),
+    Metric("class_within_one_accuracy", "severity class within one", w_class_within_one),
+    Metric("quadratic_weighted_kappa", "severity class quadratic-weighted kappa", w_quadratic_kappa),
+)
+
+
+#: The figures of each cross-validation fold (the plain metrics of ``covidct.evaluation.metrics``: the
+#: tables above but the Brier score and the kappa), summarised as mean +- sd over folds.
+FOLD_METRICS = {
+    "classifier": tuple(m.name for m in CLASSIFIER_METRICS if m.name != "brier"),
+    "scorer": tuple(m.name for m in SCORER_METRICS if m.name != "quadratic_weighted_kappa"),
+}
+
+
+def classifier_estimates(
+    y: np.ndarray, pred: np.ndarray, p: np.ndarray, boot: np.ndarray, confidence: float = CONFIDENCE
+) -> dict:
+    """Every CLASSIFIER_METRICS figure with its bootstrap interval: ``pred`` the predicted classes, ``p``
+    the probabilities, ``boot`` the bootstrap weights."""
+    return {m.name: estimate(m.weighted, y, pred if m.on_class else p, boot, confidence) for m in CLASSIFIER_METRICS}
+
+
+def scorer_estimates(t: np.ndarray, p: np.ndarray, boot: np.ndarray, confidence: float = CONFIDENCE) -> dict:
+    """Every SCORER_METRICS figure with its bootstrap interval (``t`` true, ``p`` predicted scores)."""
+    return {m.name: estimate(m.weighted, t, p, boot, confidence) for m in SCORER_METRICS}
 
 
 def interpretability(n_subjects: int, min_subjects: int = MIN_SUBJECTS, classes_present: Sequence[bool] = ()) -> dict:
@@ -125,16 +206,7 @@ def classifier_report(
     verdict = interpretability(n_subjects, min_subjects, [bool((y == 1).any()), bool((y == 0).any())])
     majority = int(train_prevalence >= 0.5)
     prevalence = np.full(len(y), float(train_prevalence))
-    metrics = {
-        name: estimate(fn, y, b, boot, confidence)
-        for name, fn, b in (
-            ("accuracy", w_accuracy, pred),
-            ("sensitivity", w_sensitivity, pred),
-            ("specificity", w_specificity, pred),
-            ("auc", w_auc, p),
-            ("brier", w_brier, p),
-        )
-    }
+    metrics = classifier_estimates(y, pred, p, boot, confidence)
     tn = int(((y == 0) & (pred == 0)).sum())
     fp = int(((y == 0) & (pred == 1)).sum())
     fn = int(((y == 1) & (pred == 0)).sum())
@@ -190,21 +262,11 @@ def scorer_report(
     boot = bootstrap_weights(subjects, n_boot, seed)
     _, n_subjects = subject_codes(subjects)
     verdict = interpretability(n_subjects, min_subjects)
-    metrics = {
-        name: estimate(fn, t, p, boot, confidence)
-        for name, fn in (
-            ("mae", w_mae),
-            ("rmse", w_rmse),
-            ("pearson_r", w_pearson),
-            ("class_exact_accuracy", w_class_exact),
-            ("class_within_one_accuracy", w_class_within_one),
-            ("quadratic_weighted_kappa", w_quadratic_kappa),
-        )
-    }
+    metrics = scorer_estimates(t, p, boot, confidence)
     distance = np.abs(severity_classes(t) - severity_classes(p))
     mean = np.broadcast_to(np.asarray(train_mean, dtype=float), t.shape)
     baselines: dict = {
-        "train_mean": _num(np.mean(np.asarray(train_mean, dtype=float))),
+        "train_mean": finite_or_none(np.mean(np.asarray(train_mean, dtype=float))),
         "train_mean_mae": estimate(w_mae, t, mean, boot, confidence),
         "mae_minus_train_mean": paired_difference(w_mae, t, p, mean, boot, confidence) if len(t) else None,
     }
@@ -281,14 +343,10 @@ def evaluate_predictions(
     Returns:
         ``{"classifier": {split: report}, "scorer": {split: report}, ...}``.
     """
-    import pandas as pd
-
     preds = predictions.rename(columns={"score": "predicted_score"}).drop(columns=["split"], errors="ignore")
     table = split_table.merge(preds, on="patient_id", how="left")
     missing = table[table["covid_probability"].isna()]["patient_id"].tolist()
     if missing:
-        from covidct.errors import CovidctError
-
         raise CovidctError(f"no prediction for labeled patient(s) {', '.join(missing[:5])}")
     subject = table["subject_id"].where(table["subject_id"] != "", table["patient_id"])
     train = table[table["split"] == "train"]
@@ -335,3 +393,28 @@ def evaluate_predictions(
             clf["note"] = reg["note"] = VAL_CAVEAT
         out["classifier"][split], out["scorer"][split] = clf, reg
     return out
+
+
+def pooled_classifier_report(
+    labels: np.ndarray,
+    p: np.ndarray,
+    thresholds: np.ndarray,
+    subjects: Sequence[str],
+    n_boot: int = N_BOOTSTRAP,
+    min_subjects: int = MIN_SUBJECTS,
+) -> dict:
+    """Pooled out-of-fold classifier figures of a cross-validation: each scan judged at its own fold's
+    threshold, bootstrap intervals by subject."""
+    pred = (p >= thresholds).astype(int)
+    boot = bootstrap_weights(subjects, n_boot)
+    _, n_subjects = subject_codes(subjects)
+    out = interpretability(n_subjects, min_subjects, [bool((labels == 1).any()), bool((labels == 0).any())])
+    out["metrics"] = classifier_estimates(labels, pred, p, boot)
+    return withhold(out)
+
+
+#: What the demo's evaluation (and its metrics page) says first.
+DEMO_WARNING = (
+    "Demo cohort: these numbers only show that the pipeline runs. The synthetic patients are few and "
+    "the networks tiny; nothing here measures how well the models work."
+)

@@ -19,6 +19,7 @@ from covidct.infection.inputs import INPUT_SPACE, frame_volume, from_input, to_i
 from covidct.infection.train import evaluate_lists, predict
 from covidct.infection.unet import THRESHOLD, infection_probability, load_model, mask_metrics
 from covidct.io import read_json, write_json
+from covidct.severity.scores import percent_opacity as severity  # noqa: F401 (PO has one home)
 
 
 def check_sidecar(settings: dict, path: str | Path) -> dict:
@@ -70,12 +71,6 @@ def segment_volume(
                 consolidation = from_input(prob[i, ..., 2] - prob[i, ..., 1], frame) > 0
                 types[z] = np.where(infected[z] > 0, np.where(consolidation, 2, 1), 0)
     return infected, types
-
-
-def severity(infection: np.ndarray, lung: np.ndarray) -> float:
-    """Infected lung volume / lung volume x 100 (same grid, so a voxel count ratio)."""
-    n_lung = int(np.count_nonzero(lung))
-    return 100.0 * int(np.count_nonzero(infection & (lung > 0))) / n_lung if n_lung else 0.0
 
 
 def evaluate_folder(

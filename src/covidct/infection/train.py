@@ -391,7 +391,7 @@ def train(
             run that stays degenerate after its retries (nothing is written then).
     """
     from covidct.io import atomic_path, write_json
-    from covidct.models.train import setup_keras
+    from covidct.runtime import setup_keras
 
     gpu = setup_keras(seed)
     labels = source_labels(sources)

@@ -10,14 +10,20 @@ reads the files and writes the JSON.
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
+from covidct import config
+from covidct.dicom.rtstruct import match_rois, rasterize, read_rtstruct
 from covidct.errors import CovidctError
+from covidct.io import atomic_path, read_volume, write_json
 from covidct.lungs.labels import LEFT, RIGHT
+from covidct.lungs.thorax import slice_hulls
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +32,7 @@ log = logging.getLogger(__name__)
 RIGHT_LUNG_PATTERN = r"(lung[ _-]*(right|rt|r)|(right|rt|r)[ _-]*lung)"
 LEFT_LUNG_PATTERN = r"(lung[ _-]*(left|lt|l)|(left|lt|l)[ _-]*lung)"
 #: Optional lesion ROIs (e.g. the tumour) added to the lungs for the "including lesions" figures.
-LESION_PATTERN = r"gtv[ _-]*1?"
+LESION_PATTERN = config.default("lung_eval.lesion_roi")
 #: Percentile of the Hausdorff distance (95: robust to a few stray voxels).
 HD_PERCENTILE = 95.0
 
@@ -142,9 +148,6 @@ def reference_labels(
     Raises:
         CovidctError: unreadable reference, no lung ROI matched, or a grid that does not fit.
     """
-    import SimpleITK as sitk
-
-    from covidct.dicom.rtstruct import match_rois, rasterize, read_rtstruct
 
     path = Path(reference)
     if not path.exists():
@@ -208,7 +211,6 @@ def lesions_in_thorax(lesions: np.ndarray, ref_labels: np.ndarray) -> np.ndarray
     A tumour contour (GTV) may reach into the mediastinum or the chest wall; "lungs including
     lesions" keeps only the part inside a lung's outline on each slice.
     """
-    from covidct.lungs.thorax import slice_hulls
 
     hull = slice_hulls(ref_labels == RIGHT) | slice_hulls(ref_labels == LEFT)
     return lesions & hull
@@ -241,9 +243,6 @@ def evaluate(
         The written dict: ``lungs`` (per lung and both), ``lungs_with_lesions`` (both lungs against
         the reference lungs plus the lesion ROIs inside the thorax; only with lesion ROIs) and ``reference``.
     """
-    import SimpleITK as sitk
-
-    from covidct.io import read_volume, write_json
 
     image = read_volume(in_mask_labels)
     mask = sitk.GetArrayFromImage(image)
@@ -308,3 +307,13 @@ def table_rows(results: list[dict]) -> list[dict]:
             }
         )
     return rows
+
+
+def write_table(results: list[dict], path: str | Path) -> None:
+    """The cohort table of lung masks against their references (one row per patient's result, TABLE_COLUMNS;
+    empty where None) as CSV, atomically."""
+    with atomic_path(path, suffix=".csv") as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in table_rows(results))

@@ -4,6 +4,8 @@ the packages that shape a mask."""
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 import numpy as np
 from scipy import ndimage
 
@@ -22,7 +24,7 @@ def volume_stats(labels: np.ndarray, spacing: tuple[float, float, float]) -> dic
     }
 
 
-def _split_left_right(lung: np.ndarray, spacing) -> tuple[np.ndarray, bool]:
+def split_left_right(lung: np.ndarray, spacing) -> tuple[np.ndarray, bool]:
     """Label a binary lung mask: 1 right (low x in LPS), 2 left; 3 if the sides cannot be separated.
 
     Two large components are the two lungs (smaller ones join the side whose centroid is nearer);
@@ -77,7 +79,6 @@ def _split_left_right(lung: np.ndarray, spacing) -> tuple[np.ndarray, bool]:
 
 def versions() -> dict[str, str]:
     """Versions of the packages that shape a mask."""
-    from importlib.metadata import PackageNotFoundError, version
 
     out = {}
     for pkg in ("covidct", "numpy", "scipy", "SimpleITK", "lungmask", "torch"):

@@ -1,4 +1,4 @@
-"""Lung lobes and lung zones: the regions the severity read-out (``covidct.readout``) scores.
+"""Lung lobes and lung zones: the regions the severity read-out (``covidct.severity.readout``) scores.
 
 **Lobes** come from a lobe model, lungmask's LTRCLobes U-Net (alone, or fused with R231 as
 lungmask's ``LTRCLobes_R231``: voxels LTRCLobes leaves out but R231 calls lung go to a neighbouring
@@ -19,16 +19,18 @@ are never labelled as lobes: their total is the 0-30 ``zone_score``, not the 0-2
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from covidct.errors import CovidctError, MissingWeightsError
-from covidct.lungs.labels import LEFT, RIGHT, UNKNOWN_SIDE
-from covidct.lungs.lungmask import hub_weights_path
-from covidct.volume import bounding_box
+from covidct.errors import CovidctError
+from covidct.io import sha256_file
+from covidct.lungs.labels import LEFT, RIGHT, UNKNOWN_SIDE, versions
+from covidct.lungs.lungmask import R231, WeightsFile, resolve_weights
+from covidct.volume import Volume, bounding_box
 
 #: lungmask's five-label lobe convention (LTRCLobes, LTRCLobes_R231).
 LOBE_LUL, LOBE_LLL, LOBE_RUL, LOBE_RML, LOBE_RLL = 1, 2, 3, 4, 5
@@ -46,6 +48,16 @@ LTRCLOBES_FILE = "unet_ltrclobes-3a07043d.pth"
 
 
 LTRCLOBES_URL = "https://github.com/JoHof/lungmask/releases/download/v0.0/unet_ltrclobes-3a07043d.pth"
+
+
+#: The LTRCLobes weights (``covidct.lungs.lungmask.resolve_weights(weights, patient, LTRCLOBES)``).
+LTRCLOBES = WeightsFile(
+    "LTRCLobes",
+    LTRCLOBES_FILE,
+    LTRCLOBES_URL,
+    "lung_mask.lobes.weights",
+    "set lung_mask.lobes.model to none (six geometric zones)",
+)
 
 
 #: Output classes of the LTRCLobes network (background and five lobes).
@@ -233,28 +245,6 @@ def lobes_in_lung(lung_labels: np.ndarray, lobe_map: np.ndarray, spacing=(1.0, 1
     }
 
 
-def resolve_lobe_weights(weights: str | Path | None, patient: str | None = None) -> Path:
-    """The LTRCLobes weights file: the configured one, else the torch hub cache.
-
-    Raises:
-        MissingWeightsError: neither is present (no download is attempted).
-    """
-    if weights:
-        path = Path(weights)
-        if not path.is_file():
-            raise MissingWeightsError("lung_mask.lobes.weights names a file that does not exist", patient, path)
-        return path
-    cached = hub_weights_path(LTRCLOBES_FILE)
-    if cached.is_file():
-        return cached
-    raise MissingWeightsError(
-        f"lungmask LTRCLobes weights not found and no download is attempted. Either set config "
-        f"lung_mask.lobes.weights to a local copy of {LTRCLOBES_FILE} (from {LTRCLOBES_URL}), or put that file "
-        f"at {cached} (the torch hub cache), or set lung_mask.lobes.model to none (six geometric zones)",
-        patient,
-    )
-
-
 def lungmask_lobes(
     image,
     weights: Path,
@@ -306,3 +296,57 @@ def lungmask_lobes(
         )
     lobes = inferer.apply(image).astype(np.uint8)
     return lobes, {"device": str(inferer.device), "cuda_available": torch.cuda.is_available()}
+
+
+@dataclass(frozen=True)
+class LobeSegmentation:
+    """The lobes of a volume and how they were found.
+
+    Attributes:
+        lobes: uint8 lobe labels (lungmask convention) on the volume's grid.
+        provenance: The model, its weights (file names and SHA-256), package versions, the device,
+            each lobe's volume (mL) and the seconds it took.
+    """
+
+    lobes: np.ndarray
+    provenance: dict
+
+
+def segment_lobes(
+    volume: Volume,
+    patient: str,
+    model: str,
+    weights: str | Path | None = None,
+    r231_weights: str | Path | None = None,
+    force_cpu: bool = False,
+    batch_size: int = 20,
+) -> LobeSegmentation:
+    """The lobes of ``volume`` from a lobe model (LOBE_MODELS): LTRCLobes, or LTRCLobes_R231 (fused with
+    R231, whose weights are ``r231_weights`` or the hub cache's).
+
+    Raises:
+        CovidctError: an unknown model, or weights missing or not a lobe model's.
+    """
+    if model not in LOBE_MODELS:
+        raise CovidctError(f"unknown lung_mask.lobes.model {model!r}: use one of {', '.join(LOBE_MODELS)}", patient)
+    started = time.perf_counter()
+    path = resolve_weights(weights or None, patient, LTRCLOBES)
+    fill = resolve_weights(r231_weights or None, patient, R231) if model == "LTRCLobes_R231" else None
+    provenance: dict = {
+        "patient": patient,
+        "model": model,
+        "weights_file": path.name,
+        "weights_sha256": sha256_file(path),
+        "r231_weights_file": fill.name if fill else None,
+        "r231_weights_sha256": sha256_file(fill) if fill else None,
+        "versions": versions(),
+    }
+    lobes, stats = lungmask_lobes(
+        volume.to_image(), path, fill, force_cpu=force_cpu, batch_size=batch_size, patient=patient
+    )
+    provenance.update(stats)
+    provenance["lobe_volumes_ml"] = {
+        r.name: round(float(np.count_nonzero(lobes == r.code)) * volume.voxel_ml, 1) for r in LOBES.regions
+    }
+    provenance["seconds"] = round(time.perf_counter() - started, 2)
+    return LobeSegmentation(lobes, provenance)

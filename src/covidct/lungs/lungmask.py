@@ -1,9 +1,11 @@
-"""The ``lungmask`` R231 U-Net backend (CUDA when available): its weights from a configured file
-or the torch hub cache, never downloaded at run time."""
+"""The ``lungmask`` R231 U-Net backend (CUDA when available), and the weights of every lungmask model
+(R231 here, LTRCLobes in ``covidct.lungs.lobes``): from a configured file or the torch hub cache,
+never downloaded at run time (``resolve_weights``)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +27,30 @@ def hub_weights_path(file_name: str = R231_FILE) -> Path:
     return Path(torch_home) / "hub" / "checkpoints" / file_name
 
 
-def resolve_weights(weights: str | Path | None, patient: str | None = None) -> Path:
-    """The R231 weights file to use: the configured one, else the torch hub cache.
+@dataclass(frozen=True)
+class WeightsFile:
+    """A lungmask model's weights, as the configuration names them and the hub cache holds them.
+
+    Attributes:
+        model: lungmask's model name (``R231``, ``LTRCLobes``).
+        file: The file name (as released, and as ``torch.hub`` caches it).
+        url: Where the file is released (named in messages; nothing is downloaded).
+        config_key: The configuration key that names a local copy.
+        otherwise: What a user can do instead, for the message when the file is missing.
+    """
+
+    model: str
+    file: str
+    url: str
+    config_key: str
+    otherwise: str
+
+
+R231 = WeightsFile("R231", R231_FILE, R231_URL, "lung_mask.weights", "use lung_mask.backend: threshold")
+
+
+def resolve_weights(weights: str | Path | None, patient: str | None = None, model: WeightsFile = R231) -> Path:
+    """The weights file of ``model`` (R231 by default) to use: the configured one, else the torch hub cache.
 
     Raises:
         MissingWeightsError: neither is present (no download is attempted).
@@ -34,15 +58,15 @@ def resolve_weights(weights: str | Path | None, patient: str | None = None) -> P
     if weights:
         path = Path(weights)
         if not path.is_file():
-            raise MissingWeightsError("lung_mask.weights names a file that does not exist", patient, path)
+            raise MissingWeightsError(f"{model.config_key} names a file that does not exist", patient, path)
         return path
-    cached = hub_weights_path()
+    cached = hub_weights_path(model.file)
     if cached.is_file():
         return cached
     raise MissingWeightsError(
-        f"lungmask R231 weights not found and no download is attempted. Either set config "
-        f"lung_mask.weights to a local copy of {R231_FILE} (from {R231_URL}), or put that file at {cached} "
-        f"(the torch hub cache), or use lung_mask.backend: threshold",
+        f"lungmask {model.model} weights not found and no download is attempted. Either set config "
+        f"{model.config_key} to a local copy of {model.file} (from {model.url}), or put that file at {cached} "
+        f"(the torch hub cache), or {model.otherwise}",
         patient,
     )
 

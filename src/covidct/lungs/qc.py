@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+
+from covidct.lungs.airways import body_midline_x, find_airways
+from covidct.lungs.thorax import BONE_MIN_HU, CAGE_SEARCH_MM, RING, fill_convex_points, outside_air
 
 #: Both lungs together (mL). Adult total lung capacity is about 4-8 L (GLI reference values for static
 #: lung volumes, Hall et al., Eur Respir J 2021; 57: 2000289); CT at full inspiration measures about
@@ -98,9 +102,6 @@ def _gas_under_diaphragm(mask: np.ndarray, hu: np.ndarray, voxel_mm: float, voxe
 
 def _outside_cage(mask: np.ndarray, hu: np.ndarray, pixel_mm: float, slice_mm: float) -> np.ndarray:
     """Mask pixels more than ``OUTSIDE_CAGE_MM`` outside the convex hull of the nearby bones, per slice."""
-    from scipy.spatial import ConvexHull, QhullError
-
-    from covidct.lungs.thorax import BONE_MIN_HU, CAGE_SEARCH_MM, RING, fill_convex_points
 
     out = np.zeros(mask.shape, bool)
     pad = int(np.ceil(CAGE_SEARCH_MM / pixel_mm))
@@ -153,8 +154,6 @@ def mask_qc(
     Returns:
         ``{"flags": [...], ...figures}``; each flag is a short phrase naming what is suspect.
     """
-    from covidct.lungs.airways import body_midline_x, find_airways
-    from covidct.lungs.thorax import outside_air
 
     sx, sy, sz = (float(s) for s in spacing)
     voxel_ml = sx * sy * sz / 1000.0

@@ -11,20 +11,23 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from covidct import config
 from covidct.errors import CovidctError
-from covidct.lungs.airways import Airways
-from covidct.lungs.labels import LEFT, RIGHT, UNKNOWN_SIDE, _split_left_right, volume_stats
+from covidct.lungs.airways import AIRWAY_MAX_AREA_MM2, Airways, body_midline_x, find_airways
+from covidct.lungs.labels import LEFT, RIGHT, UNKNOWN_SIDE, split_left_right, volume_stats
+from covidct.lungs.pleural_fill import cage_depths, fill_pleural
+from covidct.lungs.thorax import outside_air
 from covidct.volume import ball, bounding_box
 
 log = logging.getLogger(__name__)
 
 
-#: Voxels below this HU are air-like (lung parenchyma, airways, outside air).
-LUNG_MAX_HU = -320
+#: Voxels below this HU are air-like (lung parenchyma, airways, outside air): config ``lung_mask.threshold``.
+LUNG_MAX_HU = config.default("lung_mask.threshold.lung_max_hu")
 
 
-#: Airway lumen is darker than aerated lung (about -850 HU).
-AIRWAY_MAX_HU = -930
+#: Airway lumen is darker than aerated lung (about -850 HU): config ``lung_mask.threshold``.
+AIRWAY_MAX_HU = config.default("lung_mask.threshold.airway_max_hu")
 
 
 #: Thin bridges (partial volume through a thin diaphragm or pleura) are cut by an erosion of this radius (mm).
@@ -77,14 +80,14 @@ HOLE_MAX_MM2 = 1000.0
 
 @dataclass(frozen=True)
 class ThresholdParams:
-    """Parameters of the threshold backend (see config ``lung_mask.threshold``)."""
+    """Parameters of the threshold backend: config ``lung_mask.threshold``, whose schema holds the defaults."""
 
     lung_max_hu: float = LUNG_MAX_HU
     airway_max_hu: float = AIRWAY_MAX_HU
-    min_component_ml: float = 30.0
-    min_lung_ml: float = 300.0
-    closing_mm: float = 6.0
-    fill_pleural: bool = True
+    min_component_ml: float = float(config.default("lung_mask.threshold.min_component_ml"))
+    min_lung_ml: float = float(config.default("lung_mask.threshold.min_lung_ml"))
+    closing_mm: float = float(config.default("lung_mask.threshold.closing_mm"))
+    fill_pleural: bool = config.default("lung_mask.threshold.fill_pleural")
 
 
 def _remove_airway(inside: np.ndarray, airway: np.ndarray, spacing) -> np.ndarray:
@@ -94,7 +97,6 @@ def _remove_airway(inside: np.ndarray, airway: np.ndarray, spacing) -> np.ndarra
     than an airway cross-section is airway whole (lumen and partial-volume wall); inside a lung
     region (a bronchus that has entered the lung) only the lumen is, and it is filled back as lung.
     """
-    from covidct.lungs.airways import AIRWAY_MAX_AREA_MM2
 
     out = np.zeros(inside.shape, bool)
     box = bounding_box(airway, (0, 3, 3))
@@ -291,8 +293,6 @@ def _fill_side(
         ok[0] = False
         region |= ok[hl]
     if params.fill_pleural:
-        from covidct.lungs.pleural_fill import fill_pleural
-
         region |= fill_pleural(region, side, dense, depth, others, spacing, midline_x)
     region |= ndimage.binary_fill_holes(region)
     return region
@@ -344,8 +344,6 @@ def segment_threshold(
     Raises:
         CovidctError: no lungs found.
     """
-    from covidct.lungs.airways import body_midline_x, find_airways
-    from covidct.lungs.thorax import outside_air
 
     spacing = tuple(float(s) for s in spacing)
     voxel_ml = float(np.prod(spacing)) / 1000.0
@@ -367,12 +365,10 @@ def segment_threshold(
             f"looks like lung (is this a chest CT?)",
             patient,
         )
-    labels, lr_known = _split_left_right(lung, spacing)
+    labels, lr_known = split_left_right(lung, spacing)
     del lung
     depth = None
     if params.fill_pleural:
-        from covidct.lungs.pleural_fill import cage_depths
-
         depth = cage_depths(hu, labels > 0, spacing)
     filled = np.zeros_like(labels)
     radius = max(1, int(round(params.closing_mm / spacing[0])))

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-DEFAULT_FILTERS = (64, 64, 128, 256)
-DEFAULT_DENSE = 512
+from covidct import config
+
+#: Filters of the four Conv3D blocks and units of the dense layer: config ``train.filters``, ``train.dense``.
+DEFAULT_FILTERS = tuple(config.default("train.filters"))
+DEFAULT_DENSE = config.default("train.dense")
 DROPOUT = 0.3
 SCORE_MAX = 100.0
 

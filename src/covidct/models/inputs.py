@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from covidct import config
 from covidct.hounsfield import HU_AIR, MODEL_WINDOW_HU, window
 from covidct.volume import bounding_box
 
-DEFAULT_SHAPE = (64, 128, 128)
+DEFAULT_SHAPE = tuple(config.default("export.shape"))
 
 
 def resize(volume: np.ndarray, shape: tuple[int, int, int], order: int = 1) -> np.ndarray:
@@ -24,7 +25,7 @@ def model_array(
     mask: np.ndarray,
     spacing: tuple[float, float, float],
     shape: tuple[int, int, int] = DEFAULT_SHAPE,
-    margin_mm: float = 5.0,
+    margin_mm: float = config.default("export.margin_mm"),
     hu_window: tuple[float, float] = MODEL_WINDOW_HU,
 ) -> np.ndarray:
     """Build the model input from a (z, y, x) HU volume and its binary lung mask.

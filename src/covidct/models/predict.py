@@ -1,18 +1,20 @@
 """Predictions of both models for patients' model-ready arrays; ``predictions.csv`` also carries the
-infection U-Net's segmentation severity (SEG_COLUMNS) and the clinical read-out (``covidct.readout``:
+infection U-Net's segmentation severity (SEG_COLUMNS) and the clinical read-out (``covidct.severity.readout``:
 READOUT_COLUMNS, lobe or zone scores, PO, PHO, lesion types, the PO's severity class)."""
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from covidct.errors import CovidctError
 from covidct.io import atomic_path, sha256_file
-from covidct.readout import READOUT_COLUMNS
+from covidct.models.cnn3d import load_model
 from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
+from covidct.severity.readout import READOUT_COLUMNS, readout_row
 
 #: Columns taken as they are from the infection U-Net's per-patient JSON (``steps.segment_infection``).
 SEG_COLUMNS = ["seg_score", "seg_severity_class", "seg_ctsi", "infection_unet_sha256", "warning"]
@@ -49,16 +51,12 @@ def predict_arrays(
     Returns:
         One dict per patient with the COLUMNS but SEG_COLUMNS and READOUT_COLUMNS (split left empty).
     """
-    from covidct.models.cnn3d import load_model
-
     clf, reg = load_model(classifier), load_model(scorer)
     shas = sha256_file(classifier), sha256_file(scorer)
     rows = []
     for pid, array in items:
         x = np.asarray(array, dtype=np.float32)[None, ..., None]
         if x.shape[1:4] != tuple(clf.input_shape[1:4]):
-            from covidct.errors import CovidctError
-
             raise CovidctError(f"array shape {x.shape[1:4]} differs from the model input {clf.input_shape[1:4]}", pid)
         prob = float(np.asarray(clf(x, training=False)).reshape(-1)[0])
         score = float(np.clip(np.asarray(reg(x, training=False)).reshape(-1)[0], 0.0, 100.0))
@@ -84,3 +82,31 @@ def write_predictions(rows: list[dict], path: str | Path) -> None:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
+
+
+def annotate(
+    rows: list[dict],
+    splits: dict[str, str],
+    labeled: Sequence[str],
+    infection: Sequence[tuple[str | Path, dict]] = (),
+    severity: Sequence[tuple[str | Path, dict]] = (),
+) -> list[dict]:
+    """Prediction rows (``predict_arrays``, same order as ``infection`` and ``severity``) completed: the
+    split (``splits``' train/val/test; ``new`` for a labeled patient the models have not seen,
+    ``unlabeled`` otherwise), the segmentation severity (SEG_COLUMNS of each infection JSON) and the
+    clinical read-out (READOUT_COLUMNS of each severity JSON), given as (path, content) pairs.
+
+    Raises:
+        CovidctError: a JSON of another patient.
+    """
+    for row in rows:
+        row["split"] = splits.get(row["patient_id"], "unlabeled" if row["patient_id"] not in labeled else "new")
+    for row, (path, seg) in zip(rows, infection):
+        if seg["patient_id"] != row["patient_id"]:
+            raise CovidctError(f"infection result {path} is for another patient", row["patient_id"])
+        row.update({k: seg.get(k) for k in SEG_COLUMNS})
+    for row, (path, result) in zip(rows, severity):
+        if result["patient_id"] != row["patient_id"]:
+            raise CovidctError(f"severity read-out {path} is for another patient", row["patient_id"])
+        row.update(readout_row(result))
+    return rows

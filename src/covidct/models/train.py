@@ -1,5 +1,7 @@
-"""Training of the classifier and the severity scorer from the HDF5 data sets,
-with a tf.data pipeline that reads the HDF5 lazily, one sample at a time."""
+"""Training of the two 3D models, the classifier and the severity scorer, from the HDF5 data sets: one
+trainer (``fit``) for both with one settings record (``TrainSettings``, the ``train`` config block),
+each model's own choices in ``KINDS``; a tf.data pipeline that reads the HDF5 lazily, one sample at a
+time; k-fold cross-validation by subject."""
 
 from __future__ import annotations
 
@@ -8,14 +10,30 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
+from scipy import ndimage
 
+from covidct import config
 from covidct.errors import CovidctError
+from covidct.evaluation.bootstrap import N_BOOTSTRAP
 from covidct.evaluation.metrics import classification_metrics, regression_metrics, youden_threshold
+from covidct.evaluation.reports import (
+    FOLD_METRICS,
+    MIN_SUBJECTS,
+    interpretability,
+    pooled_classifier_report,
+    scorer_report,
+)
 from covidct.io import atomic_path, write_json
+from covidct.models.cnn3d import DEFAULT_DENSE, DEFAULT_FILTERS, build_classifier, build_scorer, load_model
+from covidct.report.plots import roc_curve, score_scatter, severity_confusion, training_curves
+from covidct.runtime import setup_keras
+from covidct.split import hash_unit, read_split_table
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +45,12 @@ Item = tuple[str, int]
 
 
 def _h5_meta(path: str | Path) -> tuple[int, tuple[int, ...], np.ndarray, np.ndarray]:
-    import h5py
-
     with h5py.File(path, "r") as f:
         return len(f["labels"]), tuple(f["images"].shape[1:4]), f["labels"][...], f["scores"][...]
 
 
 def h5_table(paths: Sequence[str | Path]) -> dict[str, np.ndarray]:
     """Every row of several HDF5 data sets: ``items`` (file, row), ``labels``, ``scores``, ``patient_ids``."""
-    import h5py
-
     items, labels, scores, ids = [], [], [], []
     for path in paths:
         with h5py.File(path, "r") as f:
@@ -60,8 +74,6 @@ def augment_volume(volume: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         volume: (D, H, W, 1) float array.
         rng: Random generator (seeded by the caller).
     """
-    from scipy import ndimage
-
     angle = rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG)
     out = ndimage.rotate(volume, angle, axes=(1, 2), reshape=False, order=1, mode="constant", cval=0.0)
     if rng.random() < 0.5:
@@ -81,7 +93,6 @@ def make_dataset(items: Sequence[Item], target: str, batch_size: int, shuffle: b
         augment: Apply ``augment_volume``.
         seed: Seed of shuffling and augmentation.
     """
-    import h5py
     import tensorflow as tf
 
     items = [(str(path), int(row)) for path, row in items]
@@ -139,35 +150,6 @@ class EpochLogger:
         return _Logger()
 
 
-def setup_keras(seed: int) -> bool:
-    """Seeds everything; mixed precision on a GPU. Returns whether a GPU is used."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "float32")
-    return gpu
-
-
-def _write_outputs(
-    model,
-    out_model: str | Path,
-    sidecar: dict,
-    out_sidecar: str | Path,
-    history: dict,
-    out_history: str | Path,
-    result: dict,
-    out_metrics: str | Path,
-) -> None:
-    """Model, its sidecar JSON (what predicting needs besides the weights), history CSV and metrics JSON."""
-    with atomic_path(out_model, suffix=".keras") as tmp:
-        model.save(tmp)
-    write_json(out_sidecar, sidecar)
-    _history_csv(history, out_history)
-    write_json(out_metrics, result)
-
-
 def _history_csv(history: dict, path: str | Path) -> None:
     keys = sorted(history)
     with atomic_path(path, suffix=".csv") as tmp, open(tmp, "w", newline="") as f:
@@ -193,8 +175,6 @@ def _fit(
     ``monitor``; returns (best model, history, seconds)."""
     import keras
 
-    from covidct.models.cnn3d import load_model
-
     Path(workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workdir) as tmpdir:
         best = os.path.join(tmpdir, "best.keras")
@@ -219,113 +199,171 @@ def predict_items(model, items: Sequence[Item], batch_size: int = 4) -> np.ndarr
     return np.asarray(model.predict(ds.map(lambda x, y: x), verbose=0)).reshape(-1)
 
 
-def fit_classifier(
-    train: dict,
-    val: dict,
-    workdir: str | Path,
-    epochs: int = 30,
-    batch_size: int = 2,
-    learning_rate: float = 1e-4,
-    filters=(64, 64, 128, 256),
-    dense: int = 512,
-    patience: int = 10,
-    seed: int = 1337,
-    augment: bool = True,
-    name: str = "classifier",
-) -> dict:
-    """Train a classifier on ``train`` rows; checkpoint (best val AUC) and threshold (Youden's J) on ``val``.
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a 3D model is trained: the ``train`` configuration block, one record for both models (the
+    scorer's own two choices are its ``scorer`` block). Defaults: the schema's.
 
-    Args:
-        train, val: ``{"items": [(file, row)], "labels": array}`` (see ``h5_table``).
-        workdir: Folder for the temporary checkpoint.
-
-    Returns:
-        ``model``, ``threshold``, ``monitor``, ``history``, ``seconds``, ``p_val``, ``class_weight``.
+    Attributes:
+        epochs: Maximum epochs.
+        batch_size: Batch size.
+        learning_rate: Adam's learning rate.
+        filters: Filters of the four Conv3D blocks.
+        dense: Units of the dense layer.
+        patience: Early-stopping patience (epochs).
+        seed: Random seed.
+        augment: Random rotation and flip in training.
+        positives_only: The scorer trains (and is judged) on COVID-positive patients only.
+        loss: The scorer's loss (huber, mse).
     """
-    from covidct.models.cnn3d import build_classifier
 
-    y_train, y_val = np.asarray(train["labels"]).astype(int), np.asarray(val["labels"]).astype(int)
+    epochs: int = config.default("train.epochs")
+    batch_size: int = config.default("train.batch_size")
+    learning_rate: float = config.default("train.learning_rate")
+    filters: tuple[int, ...] = DEFAULT_FILTERS
+    dense: int = DEFAULT_DENSE
+    patience: int = config.default("train.patience")
+    seed: int = config.default("train.seed")
+    augment: bool = config.default("train.augment")
+    positives_only: bool = config.default("train.scorer.positives_only")
+    loss: str = config.default("train.scorer.loss")
+
+    @classmethod
+    def from_config(cls, train: dict | None) -> TrainSettings:
+        """The settings of a ``train`` config block (its ``scorer`` block flattened in)."""
+        block = dict(train or {})
+        scorer = dict(block.pop("scorer", None) or {})
+        return cls(**{**block, **scorer, "filters": tuple(block.get("filters", DEFAULT_FILTERS))})
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A trained model and what its training saw.
+
+    Attributes:
+        model: The Keras model (its best epoch on val).
+        history: Keras' per-epoch history.
+        seconds: Training time.
+        p_val: Its outputs on the val rows.
+        shape: The input shape (depth, height, width).
+        monitor: The val metric that chose the epoch.
+        threshold: The classifier's decision threshold (Youden's J on val); None for the scorer.
+        class_weight: The classifier's class weights; None for the scorer.
+    """
+
+    model: object
+    history: dict
+    seconds: float
+    p_val: np.ndarray
+    shape: tuple[int, ...]
+    monitor: str
+    threshold: float | None = None
+    class_weight: dict | None = None
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """What makes the classifier or the scorer (the trainer, ``fit``, is one).
+
+    Attributes:
+        name: ``classifier`` or ``scorer``.
+        target: The HDF5 data set it learns (``labels``, ``scores``).
+        check: Refuses training rows it cannot learn from (raises CovidctError).
+        build: The network for an input shape and the settings.
+        monitor: The val metric that keeps the best epoch, and whether lower or higher is better.
+        class_weight: Class weights of the training rows, or None.
+    """
+
+    name: str
+    target: str
+    check: Callable[[dict, dict], None]
+    build: Callable[[tuple[int, ...], TrainSettings], object]
+    monitor: Callable[[dict], tuple[str, str]]
+    class_weight: Callable[[dict], dict | None]
+
+
+def _check_classifier(train: dict, val: dict) -> None:
+    y_train = np.asarray(train["labels"]).astype(int)
     if len(y_train) == 0 or len(np.unique(y_train)) < 2:
         raise CovidctError(
             f"the training set needs both labels; it has {len(y_train)} patient(s), labels "
             f"{sorted(set(y_train.tolist()))}"
         )
-    if len(y_val) == 0:
+    if len(val["labels"]) == 0:
         raise CovidctError("the validation set is empty: add patients or pin some to val in the sheet")
-    counts = np.bincount(y_train, minlength=2)
-    class_weight = {c: float(len(y_train) / (2 * counts[c])) for c in (0, 1)}
+
+
+def _check_scorer(train: dict, val: dict) -> None:
+    if len(train["items"]) < 2 or len(val["items"]) < 1:
+        raise CovidctError(
+            f"the scorer needs scored patients in train (>= 2) and val (>= 1); found "
+            f"{len(train['items'])} and {len(val['items'])}"
+        )
+
+
+def _class_weight(train: dict) -> dict:
+    y = np.asarray(train["labels"]).astype(int)
+    counts = np.bincount(y, minlength=2)
+    return {c: float(len(y) / (2 * counts[c])) for c in (0, 1)}
+
+
+def _classifier_monitor(val: dict) -> tuple[str, str]:
+    return ("val_auc", "max") if len(np.unique(np.asarray(val["labels"]).astype(int))) == 2 else ("val_loss", "min")
+
+
+#: The two 3D models.
+KINDS = {
+    "classifier": ModelKind(
+        "classifier",
+        "labels",
+        _check_classifier,
+        lambda shape, s: build_classifier(shape, s.filters, s.dense, s.learning_rate),
+        _classifier_monitor,
+        _class_weight,
+    ),
+    "scorer": ModelKind(
+        "scorer",
+        "scores",
+        _check_scorer,
+        lambda shape, s: build_scorer(shape, s.filters, s.dense, s.learning_rate, s.loss),
+        lambda val: ("val_mae", "min"),
+        lambda train: None,
+    ),
+}
+
+
+def fit(kind: str, train: dict, val: dict, workdir: str | Path, settings: TrainSettings, name: str = "") -> Fit:
+    """Train the classifier (``kind`` classifier: best val AUC, threshold by Youden's J on val) or the
+    scorer (``scorer``: best val MAE) on ``train`` rows, choosing the epoch on ``val`` rows.
+
+    Args:
+        kind: A key of KINDS.
+        train, val: ``{"items": [(file, row)], "labels": array, "scores": array}`` (``h5_table``); the
+            scorer's already restricted to the rows it uses (``scorer_rows``).
+        workdir: Folder for the temporary checkpoint.
+        settings: How to train.
+        name: Its name in the log (default: ``kind``).
+    """
+    spec = KINDS[kind]
+    spec.check(train, val)
+    class_weight = spec.class_weight(train)
     shape = _h5_meta(train["items"][0][0])[1]
-    model = build_classifier(shape, filters, dense, learning_rate)
-    train_ds = make_dataset(train["items"], "labels", batch_size, True, augment, seed)
-    val_ds = make_dataset(val["items"], "labels", batch_size, False, False, seed)
-    monitor = "val_auc" if len(np.unique(y_val)) == 2 else "val_loss"
-    mode = "max" if monitor == "val_auc" else "min"
+    model = spec.build(shape, settings)
+    train_ds = make_dataset(train["items"], spec.target, settings.batch_size, True, settings.augment, settings.seed)
+    val_ds = make_dataset(val["items"], spec.target, settings.batch_size, False, False, settings.seed)
+    monitor, mode = spec.monitor(val)
     model, history, seconds = _fit(
-        model, train_ds, val_ds, workdir, epochs, monitor, mode, patience, name, class_weight
+        model, train_ds, val_ds, workdir, settings.epochs, monitor, mode, settings.patience, name or kind, class_weight
     )
-    p_val = predict_items(model, val["items"], batch_size)
-    return {
-        "model": model,
-        "threshold": youden_threshold(y_val, p_val),
-        "monitor": monitor,
-        "history": history,
-        "seconds": seconds,
-        "p_val": p_val,
-        "class_weight": class_weight,
-        "shape": shape,
-    }
+    p_val = predict_items(model, val["items"], settings.batch_size)
+    threshold = youden_threshold(np.asarray(val["labels"]).astype(int), p_val) if kind == "classifier" else None
+    return Fit(model, history, seconds, p_val, shape, monitor, threshold, class_weight)
 
 
 def scorer_rows(table: dict, positives_only: bool) -> np.ndarray:
     """Rows the scorer uses: scored patients (COVID-positive ones only with ``positives_only``)."""
     labels, scores = np.asarray(table["labels"]), np.asarray(table["scores"], dtype=float)
     return np.nonzero(((labels == 1) | (not positives_only)) & np.isfinite(scores))[0]
-
-
-def fit_scorer(
-    train: dict,
-    val: dict,
-    workdir: str | Path,
-    epochs: int = 30,
-    batch_size: int = 2,
-    learning_rate: float = 1e-4,
-    filters=(64, 64, 128, 256),
-    dense: int = 512,
-    patience: int = 10,
-    seed: int = 1337,
-    augment: bool = True,
-    loss: str = "huber",
-    name: str = "scorer",
-) -> dict:
-    """Train a scorer on ``train`` rows; checkpoint on the best val MAE.
-
-    Args:
-        train, val: ``{"items": [(file, row)], "scores": array}``, already restricted to the rows the
-            scorer uses (``scorer_rows``).
-        workdir: Folder for the temporary checkpoint.
-
-    Returns:
-        ``model``, ``history``, ``seconds``, ``p_val``.
-    """
-    from covidct.models.cnn3d import build_scorer
-
-    if len(train["items"]) < 2 or len(val["items"]) < 1:
-        raise CovidctError(
-            f"the scorer needs scored patients in train (>= 2) and val (>= 1); found "
-            f"{len(train['items'])} and {len(val['items'])}"
-        )
-    shape = _h5_meta(train["items"][0][0])[1]
-    model = build_scorer(shape, filters, dense, learning_rate, loss)
-    train_ds = make_dataset(train["items"], "scores", batch_size, True, augment, seed)
-    val_ds = make_dataset(val["items"], "scores", batch_size, False, False, seed)
-    model, history, seconds = _fit(model, train_ds, val_ds, workdir, epochs, "val_mae", "min", patience, name)
-    return {
-        "model": model,
-        "history": history,
-        "seconds": seconds,
-        "p_val": predict_items(model, val["items"], batch_size),
-        "shape": shape,
-    }
 
 
 def _subset(table: dict, rows: np.ndarray) -> dict:
@@ -337,90 +375,6 @@ def _subset(table: dict, rows: np.ndarray) -> dict:
     }
 
 
-def train_classifier(
-    train_h5: str | Path,
-    val_h5: str | Path,
-    out_model: str | Path,
-    out_sidecar: str | Path,
-    out_history: str | Path,
-    out_metrics: str | Path,
-    out_training_plot: str | Path,
-    out_roc_plot: str | Path,
-    epochs: int = 30,
-    batch_size: int = 2,
-    learning_rate: float = 1e-4,
-    filters=(64, 64, 128, 256),
-    dense: int = 512,
-    patience: int = 10,
-    seed: int = 1337,
-    augment: bool = True,
-) -> dict:
-    """Train the COVID-19 classifier; keep the epoch with the best val AUC.
-
-    Writes the model, its sidecar JSON (decision threshold chosen on val by Youden's J),
-    the per-epoch history CSV, metrics JSON and plots (accuracy and loss per epoch, ROC). The metrics are
-    those of the validation split, which chose the epoch and the threshold: optimistic by
-    construction (the honest figures are the test split's, ``covidct.evaluation``).
-    """
-    from covidct.report.plots import roc_curve, training_curves
-
-    gpu = setup_keras(seed)
-    train, val = h5_table([train_h5]), h5_table([val_h5])
-    log.info(
-        "classifier: %d train (%d pos), %d val, gpu=%s",
-        len(train["labels"]),
-        int(train["labels"].sum()),
-        len(val["labels"]),
-        gpu,
-    )
-    try:
-        fit = fit_classifier(
-            train,
-            val,
-            Path(out_model).parent,
-            epochs,
-            batch_size,
-            learning_rate,
-            filters,
-            dense,
-            patience,
-            seed,
-            augment,
-        )
-    except CovidctError as exc:
-        raise CovidctError(exc.message, path=train_h5 if "training" in exc.message else val_h5) from None
-    y_val, p_val, threshold = val["labels"], fit["p_val"], fit["threshold"]
-    result = classification_metrics(y_val, p_val, threshold)
-    result.update(
-        {
-            "split": "val",
-            "note": VAL_NOTE,
-            "monitor": fit["monitor"],
-            "epochs_run": len(fit["history"]["loss"]),
-            "train_seconds": round(fit["seconds"], 1),
-            "n_train": len(train["labels"]),
-            "n_val": len(y_val),
-            "gpu": gpu,
-            "shape": list(fit["shape"]),
-            "class_weight": fit["class_weight"],
-        }
-    )
-    _write_outputs(
-        fit["model"],
-        out_model,
-        {"threshold": threshold, "shape": list(fit["shape"]), "monitor": fit["monitor"]},
-        out_sidecar,
-        fit["history"],
-        out_history,
-        result,
-        out_metrics,
-    )
-    training_curves(fit["history"], out_training_plot, ["accuracy", "loss"])
-    roc_curve(y_val, p_val, out_roc_plot, result.get("auc"), title="ROC (validation)")
-    log.info("classifier: val %s", {k: result[k] for k in ("accuracy", "auc", "sensitivity", "specificity")})
-    return result
-
-
 #: What the validation figures are (they chose the checkpoint, and the classifier's threshold).
 VAL_NOTE = (
     "validation split: it chose the checkpoint (and the classifier's threshold), so these figures are "
@@ -428,94 +382,110 @@ VAL_NOTE = (
 )
 
 
-def train_scorer(
-    train_h5: str | Path,
-    val_h5: str | Path,
-    out_model: str | Path,
-    out_sidecar: str | Path,
-    out_history: str | Path,
-    out_metrics: str | Path,
-    out_training_plot: str | Path,
-    out_scatter_plot: str | Path,
-    out_confusion_plot: str | Path,
-    epochs: int = 30,
-    batch_size: int = 2,
-    learning_rate: float = 1e-4,
-    filters=(64, 64, 128, 256),
-    dense: int = 512,
-    patience: int = 10,
-    seed: int = 1337,
-    augment: bool = True,
-    positives_only: bool = True,
-    loss: str = "huber",
-) -> dict:
-    """Train the severity scorer (percent of lung involved); keep the epoch with the best val MAE."""
-    from covidct.report.plots import score_scatter, severity_confusion, training_curves
+@dataclass(frozen=True)
+class Trained:
+    """A model trained on ``train.h5``, chosen on ``val.h5``: what its step writes and plots.
 
-    gpu = setup_keras(seed)
-    train_all, val_all = h5_table([train_h5]), h5_table([val_h5])
-    # patients without a score (label known, score empty) are not used by the scorer
-    train = _subset(train_all, scorer_rows(train_all, positives_only))
-    val = _subset(val_all, scorer_rows(val_all, positives_only))
-    what = "scored COVID-positive" if positives_only else "all scored"
-    if len(train["items"]) < 2 or len(val["items"]) < 1:
-        raise CovidctError(
-            f"the scorer needs {what} patients in train (>= 2) and val (>= 1); found "
-            f"{len(train['items'])} and {len(val['items'])}",
-            path=train_h5,
+    Attributes:
+        fit: The training (model, history, val outputs).
+        truth: The val rows' labels (classifier) or scores (scorer).
+        metrics: Its val figures (``metrics/<kind>.json``).
+        sidecar: What predicting needs besides the weights (``models/<kind>.json``).
+    """
+
+    fit: Fit
+    truth: np.ndarray
+    metrics: dict
+    sidecar: dict
+
+
+def train_model(
+    kind: str, train_h5: str | Path, val_h5: str | Path, workdir: str | Path, settings: TrainSettings
+) -> Trained:
+    """Train the classifier or the scorer on ``train_h5``, choosing its epoch (and the classifier's threshold)
+    on ``val_h5``. The figures are the validation split's, which chose them: optimistic by construction
+    (the honest figures are the test split's, ``covidct.evaluation``).
+
+    Raises:
+        CovidctError: too few patients to train on, naming the data set.
+    """
+    gpu = setup_keras(settings.seed)
+    train, val = h5_table([train_h5]), h5_table([val_h5])
+    common = {"split": "val", "note": VAL_NOTE, "gpu": gpu}
+    if kind == "classifier":
+        log.info(
+            "classifier: %d train (%d pos), %d val, gpu=%s",
+            len(train["labels"]),
+            int(train["labels"].sum()),
+            len(val["labels"]),
+            gpu,
         )
-    log.info("scorer: %d train, %d val (%s patients), gpu=%s", len(train["items"]), len(val["items"]), what, gpu)
-    fit = fit_scorer(
-        train,
-        val,
-        Path(out_model).parent,
-        epochs,
-        batch_size,
-        learning_rate,
-        filters,
-        dense,
-        patience,
-        seed,
-        augment,
-        loss,
-    )
-    truth, pred = val["scores"], fit["p_val"]
-    result = regression_metrics(truth, pred)
-    result["baseline_mae_train_mean"] = float(np.mean(np.abs(truth - np.mean(train["scores"]))))
-    result.update(
+        try:
+            done = fit(kind, train, val, workdir, settings)
+        except CovidctError as exc:
+            raise CovidctError(exc.message, path=train_h5 if "training" in exc.message else val_h5) from None
+        truth = val["labels"]
+        metrics = classification_metrics(truth, done.p_val, done.threshold)
+        metrics.update({**common, "monitor": done.monitor, "class_weight": done.class_weight})
+        sidecar = {"threshold": done.threshold, "shape": list(done.shape), "monitor": done.monitor}
+        log.info("classifier: val %s", {k: metrics[k] for k in ("accuracy", "auc", "sensitivity", "specificity")})
+    else:
+        train = _subset(train, scorer_rows(train, settings.positives_only))
+        val = _subset(val, scorer_rows(val, settings.positives_only))
+        what = "scored COVID-positive" if settings.positives_only else "all scored"
+        if len(train["items"]) < 2 or len(val["items"]) < 1:
+            raise CovidctError(
+                f"the scorer needs {what} patients in train (>= 2) and val (>= 1); found "
+                f"{len(train['items'])} and {len(val['items'])}",
+                path=train_h5,
+            )
+        log.info("scorer: %d train, %d val (%s patients), gpu=%s", len(train["items"]), len(val["items"]), what, gpu)
+        done = fit(kind, train, val, workdir, settings)
+        truth, train_mean = val["scores"], float(np.mean(train["scores"]))
+        metrics = regression_metrics(truth, done.p_val)
+        metrics["baseline_mae_train_mean"] = float(np.mean(np.abs(truth - np.mean(train["scores"]))))
+        metrics.update({**common, "patients": what, "train_mean": train_mean})
+        sidecar = {
+            "shape": list(done.shape),
+            "patients": what,
+            "positives_only": settings.positives_only,
+            "train_mean": train_mean,
+        }
+        log.info("scorer: val MAE %.2f (train-mean baseline %.2f)", metrics["mae"], metrics["baseline_mae_train_mean"])
+    metrics.update(
         {
-            "split": "val",
-            "note": VAL_NOTE,
-            "epochs_run": len(fit["history"]["loss"]),
-            "train_seconds": round(fit["seconds"], 1),
+            "epochs_run": len(done.history["loss"]),
+            "train_seconds": round(done.seconds, 1),
             "n_train": len(train["items"]),
             "n_val": len(val["items"]),
-            "patients": what,
-            "gpu": gpu,
-            "shape": list(fit["shape"]),
-            "train_mean": float(np.mean(train["scores"])),
+            "shape": list(done.shape),
         }
     )
-    _write_outputs(
-        fit["model"],
-        out_model,
-        {
-            "shape": list(fit["shape"]),
-            "patients": what,
-            "positives_only": positives_only,
-            "train_mean": float(np.mean(train["scores"])),
-        },
-        out_sidecar,
-        fit["history"],
-        out_history,
-        result,
-        out_metrics,
-    )
-    training_curves(fit["history"], out_training_plot, ["mae", "loss"])
-    score_scatter(truth, pred, out_scatter_plot, title="Scorer (validation)")
-    severity_confusion(truth, pred, out_confusion_plot, title="Severity class (validation)")
-    log.info("scorer: val MAE %.2f (train-mean baseline %.2f)", result["mae"], result["baseline_mae_train_mean"])
-    return result
+    return Trained(done, truth, metrics, sidecar)
+
+
+def save_model(
+    trained: Trained, out_model: str | Path, out_sidecar: str | Path, out_history: str | Path, out_metrics: str | Path
+) -> None:
+    """The model, its sidecar JSON, the per-epoch history CSV and the val metrics JSON, each atomically."""
+    with atomic_path(out_model, suffix=".keras") as tmp:
+        trained.fit.model.save(tmp)
+    write_json(out_sidecar, trained.sidecar)
+    _history_csv(trained.fit.history, out_history)
+    write_json(out_metrics, trained.metrics)
+
+
+def plot_training(kind: str, trained: Trained, out_training: str | Path, *out_plots: str | Path) -> None:
+    """The training curves and the val figures of a trained model: the classifier's ROC; the scorer's
+    scatter and severity-class confusion."""
+    truth, pred = trained.truth, trained.fit.p_val
+    if kind == "classifier":
+        training_curves(trained.fit.history, out_training, ["accuracy", "loss"])
+        roc_curve(truth, pred, out_plots[0], trained.metrics.get("auc"), title="ROC (validation)")
+    else:
+        training_curves(trained.fit.history, out_training, ["mae", "loss"])
+        score_scatter(truth, pred, out_plots[0], title="Scorer (validation)")
+        severity_confusion(truth, pred, out_plots[1], title="Severity class (validation)")
 
 
 def cv_folds(subjects: Sequence[str], labels: Sequence[int], folds: int, salt: str) -> dict[str, int]:
@@ -527,8 +497,6 @@ def cv_folds(subjects: Sequence[str], labels: Sequence[int], folds: int, salt: s
     >>> sorted(f) == ["a", "b", "c", "d"] and set(f.values()) == {0, 1}
     True
     """
-    from covidct.models.split import hash_unit
-
     positive: dict[str, bool] = {}
     for subject, label in zip(subjects, labels):
         positive[subject] = positive.get(subject, False) or int(label) == 1
@@ -547,10 +515,9 @@ def cross_validate(
     out_json: str | Path,
     folds: int = 5,
     salt: str = "covidct-split",
-    n_boot: int = 2000,
-    min_subjects: int = 10,
-    classifier: dict | None = None,
-    scorer: dict | None = None,
+    n_boot: int = N_BOOTSTRAP,
+    min_subjects: int = MIN_SUBJECTS,
+    settings: TrainSettings | None = None,
 ) -> dict:
     """k-fold cross-validation of both models over train + val, by subject (the test split is not used).
 
@@ -567,25 +534,20 @@ def cross_validate(
         salt: Key of the fold assignment hash.
         n_boot: Bootstrap replicates of the pooled intervals.
         min_subjects: Fewer subjects than this in a fold: its figures are marked not interpretable.
-        classifier: Training settings of the classifier (``fit_classifier`` keywords).
-        scorer: Training settings of the scorer (``fit_scorer`` keywords plus ``positives_only``).
+        settings: How both models train (TrainSettings; the schema's defaults when None).
     """
-    import pandas as pd
-
-    from covidct.evaluation.reports import interpretability, scorer_report
-
     if folds < 3:
         raise CovidctError(
             f"cross-validation needs at least 3 folds (one tests, one selects, the rest train); got {folds}"
         )
-    classifier, scorer = dict(classifier or {}), dict(scorer or {})
-    positives_only = bool(scorer.pop("positives_only", True))
-    split = pd.read_csv(split_table, sep="\t", dtype=str, keep_default_na=False).set_index("patient_id")
+    settings = settings or TrainSettings()
+    positives_only = settings.positives_only
+    split = read_split_table(split_table).set_index("patient_id")
     table = h5_table([train_h5, val_h5])
     subjects = [split.loc[pid, "subject_id"] or pid for pid in table["patient_ids"]]
     fold_of_subject = cv_folds(subjects, table["labels"], folds, salt + ":cv")
     fold = np.array([fold_of_subject[s] for s in subjects])
-    setup_keras(int(classifier.get("seed", 1337)))
+    setup_keras(settings.seed)
     workdir = Path(out_json).parent
     oof_p, oof_s = np.full(len(fold), np.nan), np.full(len(fold), np.nan)
     oof_threshold, oof_mean = np.full(len(fold), np.nan), np.full(len(fold), np.nan)
@@ -609,28 +571,29 @@ def cross_validate(
             len(val_rows),
             len(test_rows),
         )
-        fit = fit_classifier(
+        clf = fit(
+            "classifier",
             _subset(table, train_rows),
             _subset(table, val_rows),
             workdir,
-            name=f"cv fold {f + 1} classifier",
-            **classifier,
+            settings,
+            f"cv fold {f + 1} classifier",
         )
         test = _subset(table, test_rows)
-        p = predict_items(fit["model"], test["items"])
-        oof_p[test_rows], oof_threshold[test_rows] = p, fit["threshold"]
-        entry["classifier"] = classification_metrics(test["labels"], p, fit["threshold"])
-        entry["classifier"]["epochs_run"] = len(fit["history"]["loss"])
+        p = predict_items(clf.model, test["items"])
+        oof_p[test_rows], oof_threshold[test_rows] = p, clf.threshold
+        entry["classifier"] = classification_metrics(test["labels"], p, clf.threshold)
+        entry["classifier"]["epochs_run"] = len(clf.history["loss"])
         s_train = _subset(table, train_rows[np.isin(train_rows, scorer_rows(table, positives_only))])
         s_val = _subset(table, val_rows[np.isin(val_rows, scorer_rows(table, positives_only))])
         s_test_rows = test_rows[np.isin(test_rows, scorer_rows(table, positives_only))]
         if len(s_train["items"]) >= 2 and len(s_val["items"]) >= 1 and len(s_test_rows):
-            sfit = fit_scorer(s_train, s_val, workdir, name=f"cv fold {f + 1} scorer", **scorer)
-            pred = predict_items(sfit["model"], [table["items"][i] for i in s_test_rows])
+            sfit = fit("scorer", s_train, s_val, workdir, settings, f"cv fold {f + 1} scorer")
+            pred = predict_items(sfit.model, [table["items"][i] for i in s_test_rows])
             oof_s[s_test_rows] = pred
             oof_mean[s_test_rows] = float(np.mean(s_train["scores"]))
             entry["scorer"] = regression_metrics(np.asarray(table["scores"])[s_test_rows], pred)
-            entry["scorer"]["epochs_run"] = len(sfit["history"]["loss"])
+            entry["scorer"]["epochs_run"] = len(sfit.history["loss"])
         else:
             entry["scorer"] = {
                 "skipped": f"too few scored patients (train {len(s_train['items'])}, val "
@@ -660,15 +623,9 @@ def cross_validate(
         "n_scans": int(len(labels)),
         "n_subjects": len(set(subjects)),
         "per_fold": per_fold,
-        "mean_sd": {
-            "classifier": {k: mean_sd("classifier", k) for k in ("accuracy", "auc", "sensitivity", "specificity")},
-            "scorer": {
-                k: mean_sd("scorer", k)
-                for k in ("mae", "rmse", "pearson_r", "class_exact_accuracy", "class_within_one_accuracy")
-            },
-        },
+        "mean_sd": {model: {k: mean_sd(model, k) for k in keys} for model, keys in FOLD_METRICS.items()},
         "pooled_out_of_fold": {
-            "classifier": _pooled_classifier(labels, oof_p, oof_threshold, subjects, n_boot, min_subjects),
+            "classifier": pooled_classifier_report(labels, oof_p, oof_threshold, subjects, n_boot, min_subjects),
             "scorer": (
                 scorer_report(
                     np.asarray(table["scores"])[s_rows],
@@ -686,36 +643,3 @@ def cross_validate(
     }
     write_json(out_json, result)
     return result
-
-
-def _pooled_classifier(
-    labels: np.ndarray, p: np.ndarray, thresholds: np.ndarray, subjects: Sequence[str], n_boot: int, min_subjects: int
-) -> dict:
-    """Pooled out-of-fold classifier figures: each scan judged at its own fold's threshold."""
-    from covidct.evaluation.bootstrap import (
-        bootstrap_weights,
-        estimate,
-        subject_codes,
-        w_accuracy,
-        w_auc,
-        w_brier,
-        w_sensitivity,
-        w_specificity,
-    )
-    from covidct.evaluation.reports import interpretability, withhold
-
-    pred = (p >= thresholds).astype(int)
-    boot = bootstrap_weights(subjects, n_boot)
-    _, n_subjects = subject_codes(subjects)
-    out = interpretability(n_subjects, min_subjects, [bool((labels == 1).any()), bool((labels == 0).any())])
-    out["metrics"] = {
-        name: estimate(fn, labels, b, boot)
-        for name, fn, b in (
-            ("accuracy", w_accuracy, pred),
-            ("sensitivity", w_sensitivity, pred),
-            ("specificity", w_specificity, pred),
-            ("auc", w_auc, p),
-            ("brier", w_brier, p),
-        )
-    }
-    return withhold(out)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from covidct.io import atomic_path
+from covidct.report.plots import bar_counts
+from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
+from covidct.split import SPLITS, read_split_table
 
 
 def cohort_summary(
@@ -16,13 +21,7 @@ def cohort_summary(
     out_ctsi: str | Path,
 ) -> None:
     """The cohort's distribution: patients by label, severity class and CTSI, per split."""
-    import pandas as pd
-
-    from covidct.models.split import SPLITS
-    from covidct.report.plots import bar_counts
-    from covidct.severity import SEVERITY_CLASSES, ctsi, severity_class
-
-    t = pd.read_csv(split_table, sep="\t", dtype=str, keep_default_na=False)
+    t = read_split_table(split_table)
     pos = t[t["label"] == "1"]
     scored = pos[pos["score"] != ""]
     by_label, by_class, by_ctsi = {}, {}, {}

@@ -6,27 +6,14 @@ from __future__ import annotations
 
 import html
 
+from covidct.evaluation.reports import CLASSIFIER_METRICS, FOLD_METRICS, SCORER_METRICS
+from covidct.io import atomic_path
 from covidct.severity import SEVERITY_CLASSES
 
 STYLE = (
     "body{font-family:sans-serif;max-width:60em} table{border-collapse:collapse;margin:0.5em 0 1.5em} "
     "td,th{border:1px solid #999;padding:3px 8px;text-align:left} .warn{background:#fff3cd;border:2px solid "
     "#d39e00;padding:0.6em 1em;margin:1em 0} .na{color:#a00;font-weight:bold}"
-)
-CLASSIFIER_METRICS = (
-    ("auc", "AUC"),
-    ("accuracy", "accuracy"),
-    ("sensitivity", "sensitivity"),
-    ("specificity", "specificity"),
-    ("brier", "Brier score (lower is better)"),
-)
-SCORER_METRICS = (
-    ("mae", "MAE (points of % lung)"),
-    ("rmse", "RMSE"),
-    ("pearson_r", "Pearson r"),
-    ("class_exact_accuracy", "severity class exact"),
-    ("class_within_one_accuracy", "severity class within one"),
-    ("quadratic_weighted_kappa", "severity class quadratic-weighted kappa"),
 )
 
 
@@ -96,7 +83,7 @@ def classifier_section(rep: dict, split: str, confidence: float) -> str:
         "accuracy": f"{fmt_ci(b['prevalence_accuracy'])} (always the training majority class)",
         "brier": f"{fmt_ci(b['prevalence_brier'])} (always the training prevalence {fmt(b['train_prevalence'])})",
     }
-    rows = [[label, fmt_ci(rep["metrics"][key]), base.get(key, "")] for key, label in CLASSIFIER_METRICS]
+    rows = [[m.label, fmt_ci(rep["metrics"][m.name]), base.get(m.name, "")] for m in CLASSIFIER_METRICS]
     cm = rep["confusion_matrix"]["rows_true_cols_pred"]
     verdict = _verdict(b.get("brier_minus_prevalence"), True, "the prevalence (Brier score)")
     return (
@@ -121,7 +108,7 @@ def scorer_section(rep: dict, split: str, confidence: float) -> str:
     if "segmentation_mae" in b:
         base["mae"] += f"<br>segmentation read-out (seg_score): {fmt_ci(b['segmentation_mae'])}"
         base["pearson_r"] = f"segmentation read-out: {fmt_ci(b['segmentation_pearson_r'])}"
-    rows = [[label, fmt_ci(rep["metrics"][key]), base.get(key, "")] for key, label in SCORER_METRICS]
+    rows = [[m.label, fmt_ci(rep["metrics"][m.name]), base.get(m.name, "")] for m in SCORER_METRICS]
     verdicts = [
         v
         for v in (
@@ -147,10 +134,7 @@ def cv_section(cv: dict) -> str:
         f"<p>{_e(cv['scheme'])}.</p>",
     ]
     rows = []
-    for model, keys in (
-        ("classifier", ("auc", "accuracy", "sensitivity", "specificity")),
-        ("scorer", ("mae", "rmse", "pearson_r", "class_exact_accuracy", "class_within_one_accuracy")),
-    ):
+    for model, keys in FOLD_METRICS.items():
         for key in keys:
             m = cv["mean_sd"][model][key]
             value = "-" if m["mean"] is None else f"{m['mean']:.3f} +- {fmt(m['sd'])} ({m['n_folds']} folds)"
@@ -174,7 +158,7 @@ def cv_section(cv: dict) -> str:
     if c["interpretable"]:
         out.append(
             "<p>Pooled out-of-fold classifier: "
-            + "; ".join(f"{label} {fmt_ci(c['metrics'][key])}" for key, label in CLASSIFIER_METRICS)
+            + "; ".join(f"{m.label} {fmt_ci(c['metrics'][m.name])}" for m in CLASSIFIER_METRICS)
             + "</p>"
         )
     else:
@@ -249,3 +233,12 @@ def metrics_page(
         parts.append(infection_section(infection))
     parts.append("</body></html>\n")
     return "".join(parts)
+
+
+def write_metrics_page(
+    path, evaluation: dict, classifier: dict, scorer: dict, infection: dict, cross_validation: dict | None
+) -> None:
+    """The metrics page (``metrics_page``) as an HTML file, atomically."""
+    page = metrics_page(evaluation, classifier, scorer, infection, cross_validation)
+    with atomic_path(path, suffix=".html") as tmp:
+        tmp.write_text(page)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from covidct.hounsfield import window
+from covidct.io import atomic_path
 
 QC_WINDOW_HU = (-1350.0, 150.0)  # lung window: level -600, width 1500
 CONTOUR_RGB = {1: (255, 60, 60), 2: (60, 220, 60), 3: (255, 200, 0)}
@@ -55,10 +57,6 @@ def montage(
 
 def write_png(path, rgb: np.ndarray, title: str | None = None) -> None:
     """Write an RGB array as PNG, atomically, with an optional title bar (one line per ``\\n``)."""
-    from PIL import Image, ImageDraw
-
-    from covidct.io import atomic_path
-
     img = Image.fromarray(rgb)
     if title:
         lines = title.split("\n")
@@ -72,3 +70,29 @@ def write_png(path, rgb: np.ndarray, title: str | None = None) -> None:
         img = full
     with atomic_path(path, suffix=".png") as tmp:
         img.save(tmp, format="PNG")
+
+
+def lung_qc_title(patient: str, provenance: dict | None = None) -> str:
+    """The title of a lung mask's QC montage: the patient, then (from the mask's provenance) the lung
+    volume, the backend and the QC flags, one per line."""
+    title = f"{patient}"
+    if provenance:
+        title += f"  lungs {provenance.get('lung_volume_ml', 0) / 1000:.2f} L ({provenance.get('backend')})"
+        flags = provenance.get("qc", {}).get("flags")
+        if flags is not None:
+            title += "  QC: " + ("ok" if not flags else f"{len(flags)} flag(s)\n" + "\n".join(flags))
+    return title
+
+
+def lesion_types_text(seg: dict) -> str:
+    """The lesion types of an infection result (``covidct.severity.scores.segmentation_severity``) for a
+    title or a log line; "" without a lesion-type map."""
+    if seg.get("lesion_types") != "model":
+        return ""
+    return f", ground-glass {seg['seg_ggo_percent']:.1f}%, consolidation {seg['seg_consolidation_percent']:.1f}%"
+
+
+def infection_qc_title(patient: str, po: float, seg: dict) -> str:
+    """The title of an infection QC montage: infected percent of the lung (``po``), its class, the lesion types."""
+    title = f"{patient}  infection {po:.1f}% of lung ({seg['seg_severity_class']}){lesion_types_text(seg)}"
+    return title + (f"\n{seg['warning'].upper()}" if seg.get("warning") else "")

@@ -1,34 +1,21 @@
-"""Figures for the report (matplotlib, Agg backend; imported only where plotted)."""
+"""Figures for the report, drawn on ``covidct.figures``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from covidct.io import atomic_path
+from covidct.evaluation.metrics import roc
+from covidct.figures import figure, save
 from covidct.severity import SEVERITY_CLASSES, severity_class
-
-
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path) -> None:
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    _figure().close(fig)
 
 
 def training_curves(history: dict, path: str | Path, keys: list[str]) -> None:
     """One panel per metric: train and val per epoch."""
-    plt = _figure()
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5))
+    fig = figure(figsize=(5 * len(keys), 3.5))
+    axes = fig.subplots(1, len(keys))
     for ax, key in zip(np.atleast_1d(axes), keys):
         epochs = np.arange(1, len(history.get(key, [])) + 1)
         ax.plot(epochs, history.get(key, []), label=f"train {key}")
@@ -37,29 +24,27 @@ def training_curves(history: dict, path: str | Path, keys: list[str]) -> None:
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.legend()
-    _save(fig, path)
+    save(fig, path)
 
 
 def roc_curve(y, p, path: str | Path, auc: float | None, title: str = "ROC") -> None:
-    from covidct.evaluation.metrics import roc
-
-    plt = _figure()
     fpr, tpr, _ = roc(np.asarray(y), np.asarray(p))
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig = figure(figsize=(4, 4))
+    ax = fig.subplots()
     ax.plot(fpr, tpr, drawstyle="steps-post", label=f"AUC {auc:.3f}" if auc is not None else "AUC n/a")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
     ax.set_title(title)
     ax.legend(loc="lower right")
-    _save(fig, path)
+    save(fig, path)
 
 
 def score_scatter(
     true, pred, path: str | Path, title: str = "Severity score", baseline=None, baseline_label: str = ""
 ) -> None:
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig = figure(figsize=(4, 4))
+    ax = fig.subplots()
     ax.scatter(true, pred, s=18, label="scorer")
     if baseline is not None:
         ax.scatter(true, baseline, s=14, marker="x", label=baseline_label)
@@ -70,16 +55,16 @@ def score_scatter(
     ax.set_xlabel("true score (% lung involved)")
     ax.set_ylabel("predicted score")
     ax.set_title(title)
-    _save(fig, path)
+    save(fig, path)
 
 
 def severity_confusion(true, pred, path: str | Path, title: str = "Severity class") -> None:
-    plt = _figure()
     k = len(SEVERITY_CLASSES)
     cm = np.zeros((k, k), int)
     for t, p in zip(true, pred):
         cm[severity_class(float(t)), severity_class(float(np.clip(p, 0, 100)))] += 1
-    fig, ax = plt.subplots(figsize=(4.5, 4))
+    fig = figure(figsize=(4.5, 4))
+    ax = fig.subplots()
     ax.imshow(cm, cmap="Blues")
     for i in range(k):
         for j in range(k):
@@ -89,14 +74,14 @@ def severity_confusion(true, pred, path: str | Path, title: str = "Severity clas
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    _save(fig, path)
+    save(fig, path)
 
 
 def calibration(table: list[dict], path: str | Path, title: str = "Calibration") -> None:
     """Reliability diagram from ``covidct.evaluation.calibration_curve``: observed share of positives
     against the mean predicted probability per bin, marker size by the scans in the bin."""
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig = figure(figsize=(4, 4))
+    ax = fig.subplots()
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
     if table:
         x = [b["mean_predicted"] for b in table]
@@ -116,14 +101,14 @@ def calibration(table: list[dict], path: str | Path, title: str = "Calibration")
     ax.set_ylabel("observed share of COVID-19")
     ax.set_title(title)
     ax.legend(loc="upper left")
-    _save(fig, path)
+    save(fig, path)
 
 
 def bar_counts(tables: dict[str, dict[str, int]], path: str | Path, title: str, xlabel: str) -> None:
     """Grouped bars: {series name: {category: count}}."""
-    plt = _figure()
     cats = list(next(iter(tables.values())).keys()) if tables else []
-    fig, ax = plt.subplots(figsize=(max(4, 0.35 * len(cats) + 2), 3.5))
+    fig = figure(figsize=(max(4, 0.35 * len(cats) + 2), 3.5))
+    ax = fig.subplots()
     width = 0.8 / max(len(tables), 1)
     for i, (name, counts) in enumerate(tables.items()):
         ax.bar(np.arange(len(cats)) + i * width, [counts[c] for c in cats], width, label=name)
@@ -132,4 +117,43 @@ def bar_counts(tables: dict[str, dict[str, int]], path: str | Path, title: str, 
     ax.set_ylabel("patients")
     ax.set_title(title)
     ax.legend()
-    _save(fig, path)
+    save(fig, path)
+
+
+def evaluation_plots(
+    result: dict,
+    predictions: pd.DataFrame,
+    split_table: pd.DataFrame,
+    positives_only: bool,
+    out_roc: str | Path,
+    out_calibration: str | Path,
+    out_scatter: str | Path,
+    out_confusion: str | Path,
+) -> None:
+    """The test split's figures of an evaluation (``covidct.evaluation.reports.evaluate_predictions``'
+    ``result``): ROC and calibration of the classifier, scatter (with the segmentation read-out as
+    baseline) and severity-class confusion of the scorer; a title says when the figures are not
+    interpretable. ``predictions``: ``predictions.csv``; ``split_table``: ``split.tsv`` (text)."""
+    columns = ["patient_id", "covid_probability", "score", "seg_score"]
+    test = split_table[split_table["split"] == "test"].merge(
+        predictions[columns].rename(columns={"score": "predicted"}), on="patient_id"
+    )
+    c = result["classifier"]["test"]
+    suffix = "" if c["interpretable"] else f": {c['reason']}"
+    auc = c["metrics"]["auc"]["value"] if c["interpretable"] else None
+    roc_curve(test["label"].astype(int), test["covid_probability"], out_roc, auc, title=f"ROC (test){suffix}")
+    calibration(c["calibration"], out_calibration, title=f"Calibration (test){suffix}")
+    scored = test[(test["score"] != "") & ((test["label"] == "1") | (not positives_only))]
+    r = result["scorer"]["test"]
+    rsuffix = "" if r["interpretable"] else f": {r['reason']}"
+    score_scatter(
+        scored["score"].astype(float),
+        scored["predicted"],
+        out_scatter,
+        title=f"Severity score (test){rsuffix}",
+        baseline=pd.to_numeric(scored["seg_score"], errors="coerce"),
+        baseline_label="segmentation (seg_score)",
+    )
+    severity_confusion(
+        scored["score"].astype(float), scored["predicted"], out_confusion, title=f"Severity class (test){rsuffix}"
+    )

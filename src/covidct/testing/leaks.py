@@ -3,7 +3,7 @@
 Two corpora: the real CT under ../shared/data/ct (read in place, nested folders) and every
 test file that pydicom ships (``pydicom.data.get_testdata_files()``: odd transfer syntaxes,
 non-image objects, deliberately broken files). Each file is read, fake identifiers are
-injected (``synth.inject_identifiers`` with ``synth.fake_identity``), the copy is written to a
+injected (``covidct.demo.identities.inject_identifiers`` with ``fake_identity``), the copy is written to a
 folder of its own and that folder goes through ``anonymize_series_dir``, as the workflow's
 ``anonymize_dicom`` rule runs it but with ``images="all"``: the workflow keeps CT images only, and
 this bench measures the de-identification of every kind of image pydicom ships (MR, US, SC, ...).
@@ -35,6 +35,14 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pydicom
+from pydicom.data import get_testdata_files
+
+from covidct.deid.series import anonymize_series_dir
+from covidct.demo.identities import fake_identity, inject_identifiers
+from covidct.dicom.files import read_dicom, scan_folder
+from covidct.errors import CovidctError
 
 #: Fixed key of this benchmark (never a real site's key).
 KEY = b"corpus-bench-key-0123456789abcdef"
@@ -117,7 +125,6 @@ def ct_files(root: Path) -> list[Path]:
 
 def pydicom_files() -> list[Path]:
     """Every test data file pydicom ships (its own list: DICOM and some that are not)."""
-    from pydicom.data import get_testdata_files
 
     return sorted(Path(p) for p in get_testdata_files() if Path(p).is_file())
 
@@ -225,7 +232,6 @@ def find_leaks(raw: bytes, pixels: bytes, needles: dict[str, str]) -> list[str]:
 def _is_image(path: Path, ds, work: Path) -> bool:
     """Whether the anonymizer's discovery takes ``path`` for an image (of any kind: the bench runs
     ``anonymize_series_dir`` with ``images="all"``), the file alone in a folder."""
-    from covidct.dicom.files import scan_folder
 
     probe = work / "probe"
     shutil.rmtree(probe, ignore_errors=True)
@@ -239,12 +245,6 @@ def anonymize_one(
     path: Path, work: Path, result: CorpusResult, seed: int, dates: str = "shift", verbose: bool = False
 ) -> None:
     """Inject, anonymize and check one file; count it in ``result``."""
-    import pydicom
-
-    from covidct.deid.series import anonymize_series_dir
-    from covidct.demo.identities import fake_identity, inject_identifiers
-    from covidct.dicom.files import read_dicom
-    from covidct.errors import CovidctError
 
     result.tried += 1
     name = path.name

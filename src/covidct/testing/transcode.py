@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pydicom
+from pydicom.encaps import encapsulate
+from pydicom.uid import UID
 
 #: JPEG 2000 lossy: compression ratio asked of the encoder.
 J2K_LOSSY_RATIO = 10
@@ -87,7 +90,6 @@ def _requantise(ds, bits: int) -> None:
 def _gdcm_change(ds, ts_name: str, codec=None) -> bytes:
     """Encapsulated pixel data of ``ds`` encoded by GDCM into transfer syntax ``ts_name``."""
     import gdcm
-    import pydicom
 
     with tempfile.TemporaryDirectory(prefix="covidct-transcode-") as tmp:
         src, dst = Path(tmp) / "in.dcm", Path(tmp) / "out.dcm"
@@ -121,7 +123,6 @@ def _gdcm_jpeg12(ds) -> bytes:
     DICOM does not allow for this syntax); its 12-bit codec, asked directly, writes a valid one.
     """
     import gdcm
-    from pydicom.encaps import encapsulate
 
     codec = gdcm.JPEGCodec()
     codec.SetLossless(False)
@@ -148,7 +149,6 @@ def transcode(ds, syntax: Syntax):
     stream itself).
     """
     import gdcm
-    from pydicom.uid import UID
 
     out = copy.deepcopy(ds)
     out.file_meta = copy.deepcopy(ds.file_meta)
@@ -190,7 +190,6 @@ def transcode(ds, syntax: Syntax):
 
 def write_corpus(slices: list[Path], root: Path, syntaxes=SYNTAXES) -> dict[str, Path]:
     """Each syntax's folder under ``root`` with ``slices`` transcoded into it; returns name -> folder."""
-    import pydicom
 
     folders = {}
     for syntax in syntaxes:

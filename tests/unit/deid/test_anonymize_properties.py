@@ -51,7 +51,7 @@ from covidct.deid.dataset import BIRTH_KEYWORDS, DATE_MODES, DICOM_ROOT_UID, IMP
 from covidct.deid.keys import DATE_OFFSET_MAX_DAYS, MAX_UID_LENGTH, pseudo_uid, pseudonym
 from covidct.deid.profile import BASIC_PROFILE
 from covidct.deid.series import anonymize_series_dir
-from covidct.deid.verify import _frame_geometry
+from covidct.deid.verify import frame_geometry
 from covidct.dicom.hu import load_series
 from covidct.dicom.series import group_series, read_slice_infos
 from covidct.testing import leaks as corpus
@@ -569,7 +569,7 @@ def test_anonymized_study_has_no_identifier_same_pixels_geometry_and_consistent_
         for ds, orig in anonymized.values():
             for kw in GEOMETRY:
                 assert (str(ds[kw].value) if kw in ds else None) == (str(orig[kw].value) if kw in orig else None), kw
-            assert _frame_geometry(ds) == _frame_geometry(orig)  # functional groups of Enhanced CT
+            assert frame_geometry(ds) == frame_geometry(orig)  # functional groups of Enhanced CT
         for series_index, old_series in enumerate(study["series_uids"]):
             if study["n_slices"][series_index] < 2:
                 continue

@@ -41,8 +41,8 @@ from covidct.deid.profile import (
     CODE_CLEAN_DESCRIPTORS,
     CODE_RETAIN_SAFE_PRIVATE,
     PRIVATE_ATTRIBUTES_ACTION,
-    _parse_key,
     action_for_tag,
+    parse_key,
 )
 
 KEY = b"test-key-0123456789abcdef"
@@ -126,7 +126,7 @@ def test_table_one_row_per_attribute_no_silent_duplicates():
     )
     keys = [k.value for k in literal.keys]
     assert len(keys) == len(set(keys)) == len(BASIC_PROFILE) == 655  # a repeated key would vanish silently
-    tags = [_parse_key(k) for k in keys]
+    tags = [parse_key(k) for k in keys]
     assert len(set(tags)) == len(tags)  # no tag under two names (keyword and "(gggg,eeee)")
     assert len(_table_source_rows()) == 655
 
@@ -135,7 +135,7 @@ def test_table_comments_name_the_keywords_tags():
     for key, _, comment in _table_source_rows():
         if key.startswith("("):
             if "x" not in key:  # a single tag: keyed so only because pydicom does not know it
-                assert "(*)" in comment and _parse_key(key)[0] not in DicomDictionary, key
+                assert "(*)" in comment and parse_key(key)[0] not in DicomDictionary, key
             continue
         match = _COMMENT_TAG.match(comment.strip())
         assert match, f"{key}: comment {comment!r} is no tag"
@@ -191,7 +191,7 @@ SAMPLE_BY_VR = {
 
 def _row_element(key: str) -> tuple[int, str]:
     """(tag, VR) to test a row with: its dictionary VR, UN where pydicom does not know it."""
-    value, mask = _parse_key(key)
+    value, mask = parse_key(key)
     if mask != 0xFFFFFFFF:  # a repeating group: one member of it
         if key.startswith("(50"):
             return 0x50102500, "LO"  # Curve Label of curve 5010

@@ -392,9 +392,9 @@ def test_pixel_encodings_give_exact_hu(tmp_path, encoding):
     phantom = make_phantom(spec).hu
     expected = phantom.copy()
     if spec.padding is not None:  # outside the reconstruction circle the scanner stored padding: air
-        from covidct.demo.anatomy import _fov_disc
+        from covidct.demo.anatomy import fov_disc
 
-        expected[:, ~_fov_disc(spec)] = -1000
+        expected[:, ~fov_disc(spec)] = -1000
     assert hu.dtype == np.int16
     np.testing.assert_array_equal(hu, expected)
     assert hu.min() < -900 and hu.max() > 300  # air and bone both present: a real range was checked

@@ -42,7 +42,7 @@ from covidct import steps
 from covidct.deid.dataset import shift_date
 from covidct.deid.keys import date_offset_days
 from covidct.deid.series import anonymize_series_dir
-from covidct.deid.verify import _frame_geometry, verify_anonymization
+from covidct.deid.verify import frame_geometry, verify_anonymization
 from covidct.dicom.hu import load_series
 from covidct.errors import DicomInputError
 from covidct.testing import transcode as decode
@@ -620,7 +620,7 @@ def test_enhanced_ct_anonymized_with_no_leak(slice_folders, tmp_path):
     anon = pydicom.dcmread(written)
     assert bytes(anon.PixelData) == bytes(ds.PixelData)
     assert not any(e.tag.is_private for e in anon.iterall())
-    assert _frame_geometry(anon) == _frame_geometry(ds)
+    assert frame_geometry(anon) == frame_geometry(ds)
     report = verify_anonymization(src, out, PID)
     assert report["passed"], report
     before, _ = load_series(src, PID)

@@ -14,7 +14,8 @@ import torch
 from covidct import steps
 from covidct.errors import CovidctError, MissingWeightsError
 from covidct.io import sha256_file
-from covidct.lungs.lobes import LTRCLOBES_FILE, lungmask_lobes, resolve_lobe_weights
+from covidct.lungs.lobes import LTRCLOBES, LTRCLOBES_FILE, lungmask_lobes
+from covidct.lungs.lungmask import resolve_weights
 from helpers import chest_phantom
 
 SPACING = (4.0, 4.0, 4.0)
@@ -49,11 +50,11 @@ def volume(tmp_path_factory):
 def test_missing_lobe_weights_say_how_to_supply_them(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torchhome"))
     with pytest.raises(MissingWeightsError) as err:
-        resolve_lobe_weights(None, "p1")
+        resolve_weights(None, "p1", LTRCLOBES)
     msg = str(err.value)
     assert "lung_mask.lobes.weights" in msg and LTRCLOBES_FILE in msg and "zones" in msg and "patient p1" in msg
     with pytest.raises(MissingWeightsError, match="does not exist"):
-        resolve_lobe_weights(tmp_path / "nope.pth")
+        resolve_weights(tmp_path / "nope.pth", model=LTRCLOBES)
 
 
 @pytest.mark.parametrize("model", ["LTRCLobes", "LTRCLobes_R231"])
@@ -90,8 +91,8 @@ def test_lobe_weights_from_the_torch_hub_cache(tmp_path, weights, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(hub))
     (hub / "hub" / "checkpoints").mkdir(parents=True)
     (hub / "hub" / "checkpoints" / LTRCLOBES_FILE).write_bytes(weights["lobes"].read_bytes())
-    assert resolve_lobe_weights(None) == hub / "hub" / "checkpoints" / LTRCLOBES_FILE
-    assert resolve_lobe_weights("") == hub / "hub" / "checkpoints" / LTRCLOBES_FILE
+    assert resolve_weights(None, model=LTRCLOBES) == hub / "hub" / "checkpoints" / LTRCLOBES_FILE
+    assert resolve_weights("", model=LTRCLOBES) == hub / "hub" / "checkpoints" / LTRCLOBES_FILE
 
 
 def test_wrong_or_corrupt_lobe_weights_are_clear_errors(tmp_path, weights, volume):

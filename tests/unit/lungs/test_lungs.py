@@ -135,19 +135,6 @@ def test_lungmask_backend_corrupt_weights_is_clear_error(tmp_path):
         lungmask_lungs(_image(np.zeros((2, 8, 8), np.int16)), bad, force_cpu=True)
 
 
-def test_segment_step_writes_binary_mask_labels_and_provenance(tmp_path, phantom):
-    hu, truth = phantom
-    volume = tmp_path / "v.nii.gz"
-    sitk.WriteImage(_image(hu), str(volume))
-    prov = steps.segment_lungs(volume, tmp_path / "m.nii.gz", tmp_path / "l.nii.gz", tmp_path / "m.json", "p1")
-    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "m.nii.gz")))
-    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 1}
-    assert dice(mask, truth) >= 0.95
-    expected_ml = (truth > 0).sum() * 0.125
-    assert prov["lung_volume_ml"] == pytest.approx(expected_ml, rel=0.08)
-    assert json.loads((tmp_path / "m.json").read_text())["backend"] == "threshold"
-
-
 # --- the threshold backend on a synthetic chest with a neck and bowel gas (truth by construction) ---
 
 PHANTOM_MM = 2.0  # resampled like the workflow does (coarser than its 1.5 mm default, to stay quick)
@@ -159,15 +146,15 @@ def neck_phantom():
     the left dome), resampled as the workflow does: HU, truth labels, and where the non-lung air is."""
     from covidct.demo.anatomy import make_phantom
     from covidct.demo.spec import PhantomSpec
-    from covidct.demo.writer import _label_image
+    from covidct.demo.writer import label_image
     from covidct.lungs.thorax import outside_air
     from covidct.volume import resample
 
     spec = PhantomSpec("lm01", 1105, False, 0.0, 56, 5.5, 160, 2.4)
     p = make_phantom(spec)
-    image = resample(_label_image(p.hu, p), PHANTOM_MM)
+    image = resample(label_image(p.hu, p), PHANTOM_MM)
     hu = sitk.GetArrayFromImage(image)
-    truth = sitk.GetArrayFromImage(resample(_label_image(p.lung_labels, p), PHANTOM_MM, "nearest", 0))
+    truth = sitk.GetArrayFromImage(resample(label_image(p.lung_labels, p), PHANTOM_MM, "nearest", 0))
     air = (hu < -900) & ~outside_air(hu < -320) & (truth == 0)
     lung_z = np.nonzero(truth.any(axis=(1, 2)))[0]
     return image, hu, truth, air, lung_z
@@ -252,26 +239,3 @@ def test_juxtapleural_lesion_is_taken_in_and_mediastinum_stays_out(neck_phantom)
     extra = ((filled > 0) & (truth == 0)).sum() - ((plain > 0) & (truth == 0)).sum()
     assert extra * ml < 10
     assert dice(filled > 0, truth > 0) >= 0.95
-
-
-def test_qc_montage_title_lists_the_flags(tmp_path, phantom):
-    from PIL import Image
-
-    hu, truth = phantom
-    sitk.WriteImage(_image(hu), str(tmp_path / "v.nii.gz"))
-    sitk.WriteImage(_image(truth), str(tmp_path / "l.nii.gz"))
-    heights = []
-    for flags in ([], ["left/right volume ratio 1.48 outside 0.6-1.25", "3 mL of trachea inside the mask"]):
-        (tmp_path / "p.json").write_text(
-            json.dumps({"lung_volume_ml": 4000, "backend": "threshold", "qc": {"flags": flags}})
-        )
-        steps.qc_montage(
-            tmp_path / "v.nii.gz",
-            tmp_path / "l.nii.gz",
-            tmp_path / "qc.png",
-            "p1",
-            n_slices=4,
-            provenance=tmp_path / "p.json",
-        )
-        heights.append(Image.open(tmp_path / "qc.png").height)
-    assert heights[1] == heights[0] + 2 * 12  # one line per flag under the title line

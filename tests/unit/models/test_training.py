@@ -14,8 +14,8 @@ from covidct.evaluation.reports import evaluate_predictions
 from covidct.models.data import write_hdf5
 from covidct.models.inputs import model_array
 from covidct.models.predict import COLUMNS, SEG_COLUMNS, predict_arrays
-from covidct.models.train import cross_validate, cv_folds, train_classifier, train_scorer
-from covidct.readout import READOUT_COLUMNS
+from covidct.models.train import TrainSettings, cross_validate, cv_folds, plot_training, save_model, train_model
+from covidct.severity.readout import READOUT_COLUMNS
 from helpers import chest_phantom
 
 SHAPE = (16, 32, 32)
@@ -50,35 +50,15 @@ def trained(tmp_path_factory):
     write_hdf5(d / "train.h5", _cohort(48, 0), SHAPE, (-1000, 400))
     write_hdf5(d / "val.h5", _cohort(16, 1000), SHAPE, (-1000, 400))
     plots = d / "plots"
-    clf = train_classifier(
-        d / "train.h5",
-        d / "val.h5",
-        d / "c.keras",
-        d / "c.json",
-        d / "c.csv",
-        d / "c_metrics.json",
-        plots / "classifier_training.png",
-        plots / "classifier_roc.png",
-        epochs=10,
-        patience=10,
-        **SMALL,
-    )
-    reg = train_scorer(
-        d / "train.h5",
-        d / "val.h5",
-        d / "s.keras",
-        d / "s.json",
-        d / "s.csv",
-        d / "s_metrics.json",
-        plots / "scorer_training.png",
-        plots / "scorer_scatter.png",
-        plots / "scorer_severity_confusion.png",
-        epochs=25,
-        patience=25,
-        positives_only=False,
-        **SMALL,
-    )
-    return d, clf, reg
+    clf = train_model("classifier", d / "train.h5", d / "val.h5", d, TrainSettings(epochs=10, patience=10, **SMALL))
+    save_model(clf, d / "c.keras", d / "c.json", d / "c.csv", d / "c_metrics.json")
+    plot_training("classifier", clf, plots / "classifier_training.png", plots / "classifier_roc.png")
+    settings = TrainSettings(epochs=25, patience=25, positives_only=False, **SMALL)
+    reg = train_model("scorer", d / "train.h5", d / "val.h5", d, settings)
+    save_model(reg, d / "s.keras", d / "s.json", d / "s.csv", d / "s_metrics.json")
+    plots = [plots / f"scorer_{name}.png" for name in ("training", "scatter", "severity_confusion")]
+    plot_training("scorer", reg, *plots)
+    return d, clf.metrics, reg.metrics
 
 
 def test_classifier_separates_lesion_from_lesion_free(trained):
@@ -180,8 +160,7 @@ def test_cross_validation_keeps_subjects_apart_and_predicts_every_scan_once(tmp_
             tmp_path / "split.tsv",
             tmp_path / "cv.json",
             folds=2,
-            classifier=tiny,
-            scorer=tiny,
+            settings=TrainSettings(**tiny),
         )
     result = cross_validate(
         tmp_path / "train.h5",
@@ -190,8 +169,7 @@ def test_cross_validation_keeps_subjects_apart_and_predicts_every_scan_once(tmp_
         tmp_path / "cv.json",
         folds=3,
         n_boot=200,
-        classifier=tiny,
-        scorer={**tiny, "positives_only": False},
+        settings=TrainSettings(**tiny, positives_only=False),
     )
     assert json.loads((tmp_path / "cv.json").read_text())["folds"] == 3
     assert len(result["per_fold"]) == 3 and sum(e["n_test_scans"] for e in result["per_fold"]) == 24

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+import pandas as pd
+
 from covidct.errors import CovidctError
 
 SPLITS = ("train", "val", "test")
@@ -103,3 +105,9 @@ def subject_key(patient_id: str, subject_id: str = "") -> str:
     ('P1', 'P1', 'P1')
     """
     return (subject_id or "").strip() or patient_id
+
+
+def read_split_table(path) -> pd.DataFrame:
+    """The data sets' split table (``results/dataset/split.tsv``: patient_id, subject_id, split, label,
+    score) as text, an empty cell ``""``."""
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)

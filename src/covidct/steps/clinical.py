@@ -1,6 +1,5 @@
-"""The rule functions of ``workflow/rules/clinical.smk`` (the contract of ``covidct.steps``: named
-inputs are arguments, outputs ``out_*``, params and wildcards by name). ``covidct.steps`` re-exports
-them, so that ``covidct.smk.run_rule`` finds each rule's step there."""
+"""The steps of ``workflow/rules/clinical.smk``: masks on the native DICOM grid, DICOM SEG and SR,
+their de-identification check, the native-grid lung evaluation and the PACS push."""
 
 from __future__ import annotations
 
@@ -8,8 +7,16 @@ import logging
 import time
 from pathlib import Path
 
+from covidct import __version__
+from covidct.clinical.native import native_maps, native_summary, scored_regions
+from covidct.clinical.pacs import push_files, series_files
+from covidct.clinical.seg import algorithms, build_seg, order_by_slice, read_series, specs_of
+from covidct.clinical.sr import build_sr
+from covidct.deid.verify import verify_derived
 from covidct.errors import AnonymizationError, CovidctError
 from covidct.io import atomic_path, read_json, read_volume, write_json, write_volume
+from covidct.sheet import raw_dicom_dir
+from covidct.steps.lung_eval import evaluate_lung_mask
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +53,6 @@ def native_masks(
     the JSON gives each map's volumes on both grids and the step's time."""
     import SimpleITK as sitk
 
-    from covidct.clinical.native import native_maps, native_summary, scored_regions
-
     t0 = time.perf_counter()
     hu, iso_labels, iso_infection = read_volume(volume), read_volume(labels), read_volume(infection)
     scheme = read_json(readout)["scheme"]
@@ -82,8 +87,6 @@ def write_dicom_seg(
     lobe_provenance: str | Path | list | None = None,
 ) -> None:
     """The DICOM SEG of one patient's native maps, on the anonymized series (``covidct.clinical.seg``)."""
-    from covidct import __version__
-    from covidct.clinical.seg import algorithms, build_seg, order_by_slice, read_series
 
     t0 = time.perf_counter()
     reference = read_volume(lungs)
@@ -108,10 +111,6 @@ def write_dicom_sr(
     """The TID 1500 measurement report of one patient's read-out, referencing its SEG's segments."""
     import highdicom as hd
 
-    from covidct import __version__
-    from covidct.clinical.seg import read_series, specs_of
-    from covidct.clinical.sr import build_sr
-
     t0 = time.perf_counter()
     segmentation = hd.seg.segread(seg)
     instances = read_series(dicom, read_json(hu_info)["chosen_series"]["series_uid"], patient)
@@ -132,7 +131,6 @@ def verify_dicom_outputs(
 ) -> dict:
     """Check the SEG and SR against the raw folder (no identifier) and the anonymized series (same
     patient and study, every reference resolved): ``covidct.deid.verify.verify_derived``."""
-    from covidct.deid.verify import verify_derived
 
     raw = _raw_folder(raw_dir, sheet, patient)
     try:
@@ -163,7 +161,6 @@ def evaluate_native_lung_mask(
     reference_digest: str = "",
 ) -> dict:
     """``evaluate_lung_mask`` of the native-grid lung labels (the reference rasterized on the scan's grid)."""
-    from covidct.steps import evaluate_lung_mask  # not at the top: covidct.steps re-exports this module
 
     return evaluate_lung_mask(
         labels, out_json, patient, None, sheet, right_roi, left_roi, lesion_roi, contour_shift_mm, reference_digest
@@ -183,7 +180,6 @@ def push_to_pacs(
     """Send the anonymized series, its SEG and SR to the research PACS (``push``: the ``pacs.push``
     block), only once both checks passed (``verified``: the anonymized folder; ``dicom_verified``: the
     SEG and SR); the receipt lists what the PACS stored."""
-    from covidct.clinical.pacs import push_files, series_files
 
     for report in (verified, dicom_verified):
         if not read_json(report).get("passed"):
@@ -196,7 +192,6 @@ def push_to_pacs(
 
 def _raw_folder(raw_dir: str | Path | None, sheet: str | Path | None, patient: str) -> Path:
     """The raw folder: given (command line) or the sheet's ``dicom_dir`` (read inside the job)."""
-    from covidct.steps import raw_dicom_dir  # not at the top: covidct.steps re-exports this module
 
     raw = Path(raw_dir) if raw_dir else raw_dicom_dir(sheet, patient)
     if not str(raw).strip() or not raw.is_dir():

@@ -37,37 +37,43 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
+from covidct import config
+from covidct.errors import CovidctError
 from covidct.lungs.labels import LEFT, RIGHT
 from covidct.lungs.lobes import LOBES, ZONES, RegionScheme, geometric_zones, lobes_in_lung, lung_sides
-from covidct.severity import SEVERITY_CLASSES, lobe_score, severity_class
-from covidct.volume import bounding_box
+from covidct.severity.scores import (
+    ML_DECIMALS,
+    PERCENT_DECIMALS,
+    SEVERITY_CLASSES,
+    TYPE_CONSOLIDATION,
+    TYPE_GGO,
+    lesion_tallies,
+    lobe_score,
+    percent,
+    severity_class,
+)
+from covidct.volume import Volume, bounding_box
 
 log = logging.getLogger(__name__)
 
-#: Infected voxels above this HU are high opacity (PHO).
-HIGH_OPACITY_HU = -200.0
+#: Infected voxels above this HU are high opacity (PHO): config ``severity.high_opacity_hu``.
+HIGH_OPACITY_HU = float(config.default("severity.high_opacity_hu"))
 
 
 #: Without a lesion-type map, infected voxels above this HU are consolidation, the others ground-glass.
-CONSOLIDATION_ABOVE_HU = -200.0
-
-
-#: Lesion-type codes of a type map (and of ``Readout.types``).
-TYPE_GGO, TYPE_CONSOLIDATION = 1, 2
+CONSOLIDATION_ABOVE_HU = float(config.default("severity.consolidation_above_hu"))
 
 
 SIDE_NAMES = {RIGHT: "right", LEFT: "left"}
 
 
 #: A region scores only when a lesion (a connected infected piece) of at least this volume reaches into it.
-MIN_LESION_ML = 0.5
-
-
-#: Decimals of volumes (mL) and percentages in the read-out.
-ML_DECIMALS, PERCENT_DECIMALS = 1, 2
+MIN_LESION_ML = float(config.default("severity.min_lesion_ml"))
 
 
 @dataclass
@@ -87,8 +93,85 @@ class Readout:
     scheme: RegionScheme
 
 
-def _percent(part: int, whole: int) -> float:
-    return 100.0 * part / whole if whole else 0.0
+@dataclass(frozen=True)
+class ReadoutSettings:
+    """The ``severity`` configuration block (defaults: the schema's)."""
+
+    high_opacity_hu: float = HIGH_OPACITY_HU
+    consolidation_above_hu: float = CONSOLIDATION_ABOVE_HU
+    min_lesion_ml: float = MIN_LESION_ML
+
+
+def read_out(
+    volume: Volume,
+    labels: Volume,
+    infection: Volume,
+    patient: str,
+    lobes: Volume | None = None,
+    types: Volume | None = None,
+    typed: bool = True,
+    study: dict | None = None,
+    settings: ReadoutSettings | None = None,
+) -> Readout:
+    """The read-out of one patient (``severity_readout`` on its maps), with the patient, the shifted
+    study date and where its regions came from at the head of ``result``.
+
+    Args:
+        volume: The resampled HU volume; every map lies on its grid.
+        labels: The lung label map.
+        infection: The infection mask.
+        lobes: A lobe model's map, or None (six geometric zones).
+        types: A lesion-type map, or None (HU bands).
+        typed: False when the type map is a binary U-Net's all-zero map (HU bands then).
+        study: The HU step's ``study`` record (``study_date``, ``study_date_note``).
+        settings: The thresholds (ReadoutSettings).
+
+    Raises:
+        CovidctError: a map off the volume's grid, or an empty lung mask.
+    """
+    for what, other in (
+        ("lung label map", labels),
+        ("infection mask", infection),
+        ("lobe map", lobes),
+        ("lesion-type map", types),
+    ):
+        if other is not None:
+            other.require_grid_of(volume, what, patient)
+    if not np.any(labels.array):
+        raise CovidctError("lung mask is empty: no severity read-out", patient, labels.path)
+    settings = settings or ReadoutSettings()
+    readout = severity_readout(
+        volume.array,
+        labels.array,
+        infection.array,
+        volume.spacing,
+        lobes=lobes.array if lobes is not None else None,
+        types=types.array if types is not None and typed else None,
+        high_opacity_hu=settings.high_opacity_hu,
+        consolidation_above_hu=settings.consolidation_above_hu,
+        min_lesion_ml=settings.min_lesion_ml,
+    )
+    study = study or {}
+    by_lobes = lobes is not None and readout.scheme is LOBES
+    readout.result = {
+        "patient_id": patient,
+        "study_date": study.get("study_date"),
+        "study_date_note": study.get("study_date_note"),
+        "regions_from": (
+            f"lobe map {Path(lobes.path or 'in memory').name}"
+            if by_lobes
+            else "six geometric zones (thirds of each lung's height)"
+        ),
+        **readout.result,
+    }
+    return readout
+
+
+def total_text(result: dict) -> str:
+    """The read-out's total as people read it: ``CTSS n/25`` (lobes) or ``zone score n/30 (zones)``."""
+    if result["scheme"] == LOBES.name:
+        return f"CTSS {result['ctss']}/25"
+    return f"zone score {result['zone_score']}/30 (zones)"
 
 
 def severity_readout(
@@ -189,7 +272,7 @@ def severity_readout(
     rows = []
     for region in scheme.regions:
         v, i = int(volume[region.code]), int(infected[region.code])
-        percent = _percent(i, v)
+        share = percent(i, v)
         traces_only = i > 0 and not with_lesion[region.code]
         if v == 0:
             flags.append(f"the {region.label} has no lung voxel")
@@ -201,8 +284,8 @@ def severity_readout(
                 "side": SIDE_NAMES[region.side],
                 "volume_ml": round(v * voxel_ml, ML_DECIMALS),
                 "infected_ml": round(i * voxel_ml, ML_DECIMALS),
-                "infected_percent": round(percent, PERCENT_DECIMALS),
-                "score": 0 if traces_only else lobe_score(percent),
+                "infected_percent": round(share, PERCENT_DECIMALS),
+                "score": 0 if traces_only else lobe_score(share),
                 "traces_only": traces_only,
             }
         )
@@ -210,8 +293,7 @@ def severity_readout(
 
     n_lung = int(lung.sum())
     n_inf, n_high = int(infected_at.sum()), int(high_at.sum())
-    n_ggo, n_cons = int(np.count_nonzero(type_at == TYPE_GGO)), int(np.count_nonzero(type_at == TYPE_CONSOLIDATION))
-    po = _percent(n_inf, n_lung)
+    po = percent(n_inf, n_lung)
     per_lung = {}
     for side, name in SIDE_NAMES.items():
         here = side_at == side
@@ -219,8 +301,8 @@ def severity_readout(
         per_lung[name] = {
             "volume_ml": round(n * voxel_ml, ML_DECIMALS),
             "infected_ml": round(int(np.count_nonzero(infected_at & here)) * voxel_ml, ML_DECIMALS),
-            "po": round(_percent(int(np.count_nonzero(infected_at & here)), n), PERCENT_DECIMALS),
-            "pho": round(_percent(int(np.count_nonzero(high_at & here)), n), PERCENT_DECIMALS),
+            "po": round(percent(int(np.count_nonzero(infected_at & here)), n), PERCENT_DECIMALS),
+            "pho": round(percent(int(np.count_nonzero(high_at & here)), n), PERCENT_DECIMALS),
         }
     result = {
         "scheme": scheme.name,
@@ -231,12 +313,9 @@ def severity_readout(
         "infected_ml": round(n_inf * voxel_ml, ML_DECIMALS),
         "po": round(po, PERCENT_DECIMALS),
         "high_opacity_ml": round(n_high * voxel_ml, ML_DECIMALS),
-        "pho": round(_percent(n_high, n_lung), PERCENT_DECIMALS),
+        "pho": round(percent(n_high, n_lung), PERCENT_DECIMALS),
         "lungs": per_lung,
-        "ggo_ml": round(n_ggo * voxel_ml, ML_DECIMALS),
-        "ggo_percent": round(_percent(n_ggo, n_lung), PERCENT_DECIMALS),
-        "consolidation_ml": round(n_cons * voxel_ml, ML_DECIMALS),
-        "consolidation_percent": round(_percent(n_cons, n_lung), PERCENT_DECIMALS),
+        **lesion_tallies(type_at, n_lung, voxel_ml),
         "lesion_types": source,
         "po_severity_class": SEVERITY_CLASSES[severity_class(po)],
         "thresholds_hu": {"high_opacity_above": high_opacity_hu, "consolidation_above": consolidation_above_hu},
@@ -251,8 +330,6 @@ def severity_readout(
 
 def _lesion_voxels(infected: np.ndarray, lung: np.ndarray, min_voxels: float) -> np.ndarray:
     """The infected lung voxels that belong to a connected lesion (26-connected) of at least ``min_voxels``."""
-    from scipy import ndimage
-
     lesions = infected & lung
     if min_voxels <= 1 or not lesions.any():
         return lesions

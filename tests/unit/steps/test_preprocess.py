@@ -1,0 +1,34 @@
+"""The steps of workflow/rules/preprocess.smk on a tiny written series: HU volume and its info (the
+anonymizer's skip list carried over), resampling."""
+
+from __future__ import annotations
+
+import json
+
+import SimpleITK as sitk
+
+from covidct import steps
+from covidct.demo.spec import PhantomSpec
+from covidct.demo.writer import write_patient
+
+SPEC = PhantomSpec("pp01", 41, False, 0.0, 8, 10.0, 48, 8.0)
+
+
+def test_hu_info_and_resampled_volume(tmp_path):
+    write_patient(SPEC, tmp_path / "dicom", tmp_path / "truth")
+    summary = {"files": {"n_files": 9, "n_images": 8, "n_skipped": 1, "skipped": {"text": {"count": 1, "files": [4]}}}}
+    (tmp_path / "anon.json").write_text(json.dumps(summary))
+    info = steps.dicom_to_hu(
+        tmp_path / "dicom",
+        tmp_path / "hu.nii.gz",
+        tmp_path / "hu.json",
+        "pp01",
+        anonymize_summary=tmp_path / "anon.json",
+    )
+    saved = json.loads((tmp_path / "hu.json").read_text())
+    assert saved == json.loads(json.dumps(info)) and saved["patient"] == "pp01"
+    assert saved["files"]["dicom_dir"] == summary["files"] and saved["files"]["input"]["n_files"] == 8
+    image = sitk.ReadImage(str(tmp_path / "hu.nii.gz"))
+    assert image.GetSize()[2] == 8 and image.GetPixelID() == sitk.sitkInt16
+    steps.resample_volume(tmp_path / "hu.nii.gz", tmp_path / "r.nii.gz", 4.0, "pp01")
+    assert sitk.ReadImage(str(tmp_path / "r.nii.gz")).GetSpacing() == (4.0, 4.0, 4.0)
