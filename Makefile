@@ -6,7 +6,7 @@ CORES ?= 2
 # A GPU machine: make install TORCH_INDEX=https://download.pytorch.org/whl/cu126 (docs/install.md).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: demo test test-fast install lint format clean
+.PHONY: demo test test-fast test-real install lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: install
 # The inner loop: everything but the whole-workflow tests under tests/workflow (marked slow).
 test-fast: install
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/python -m pytest -q -m "not slow"
+
+# The real-data training test (about 5 minutes on 2 cores, over the suite's budget, so not in `make test`):
+# a U-Net trained on COVID-SemiSeg + a real non-COVID CT's lungs must leave another real lung <= 2 % marked.
+test-real: install
+	COVIDCT_TEST_REAL_TRAINING=1 PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/python -m pytest -q -s tests/unit/infection/test_real_lungs.py
 
 # One ruff configuration (pyproject.toml): lint and format check; and Snakemake's own lint.
 lint: install
