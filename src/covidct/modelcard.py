@@ -27,6 +27,8 @@ SYNTHETIC_WARNING = "model trained on synthetic phantoms only: not a measurement
 #: A training folder holding this file is synthetic (written with the phantoms).
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 SOURCE_KINDS = ("synthetic", "real")
+#: How a message names the opt-in (the command line says only its flag).
+ALLOW_SYNTHETIC = "allow_synthetic_models: true in the config, or --allow-synthetic-model"
 
 
 def code_version() -> str:
@@ -141,7 +143,7 @@ def check_may_read(
             return "model without a card: its training data are unknown"
         raise CovidctError(
             "the model has no model card beside it, so what it was trained on cannot be told; retrain it with "
-            "this version (or allow it explicitly: allow_synthetic_models / --allow-synthetic-model)",
+            f"this version (or allow it explicitly: {ALLOW_SYNTHETIC})",
             patient,
             model_path,
         )
@@ -152,7 +154,7 @@ def check_may_read(
     raise CovidctError(
         f"the {card.get('model', 'model')} was trained on synthetic phantoms only and has not earned the right "
         "to read a real patient: train it on real data (for the infection U-Net: infection.train sources), or "
-        "allow it explicitly (allow_synthetic_models: true / --allow-synthetic-model), and every output will say so",
+        f"allow it explicitly ({ALLOW_SYNTHETIC}), and every output will say so",
         patient,
         model_path,
     )

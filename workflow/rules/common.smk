@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
-from covidct.sheet import SAFE_ID, load_patient_sheet
+from covidct.sheet import SAFE_ID, SAFE_ID_WORDS, load_patient_sheet
 
 # `--config retrain=false` arrives as the string "false" (Snakemake only parses True/False).
 if isinstance(config.get("retrain"), str) and config["retrain"].lower() in ("true", "false"):
@@ -224,7 +224,7 @@ def get_cross_validation(wildcards):
 def get_rejected_message(wildcards):
     return (
         f"patient sheet {config['patients']} line {wildcards.row}: patient_id is not a safe pseudonymous "
-        f"identifier (allowed: letters, digits, '_' and '-'); this row is not processed"
+        f"identifier (allowed: {SAFE_ID_WORDS}); this row is not processed"
     )
 
 
