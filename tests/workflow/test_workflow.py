@@ -377,6 +377,7 @@ def test_cli_predict_one_new_patient_with_trained_models(tiny_rerun, tmp_path):
             str(tmp_path / "out"),
             "--spacing-mm",
             "5",
+            "--allow-synthetic-model",  # the tiny cohort's U-Net learned from phantoms only; new01 is no demo patient
         ],
         capture_output=True,
         text=True,
@@ -391,7 +392,10 @@ def test_cli_predict_one_new_patient_with_trained_models(tiny_rerun, tmp_path):
     assert (tmp_path / "out/npy/new01.npy").is_file() and (tmp_path / "out/qc/new01.png").is_file()
     # a missing model folder is a clear error, not a traceback
     res = subprocess.run(
-        [sys.executable, "-m", "covidct.cli", "predict", str(tmp_path / "raw"), "--models", str(tmp_path / "nope")],
+        [
+            *(sys.executable, "-m", "covidct.cli", "predict", str(tmp_path / "raw"), "--patient", "new01"),
+            *("--models", str(tmp_path / "nope")),
+        ],
         capture_output=True,
         text=True,
         env=env,
