@@ -182,6 +182,10 @@ def test_errors_name_what_the_user_typed(tmp_path, capsys, monkeypatch):
     assert cli.main(["run", str(raw), str(tmp_path / "out"), "--patient", "P1"]) == 1
     err = capsys.readouterr().err
     assert "no anonymization key" in err and "--key-file" in err and "anonymize.key_file" not in err
+    model = tmp_path / "nothing.keras"
+    assert cli.main(["run", str(raw), str(tmp_path / "out"), "--patient", "P1", "--infection-model", str(model)]) == 1
+    err = capsys.readouterr().err
+    assert f"file {model}: infection model not found" in err and not (tmp_path / "out").exists()
     # the workflow's words are unchanged
     with pytest.raises(CovidctError, match="the sheet's dicom_dir does not exist") as told:
         steps.anonymize_dicom("P1", tmp_path / "o", sheet=_sheet(tmp_path, missing))
