@@ -28,7 +28,7 @@ from covidct.errors import CovidctError, raw_placeholder
 from covidct.infection.inference import evaluate_folder
 from covidct.io import read_json
 from covidct.modelcard import ALLOW_SYNTHETIC, check_may_read, read_card
-from covidct.models.predict import COLUMNS, SEG_COLUMNS, predict_arrays
+from covidct.models.predict import COLUMNS, add_segmentation, check_models, predict_arrays
 from covidct.severity.readout import readout_row, total_text
 from covidct.sheet import SAFE_ID, SAFE_ID_WORDS, SHEET_DICOM_DIR
 
@@ -395,6 +395,8 @@ def predict_one(
     for model in paths.values():
         if not model.is_file():
             raise CovidctError("model not found: train first (snakemake) or pass --models", path=model)
+    cards = {name: (read_card(path), path) for name, path in paths.items()}
+    warning = check_models(cards, [patient], (), allow_synthetic_model)[patient]
     if (Path(models) / "infection_unet.keras").is_file():
         check_infection_model(Path(models) / "infection_unet.keras", patient, allow_synthetic_model)
     sidecar = read_json(Path(models) / "classifier.json")
@@ -404,10 +406,11 @@ def predict_one(
         row = predict_arrays(
             [(patient, np.load(p["npy"]))], paths["classifier"], paths["scorer"], float(sidecar["threshold"])
         )[0]
+        row["warning"] = warning
         unet = Path(models) / "infection_unet.keras"
         if unet.is_file():
             read = infection_chain(p, out, patient, unet, allow_synthetic_model)
-            row.update({k: read["infection"].get(k) for k in SEG_COLUMNS})
+            add_segmentation(row, read["infection"])
             row.update(readout_row(read["severity"]))
     row["split"] = "new"
     return row

@@ -60,7 +60,15 @@ def is_synthetic_folder(folder: str | Path) -> bool:
     return (Path(folder) / SYNTHETIC_MARKER).is_file() or (Path(folder).parent / SYNTHETIC_MARKER).is_file()
 
 
-def make_card(model: str, sources: list[dict], figures: dict, inputs: dict, settings: dict | None = None) -> dict:
+def make_card(
+    model: str,
+    sources: list[dict],
+    figures: dict,
+    inputs: dict,
+    settings: dict | None = None,
+    data_sheet: dict | None = None,
+    dated: bool = True,
+) -> dict:
     """A model card.
 
     Args:
@@ -69,18 +77,25 @@ def make_card(model: str, sources: list[dict], figures: dict, inputs: dict, sett
         figures: Its measured figures, each labelled with how they were measured.
         inputs: What it reads (size, input space or window).
         settings: Training settings worth knowing (variant, epochs...).
+        data_sheet: What the data set holds, row by row (``{row: {column: value}}``, e.g. one row per split).
+        dated: Say when it was trained; without, the card of the same training is the same file (its code
+            version still says which code trained it).
     """
     kinds = {s["kind"] for s in sources}
-    return {
+    card = {
         "model": model,
         "trained_on": "synthetic" if kinds == {"synthetic"} else ("real" if kinds == {"real"} else "mixed"),
         "sources": sources,
         "figures": figures,
         "inputs": inputs,
         "settings": settings or {},
-        "trained": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "code_version": code_version(),
     }
+    if data_sheet:
+        card["data_sheet"] = data_sheet
+    if dated:
+        card["trained"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    card["code_version"] = code_version()
+    return card
 
 
 def card_paths(model_path: str | Path) -> tuple[Path, Path]:
@@ -99,8 +114,9 @@ def to_markdown(card: dict) -> str:
             "explicitly allowed.",
             "",
         ]  # noqa: E501
-    lines += [f"- trained on: {card['trained_on']} data", f"- trained: {card['trained']}",
-              f"- code version: {card['code_version']}", "", "## Training sources", "",
+    lines += [f"- trained on: {card['trained_on']} data"]
+    lines += [f"- trained: {card['trained']}"] if "trained" in card else []
+    lines += [f"- code version: {card['code_version']}", "", "## Training sources", "",
               "| source | kind | counts |", "|---|---|---|"]  # fmt: skip
     for s in card["sources"]:
         counts = ", ".join(f"{k} {v}" for k, v in s.items() if k not in ("name", "kind"))
@@ -109,6 +125,11 @@ def to_markdown(card: dict) -> str:
     lines += ["", "## Input", ""] + [f"- {k}: {v}" for k, v in card["inputs"].items()]
     if card["settings"]:
         lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in card["settings"].items()]
+    if card.get("data_sheet"):
+        columns = list(dict.fromkeys(c for row in card["data_sheet"].values() for c in row))
+        lines += ["", "## Data sheet", "", "| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        for name, row in card["data_sheet"].items():
+            lines.append(f"| {name} | " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -153,7 +174,8 @@ def check_may_read(
         return SYNTHETIC_WARNING
     raise CovidctError(
         f"the {card.get('model', 'model')} was trained on synthetic phantoms only and has not earned the right "
-        "to read a real patient: train it on real data (for the infection U-Net: infection.train sources), or "
+        "to read a real patient: train it on real data (the infection U-Net: infection.train sources; the "
+        "classifier and scorer: labeled real patients in the patient sheet), or "
         f"allow it explicitly ({ALLOW_SYNTHETIC}), and every output will say so",
         patient,
         model_path,

@@ -210,6 +210,23 @@ def get_final_output():
     return outputs
 
 
+# The demo's generated patients (synthetic): a model card says how many a model learned from, and a
+# synthetic-only model reads no other patient unless allow_synthetic_models.
+DEMO_PATIENTS = [p for p in PATIENTS if is_demo_patient(p)]
+DEMO_LABELED = [p for p in LABELED if is_demo_patient(p)]
+
+
+def get_model_card(model):
+    """An input function: the model card of a 3D model (``classifier``, ``scorer``). With ``retrain: false`` a
+    model trained before cards has none: it then reads only the demo's patients unless allow_synthetic_models."""
+    path = f"results/models/{model}.card.json"
+
+    def card(wildcards):
+        return path if RETRAIN or os.path.exists(path) else []
+
+    return card
+
+
 # The demo report says its numbers only show that the pipeline runs.
 IS_DEMO_COHORT = bool(LABELED) and all(is_demo_patient(p) for p in LABELED)
 
