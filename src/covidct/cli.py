@@ -390,9 +390,10 @@ def predict_one(
 ) -> dict:
     """The per-patient chain plus both 3D models (and the infection U-Net and the severity read-out,
     six zones, when ``models`` holds the U-Net) on one new patient: one row of ``predictions.csv``,
-    split ``new``."""
+    split ``new``. A model trained on synthetic patients only (its card) is refused before anything is
+    read unless ``allow_synthetic_model``, and the row's ``warning`` then says so."""
     paths = {name: Path(models) / f"{name}.{ext}" for name, ext in (("classifier", "keras"), ("scorer", "keras"))}
-    for model in paths.values():
+    for model in (*paths.values(), Path(models) / "classifier.json"):
         if not model.is_file():
             raise CovidctError("model not found: train first (snakemake) or pass --models", path=model)
     cards = {name: (read_card(path), path) for name, path in paths.items()}

@@ -247,3 +247,25 @@ def test_run_goes_on_to_the_infection_and_severity_with_a_model(tmp_path, capsys
     assert f"WARNING: {SYNTHETIC_WARNING}" in out
     assert json.loads((tmp_path / "out/severity/P1.json").read_text())["warning"] == SYNTHETIC_WARNING
     assert json.loads((tmp_path / "out/infection_mask/P1.json").read_text())["warning"] == SYNTHETIC_WARNING
+
+
+def test_predict_refuses_a_synthetic_only_classifier_before_reading_the_patient(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COVIDCT_ANON_KEY", "test-key-0123456789abcdef")
+    models, raw = tmp_path / "models", tmp_path / "raw"
+    models.mkdir()
+    raw.mkdir()
+    for name, kind in (("classifier", "synthetic"), ("scorer", "real")):
+        (models / f"{name}.keras").write_bytes(b"not read before the check")
+        write_card(
+            make_card(name, [source_entry("demo cohort", kind, patients=3)], {}, {}),
+            *card_paths(models / f"{name}.keras"),
+        )
+    (models / "classifier.json").write_text(json.dumps({"threshold": 0.5, "shape": [8, 16, 16]}))
+    base = ["predict", str(raw), "--patient", "P1", "--models", str(models), "--out-dir", str(tmp_path / "out")]
+    assert cli.main(base) == 1
+    err = capsys.readouterr().err
+    assert "patient P1" in err and "classifier was trained on synthetic phantoms only" in err
+    assert "--allow-synthetic-model" in err and not (tmp_path / "out").exists()
+    # the opt-in passes the check: what fails next is the empty DICOM folder, not the model
+    assert cli.main([*base, "--allow-synthetic-model"]) == 1
+    assert "synthetic" not in capsys.readouterr().err

@@ -161,6 +161,11 @@ def test_good_patients_complete_bad_ones_fail_alone(tiny_run):
     # the models train on the labeled patients; predictions wait for every patient's array
     assert (work / "results/models/classifier.keras").is_file()
     assert (work / "results/models/scorer.keras").is_file()
+    for kind in ("classifier", "scorer"):  # their cards beside them: tiny01..03 are no demo patients, so "real"
+        card = json.loads((work / f"results/models/{kind}.card.json").read_text())
+        assert card["trained_on"] == "real" and card["data_sheet"]["train"]["patients"] == 2
+        assert (work / f"results/models/{kind}.card.md").is_file()
+    assert "3D model training classifier epoch 1/" in (work / "results/logs/train_classifier.log").read_text()
     assert "results/predictions.csv" not in after
     # nothing half-written for the bad ones
     assert not [f for f in after if f.startswith("results/") and "/bad0" in f and f.endswith((".nii.gz", ".npy"))]
