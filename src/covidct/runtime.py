@@ -47,9 +47,10 @@ def duration(seconds: float) -> str:
 
 class Progress:
     """The progress of one training, said in the rule's log: one line per epoch with the loss, the
-    held-out or validation metric and an ETA (epochs left of those planned x mean epoch time so far); after
-    the first epoch, on a CPU only, a WARNING when the whole training is estimated to take longer than
-    LONG_CPU_SECONDS, with the cheaper settings that would shorten it.
+    held-out or validation metric and an ETA (epochs left of those planned x mean epoch time so far). On a
+    CPU only, a WARNING when the whole training is estimated to take longer than LONG_CPU_SECONDS, with the
+    cheaper settings that would shorten it: before the first epoch from the settings (``forecast``), else
+    after the first epoch from its time; said once.
 
     Args:
         name: The training (``classifier``, ``infection U-Net``...).
@@ -62,6 +63,25 @@ class Progress:
     def __init__(self, name: str, planned_epochs: int, gpu: bool, cheaper: str) -> None:
         self.name, self.planned, self.gpu, self.cheaper = name, max(int(planned_epochs), 1), gpu, cheaper
         self.seconds: list[float] = []
+        self.warned = False
+
+    def _warn_if_long(self, estimate: float, basis: str) -> None:
+        if not self.gpu and not self.warned and estimate > LONG_CPU_SECONDS:
+            self.warned = True
+            log.warning(
+                "%s: no GPU is visible and this training is estimated at %s on the CPU (%s); cheaper settings: %s",
+                *(self.name, duration(estimate), basis, self.cheaper),
+            )
+
+    def forecast(self, epoch_seconds: float, basis: str) -> None:
+        """Say the cost up front, before the first epoch, from the settings: ``epoch_seconds`` per epoch on
+        the CPU (``basis``: how it was reckoned); a WARNING when a CPU-only training would be long."""
+        estimate = self.planned * epoch_seconds
+        if not self.gpu:
+            log.info(
+                "%s: %d epochs planned, about %s on the CPU (%s)", self.name, self.planned, duration(estimate), basis
+            )
+        self._warn_if_long(estimate, basis)
 
     def estimate(self) -> float:
         """The whole training's estimated seconds: planned epochs x mean epoch time so far."""
@@ -88,9 +108,5 @@ class Progress:
             *(self.name, what, loss, metric, shown, seconds, left, self.planned, duration(left * mean)),
             f" ({extra})" if extra else "",
         )
-        if done == 1 and not self.gpu and self.estimate() > LONG_CPU_SECONDS:
-            log.warning(
-                "%s: no GPU is visible and this training is estimated at %s on the CPU (%d epochs x %s for the "
-                "first); cheaper settings: %s",
-                *(self.name, duration(self.estimate()), self.planned, duration(seconds), self.cheaper),
-            )
+        if done == 1:
+            self._warn_if_long(self.estimate(), f"{self.planned} epochs x {duration(seconds)} for the first")

@@ -36,3 +36,18 @@ def test_a_long_cpu_training_is_warned_about_after_its_first_epoch(caplog, monke
         "U-Net: no GPU is visible and this training is estimated at 15 min 00 s on the CPU (90 epochs x 10 s for "
         "the first); cheaper settings: infection.size 128, infection.folds 3"
     ]
+
+
+def test_the_cost_is_said_before_the_first_epoch_from_the_settings(caplog, monkeypatch):
+    monkeypatch.setattr(runtime, "LONG_CPU_SECONDS", 100.0)
+    with caplog.at_level(logging.INFO, logger="covidct.runtime"):
+        progress = Progress("classifier", 30, gpu=False, cheaper="fewer train.epochs")
+        progress.forecast(60.0, "3 training patients x 20 s per patient and epoch, measured")
+        progress.epoch("epoch 1/30", 0.7, "val_auc", 0.5, 1.0)  # faster than reckoned: no second warning
+    info, warning, first = (r.getMessage() for r in caplog.records)
+    assert info == (
+        "classifier: 30 epochs planned, about 30 min 00 s on the CPU (3 training patients x 20 s per patient "
+        "and epoch, measured)"
+    )
+    assert warning.startswith("classifier: no GPU is visible and this training is estimated at 30 min 00 s on the CPU")
+    assert warning.endswith("cheaper settings: fewer train.epochs") and first.startswith("classifier epoch 1/30: ")

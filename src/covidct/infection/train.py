@@ -57,6 +57,9 @@ CHEAPER_UNET = (
     "infection.size 128, infection.variants [dice_ce], infection.folds 3, fewer infection.epochs (e.g. 15), "
     "or a machine with a GPU"
 )
+#: CPU seconds per training slice and epoch at 256 px and 32 base filters (docs/measurements.md: 27.7 s per step of
+#: 4 slices on 2 loaded cores); other sizes scale with the pixels and the square of the filters.
+CPU_SECONDS_PER_SLICE = 6.9
 #: A run that marks at least this share of all pixels is all-foreground.
 ALL_FOREGROUND = 0.9
 #: A run whose last two epochs' mean loss is at least this share of the first epoch's did not learn.
@@ -415,6 +418,8 @@ def train(
     planned = len(variants) * folds * epochs + (0 if ensemble_folds else epochs)
     progress = Progress("infection U-Net", planned, gpu, CHEAPER_UNET)
     n_slices = sum(len(g.x) for g in groups)
+    per_slice = CPU_SECONDS_PER_SLICE * (size / 256) ** 2 * (base_filters / 32) ** 2
+    progress.forecast(n_slices * per_slice, f"{n_slices} slices x {per_slice:.2g} s per slice and epoch, measured")
     log.info("infection U-Net: %d units (%d slices), %s labels, %dx%d, %d-fold CV of %s, %d epochs", len(groups),
              n_slices, labels, size, size, folds, ", ".join(variants), epochs)  # fmt: skip
     cv = cross_validate(groups, variants, folds, epochs, seed=seed, retries=retries, tta=tta,

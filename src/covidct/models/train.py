@@ -31,6 +31,7 @@ from covidct.evaluation.reports import (
 )
 from covidct.io import atomic_path, write_json
 from covidct.models.cnn3d import DEFAULT_DENSE, DEFAULT_FILTERS, build_classifier, build_scorer, load_model
+from covidct.models.inputs import DEFAULT_SHAPE
 from covidct.report.plots import roc_curve, score_scatter, severity_confusion, training_curves
 from covidct.runtime import Progress, gpu_visible, setup_keras
 from covidct.split import hash_unit, read_split_table
@@ -125,6 +126,29 @@ def make_dataset(items: Sequence[Item], target: str, batch_size: int, shuffle: b
     return ds.batch(batch_size).prefetch(2)
 
 
+#: CPU seconds per training sample and epoch of a 3D model at the default shape and filters (docs/measurements.md:
+#: 38.4 s per step of 2 at 64x128x128, filters 64-64-128-256, on 2 loaded cores).
+CPU_SECONDS_PER_SAMPLE = 19.2
+
+
+def cpu_seconds_per_sample(shape: Sequence[int], filters: Sequence[int]) -> float:
+    """CPU_SECONDS_PER_SAMPLE scaled to another input shape and filters: each Conv3D block costs its input
+    x output channels x its voxels (each block halves every side).
+
+    >>> round(cpu_seconds_per_sample(DEFAULT_SHAPE, DEFAULT_FILTERS), 1)
+    19.2
+    """
+
+    def cost(shape, filters):
+        voxels, total, channels = float(np.prod(shape)), 0.0, 1
+        for f in filters:
+            total += channels * f * voxels
+            channels, voxels = f, voxels / 8
+        return total
+
+    return CPU_SECONDS_PER_SAMPLE * cost(shape, filters) / cost(DEFAULT_SHAPE, DEFAULT_FILTERS)
+
+
 #: What makes a 3D model's training cheaper, in the config's words (``Progress``' warning).
 CHEAPER_3D = (
     "fewer train.epochs (e.g. 10) and a lower train.patience, a smaller export.shape (e.g. [32, 64, 64]), "
@@ -153,6 +177,13 @@ class EpochLogger:
                 progress.epoch(what, float(logs.get("loss", float("nan"))), monitor, value, seconds, values)
 
         return _Logger()
+
+
+def forecast(progress: Progress, samples: float, shape: Sequence[int], filters: Sequence[int]) -> None:
+    """``progress.forecast`` of a 3D training: CPU seconds per epoch = training samples x ``cpu_seconds_per_sample``."""
+    per_sample = cpu_seconds_per_sample(shape, filters)
+    basis = f"{samples:.0f} training patients x {per_sample:.2g} s per patient and epoch, measured"
+    progress.forecast(samples * per_sample, basis)
 
 
 def _history_csv(history: dict, path: str | Path) -> None:
@@ -371,6 +402,9 @@ def fit(
     train_ds = make_dataset(train["items"], spec.target, settings.batch_size, True, settings.augment, settings.seed)
     val_ds = make_dataset(val["items"], spec.target, settings.batch_size, False, False, settings.seed)
     monitor, mode = spec.monitor(val)
+    if progress is None:
+        progress = Progress("3D model training", settings.epochs, gpu_visible(), CHEAPER_3D)
+        forecast(progress, len(train["items"]), shape, settings.filters)
     model, history, seconds = _fit(
         *(model, train_ds, val_ds, workdir, settings.epochs, monitor, mode, settings.patience, name or kind),
         *(class_weight, progress),
@@ -571,6 +605,7 @@ def cross_validate(
     fold = np.array([fold_of_subject[s] for s in subjects])
     gpu = setup_keras(settings.seed)
     progress = Progress("3D cross-validation", 2 * folds * settings.epochs, gpu, CHEAPER_3D)
+    forecast(progress, len(table["items"]) * (folds - 2) / folds, _h5_meta(train_h5)[1], settings.filters)
     workdir = Path(out_json).parent
     oof_p, oof_s = np.full(len(fold), np.nan), np.full(len(fold), np.nan)
     oof_threshold, oof_mean = np.full(len(fold), np.nan), np.full(len(fold), np.nan)

@@ -160,6 +160,8 @@ def test_training_logs_loss_val_metric_and_eta_per_epoch(cards, caplog, monkeypa
         settings = TrainSettings.from_config({**TRAIN, "epochs": 3, "patience": 3})
         train_model("classifier", d / "train.h5", d / "val.h5", d, settings)
     lines = [r.getMessage() for r in caplog.records if r.name == "covidct.runtime" and r.levelno == logging.INFO]
+    forecast, lines = lines[0], lines[1:]  # the cost said up front, from the settings, then one line per epoch
+    assert forecast.startswith("3D model training: 3 epochs planned, about ") or runtime.gpu_visible()
     assert len(lines) == 3
     assert lines[0].startswith("3D model training classifier epoch 1/3: loss ")
     assert ", val_auc " in lines[0] and "2 of 3 planned epochs left, ETA " in lines[0]
@@ -169,3 +171,4 @@ def test_training_logs_loss_val_metric_and_eta_per_epoch(cards, caplog, monkeypa
         assert not warnings
     else:
         assert len(warnings) == 1 and "no GPU is visible" in warnings[0] and "train.epochs" in warnings[0]
+        assert "8 training patients x " in warnings[0]  # said before the first epoch, from the settings
