@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -21,13 +22,32 @@ import numpy as np
 
 from covidct import __version__, config, steps
 from covidct.clinical.pacs import PullSettings, pull_new_studies
-from covidct.deid.keys import load_key
+from covidct.deid.keys import KEY_FILE_SETTING, load_key
 from covidct.demo.cohort import DEMO_COHORT, write_cohort
-from covidct.errors import CovidctError
+from covidct.errors import CovidctError, raw_placeholder
 from covidct.infection.inference import evaluate_folder
 from covidct.io import read_json
-from covidct.models.predict import COLUMNS, SEG_COLUMNS, predict_arrays
-from covidct.severity.readout import readout_row
+from covidct.modelcard import ALLOW_SYNTHETIC, check_may_read, read_card
+from covidct.models.predict import COLUMNS, add_segmentation, check_models, predict_arrays
+from covidct.severity.readout import readout_row, total_text
+from covidct.sheet import SAFE_ID, SAFE_ID_WORDS, SHEET_DICOM_DIR
+
+#: What ``covidct --help`` says, in a user's words.
+DESCRIPTION = """\
+covidct reads a chest CT exported as DICOM and gives back, for one patient at a time: anonymized
+images, a lung mask with its volume and quality checks, and (with a trained infection model) the
+infection mask and a severity read-out.
+
+Most users start with 'covidct run'; the other commands each do one step, for when you need only that.
+The anonymization key comes from --key-file or the environment variable COVIDCT_ANON_KEY.
+--patient is a pseudonym you choose (letters, digits, '_' and '-'), never the patient's name."""
+
+EPILOG = """\
+first steps:
+  covidct run /path/to/dicom_folder out/ --patient P0001 --key-file ~/covidct.key
+  covidct run /path/to/dicom_folder out/ --patient P0001 --key-file ~/covidct.key \\
+      --infection-model results/models/infection_unet.keras
+  covidct <command> --help     (what a command needs, with an example)"""
 
 
 @dataclass(frozen=True)
@@ -87,6 +107,7 @@ class Verb:
     help: str
     run: Callable[..., Any] | str
     args: tuple[Arg, ...] = field(default_factory=tuple)
+    example: str = ""
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -110,8 +131,27 @@ def setting(key: str, name: str | None = None, metavar: Any = None) -> Arg:
     )
 
 
-PATIENT = Arg("patient", "pseudonymous patient id used in messages and outputs", flag=True, required=True)
+PATIENT = Arg(
+    "patient",
+    f"the pseudonym you give this patient ({SAFE_ID_WORDS}; never the real name or ID): it names every "
+    "output and message",
+    flag=True,
+    required=True,
+)
 KEY_FILE = Arg("key_file", "file holding the anonymization key (else $COVIDCT_ANON_KEY)", flag=True)
+INFECTION_MODEL = Arg(
+    "infection_model",
+    "a trained infection U-Net (.keras, its .json beside it): adds the infection mask and the severity read-out",
+    flag=True,
+    type=Path,
+)
+ALLOW_SYNTHETIC_MODEL = Arg(
+    "allow_synthetic_model",
+    "let a model trained on synthetic phantoms only read this patient (refused otherwise); every output then says so",
+    flag=True,
+    action="store_true",
+    default=False,
+)
 SPACING = setting("resample.spacing_mm")
 BACKEND = setting("lung_mask.backend")
 WEIGHTS = setting("lung_mask.weights")
@@ -239,19 +279,127 @@ def run_chain(
     return p
 
 
-def _run(raw_dir: Path, out_dir: Path, patient: str, **kwargs: Any) -> str:
-    run_chain(raw_dir, out_dir, patient, **kwargs)
-    return f"{patient}: outputs under {out_dir}"
+def check_infection_model(model: Path, patient: str, allow_synthetic: bool) -> None:
+    """Refuse an infection U-Net before any output is written: the model or its sidecar JSON missing, or a
+    model the patient may not be read by (``covidct.modelcard.check_may_read``; a command-line patient is
+    never one the demo generated)."""
+    for path in (model, model.with_suffix(".json")):
+        if not path.is_file():
+            raise CovidctError("infection model not found (the .keras file and its .json beside it)", patient, path)
+    check_may_read(read_card(model), model, patient, False, allow_synthetic)
 
 
-def predict_one(raw_dir: Path, patient: str, models: Path, out_dir: Path | None = None, **kwargs: Any) -> dict:
+def infection_chain(p: dict[str, Path], out: Path, patient: str, model: Path, allow_synthetic: bool = False) -> dict:
+    """The infection U-Net and the six-zone severity read-out after ``run_chain`` (its paths ``p``, to
+    which the new outputs are added), as the workflow's ``segment_infection`` and ``severity_readout``
+    rules run them.
+
+    Returns:
+        ``{"infection": the infection step's result, "severity": the read-out}``.
+    """
+    p.update(
+        infection=out / "infection_mask" / f"{patient}.nii.gz",
+        types=out / "infection_mask" / f"{patient}_types.nii.gz",
+        infection_info=out / "infection_mask" / f"{patient}.json",
+        infection_qc=out / "qc" / f"{patient}_infection.png",
+        severity=out / "severity" / f"{patient}.json",
+        severity_panel=out / "severity" / f"{patient}.png",
+    )
+    seg = steps.segment_infection(
+        p["resampled"],
+        p["mask"],
+        p["labels"],
+        model,
+        model.with_suffix(".json"),
+        p["infection"],
+        p["types"],
+        p["infection_info"],
+        p["infection_qc"],
+        patient,
+        allow_synthetic=allow_synthetic,
+    )
+    readout = steps.severity_readout(
+        p["resampled"],
+        p["labels"],
+        p["infection"],
+        p["info"],
+        p["severity"],
+        p["severity_panel"],
+        patient,
+        types=p["types"],
+        infection_info=p["infection_info"],
+    )
+    return {"infection": seg, "severity": readout}
+
+
+def run_summary(patient: str, out_dir: Path, p: dict[str, Path], read: dict | None) -> str:
+    """What ``covidct run`` prints at the end: lung volume and QC flags, the infection figures when the
+    U-Net ran (else what was skipped), and where the files are."""
+    lungs = read_json(p["provenance"])
+    flags = "; ".join(lungs.get("qc", {}).get("flags", [])) or "none"
+    lines = [
+        f"{patient}: done, outputs under {out_dir}",
+        f"  lungs: {lungs.get('lung_volume_ml', 0):.0f} mL; QC flags: {flags}",
+    ]
+    if read:
+        r = read["severity"]
+        lines.append(
+            f"  infection: PO {r['po']:.1f} % of the lung ({r['po_severity_class']}), {total_text(r)}, "
+            f"PHO {r['pho']:.1f} %, ground-glass {r['ggo_percent']:.1f} %, "
+            f"consolidation {r['consolidation_percent']:.1f} %"
+        )
+        if r.get("warning"):
+            lines.append(f"  WARNING: {r['warning']}")
+    else:
+        lines.append("  skipped: infection mask and severity read-out (give --infection-model to run them)")
+    lines.append(f"  QC picture: {p['qc']}")
+    if read:
+        lines += [
+            f"  infection mask: {p['infection']} (lesion types: {p['types']})",
+            f"  infection overlay: {p['infection_qc']}",
+            f"  severity panel: {p['severity_panel']} (figures in {p['severity']})",
+        ]
+    lines.append(f"  anonymized images: {p['dicom']} (checked: {p['report']})")
+    return "\n".join(lines)
+
+
+def _run(
+    raw_dir: Path,
+    out_dir: Path,
+    patient: str,
+    infection_model: Path | None = None,
+    allow_synthetic_model: bool = False,
+    **kwargs: Any,
+) -> str:
+    if infection_model is not None:
+        check_infection_model(infection_model, patient, allow_synthetic_model)
+    p = run_chain(raw_dir, out_dir, patient, **kwargs)
+    read = (
+        infection_chain(p, Path(out_dir), patient, infection_model, allow_synthetic_model) if infection_model else None
+    )
+    return run_summary(patient, out_dir, p, read)
+
+
+def predict_one(
+    raw_dir: Path,
+    patient: str,
+    models: Path,
+    out_dir: Path | None = None,
+    allow_synthetic_model: bool = False,
+    **kwargs: Any,
+) -> dict:
     """The per-patient chain plus both 3D models (and the infection U-Net and the severity read-out,
     six zones, when ``models`` holds the U-Net) on one new patient: one row of ``predictions.csv``,
-    split ``new``."""
+    split ``new``. A model trained on synthetic patients only (its card) is refused before anything is
+    read unless ``allow_synthetic_model``, and the row's ``warning`` then says so."""
     paths = {name: Path(models) / f"{name}.{ext}" for name, ext in (("classifier", "keras"), ("scorer", "keras"))}
-    for model in paths.values():
+    for model in (*paths.values(), Path(models) / "classifier.json"):
         if not model.is_file():
             raise CovidctError("model not found: train first (snakemake) or pass --models", path=model)
+    cards = {name: (read_card(path), path) for name, path in paths.items()}
+    warning = check_models(cards, [patient], (), allow_synthetic_model)[patient]
+    if (Path(models) / "infection_unet.keras").is_file():
+        check_infection_model(Path(models) / "infection_unet.keras", patient, allow_synthetic_model)
     sidecar = read_json(Path(models) / "classifier.json")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(out_dir) if out_dir else Path(tmp)
@@ -259,33 +407,12 @@ def predict_one(raw_dir: Path, patient: str, models: Path, out_dir: Path | None 
         row = predict_arrays(
             [(patient, np.load(p["npy"]))], paths["classifier"], paths["scorer"], float(sidecar["threshold"])
         )[0]
+        row["warning"] = warning
         unet = Path(models) / "infection_unet.keras"
         if unet.is_file():
-            seg = steps.segment_infection(
-                p["resampled"],
-                p["mask"],
-                p["labels"],
-                unet,
-                unet.with_suffix(".json"),
-                out / "infection_mask" / f"{patient}.nii.gz",
-                out / "infection_mask" / f"{patient}_types.nii.gz",
-                out / "infection_mask" / f"{patient}.json",
-                out / "qc" / f"{patient}_infection.png",
-                patient,
-            )
-            row.update({k: seg.get(k) for k in SEG_COLUMNS})
-            readout = steps.severity_readout(
-                p["resampled"],
-                p["labels"],
-                out / "infection_mask" / f"{patient}.nii.gz",
-                p["info"],
-                out / "severity" / f"{patient}.json",
-                out / "severity" / f"{patient}.png",
-                patient,
-                types=out / "infection_mask" / f"{patient}_types.nii.gz",
-                infection_info=out / "infection_mask" / f"{patient}.json",
-            )
-            row.update(readout_row(readout))
+            read = infection_chain(p, out, patient, unet, allow_synthetic_model)
+            add_segmentation(row, read["infection"])
+            row.update(readout_row(read["severity"]))
     row["split"] = "new"
     return row
 
@@ -312,6 +439,7 @@ VERBS: tuple[Verb, ...] = (
         "write the synthetic demo cohort (DICOM + patient sheet + truth)",
         _synth,
         (Arg("out_dir", "output folder", type=Path), Arg("patients", "only these demo ids", flag=True, nargs="*")),
+        example="covidct synth demo_out/ --patients demo01 demo02",
     ),
     Verb(
         "anonymize",
@@ -325,6 +453,10 @@ VERBS: tuple[Verb, ...] = (
             setting("anonymize.dates"),
             Arg("out_summary", "also write the summary JSON (counts, what was skipped) here", flag=True, type=Path),
         ),
+        example=(
+            "covidct anonymize /path/to/dicom_folder out/P0001 --patient P0001 --key-file "
+            "~/covidct.key --out-summary out/P0001.json"
+        ),
     ),
     Verb(
         "verify",
@@ -336,6 +468,7 @@ VERBS: tuple[Verb, ...] = (
             Arg("out_report", "the report JSON", type=Path),
             PATIENT,
         ),
+        example="covidct verify /path/to/dicom_folder out/P0001 out/P0001_verify.json --patient P0001",
     ),
     Verb(
         "hu",
@@ -356,12 +489,14 @@ VERBS: tuple[Verb, ...] = (
                 type=Path,
             ),
         ),
+        example="covidct hu out/P0001 out/P0001_hu.nii.gz --patient P0001 --anonymize-summary out/P0001.json",
     ),
     Verb(
         "resample",
         "resample a volume to isotropic spacing",
         "resample_volume",
         (Arg("volume", "input volume", type=Path), Arg("out_volume", "output volume", type=Path), SPACING),
+        example="covidct resample out/P0001_hu.nii.gz out/P0001_1.5mm.nii.gz --spacing-mm 1.5",
     ),
     Verb(
         "segment",
@@ -376,6 +511,7 @@ VERBS: tuple[Verb, ...] = (
             setting("lung_mask.force_cpu"),
             setting("lung_mask.batch_size"),
         ),
+        example="covidct segment out/P0001_1.5mm.nii.gz out/P0001_mask.nii.gz --patient P0001",
     ),
     Verb(
         "export",
@@ -390,6 +526,7 @@ VERBS: tuple[Verb, ...] = (
             setting("export.margin_mm"),
             setting("export.hu_window", metavar=("LO", "HI")),
         ),
+        example="covidct export out/P0001_1.5mm.nii.gz out/P0001_mask.nii.gz out/P0001.npy --patient P0001",
     ),
     Verb(
         "qc",
@@ -403,20 +540,28 @@ VERBS: tuple[Verb, ...] = (
             setting("qc.n_slices"),
             Arg("provenance", "the mask's provenance JSON (volume and QC flags in the title)", flag=True, type=Path),
         ),
+        example=("covidct qc out/P0001_1.5mm.nii.gz out/P0001_mask_labels.nii.gz out/P0001_qc.png --patient P0001"),
     ),
     Verb(
         "run",
-        "the whole per-patient chain on one DICOM folder",
+        "the whole chain on one patient's DICOM folder: anonymized images, HU volume, lung mask, QC "
+        "picture and, with --infection-model, the infection mask and severity read-out",
         _run,
         (
-            Arg("raw_dir", "the patient's raw DICOM folder", type=Path),
+            Arg("raw_dir", "the patient's DICOM folder as exported (only read)", type=Path),
             Arg("out_dir", "output folder", type=Path),
             PATIENT,
             KEY_FILE,
+            INFECTION_MODEL,
+            ALLOW_SYNTHETIC_MODEL,
             BACKEND,
             WEIGHTS,
             SPACING,
             setting("export.shape", metavar=("D", "H", "W")),
+        ),
+        example=(
+            "covidct run /path/to/dicom_folder out/ --patient P0001 --key-file ~/covidct.key "
+            "--infection-model results/models/infection_unet.keras"
         ),
     ),
     Verb(
@@ -425,7 +570,7 @@ VERBS: tuple[Verb, ...] = (
         _predict,
         (
             Arg("raw_dir", "the patient's raw DICOM folder", type=Path),
-            Arg("patient", "pseudonymous patient id", flag=True, default="new01"),
+            PATIENT,
             Arg(
                 "models",
                 "folder with classifier.keras, scorer.keras and optionally infection_unet.keras",
@@ -435,9 +580,13 @@ VERBS: tuple[Verb, ...] = (
             ),
             Arg("out_dir", "keep the intermediate files here (default: a temporary folder)", flag=True, type=Path),
             KEY_FILE,
+            ALLOW_SYNTHETIC_MODEL,
             BACKEND,
             WEIGHTS,
             SPACING,
+        ),
+        example=(
+            "covidct predict /path/to/dicom_folder --patient P0001 --key-file ~/covidct.key --models results/models"
         ),
     ),
     Verb(
@@ -454,6 +603,7 @@ VERBS: tuple[Verb, ...] = (
             setting("lung_mask.force_cpu"),
             setting("lung_mask.batch_size"),
         ),
+        example="covidct lobes out/resampled/P0001.nii.gz out/lobes/P0001.nii.gz --patient P0001",
     ),
     Verb(
         "severity",
@@ -475,6 +625,10 @@ VERBS: tuple[Verb, ...] = (
             setting("severity.consolidation_above_hu"),
             setting("severity.min_lesion_ml"),
         ),
+        example=(
+            "covidct severity out/resampled/P0001.nii.gz out/lung_mask/P0001_labels.nii.gz "
+            "out/infection_mask/P0001.nii.gz out/P0001_severity.json --patient P0001"
+        ),
     ),
     Verb(
         "lung-eval",
@@ -493,6 +647,10 @@ VERBS: tuple[Verb, ...] = (
             Arg("left_roi", "regular expression of the left lung ROI name", flag=True),
             setting("lung_eval.lesion_roi"),
             setting("lung_eval.contour_shift_mm", metavar=("DX", "DY")),
+        ),
+        example=(
+            "covidct lung-eval out/lung_mask/P0001_labels.nii.gz /path/to/RS.dcm "
+            "out/P0001_lung_eval.json --patient P0001"
         ),
     ),
     Verb(
@@ -518,6 +676,10 @@ VERBS: tuple[Verb, ...] = (
                 flag=True,
             ),
         ),
+        example=(
+            "covidct segment-eval --model results/models/infection_unet.keras --images Imgs/ "
+            "--masks GT/ --out metrics.json"
+        ),
     ),
     Verb(
         "pacs-pull",
@@ -531,21 +693,41 @@ VERBS: tuple[Verb, ...] = (
             Arg("modality", "ModalitiesInStudy of the query", flag=True, config="pacs.pull.modality"),
             Arg("study_date", "StudyDate range of the query, e.g. 20200301-", flag=True, config="pacs.pull.study_date"),
         ),
+        example=(
+            "covidct pacs-pull --url http://pacs.example:8042/dicom-web --sheet "
+            "config/patients.tsv --key-file ~/covidct.key"
+        ),
     ),
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, built from ``VERBS``."""
-    parser = argparse.ArgumentParser(prog="covidct", description=__doc__)
+    """The argument parser, built from ``VERBS``; each verb's help ends with its example."""
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="covidct", description=DESCRIPTION, epilog=EPILOG, formatter_class=raw)
     parser.add_argument("--version", action="version", version=f"covidct {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    sub = parser.add_subparsers(dest="verb", required=True)
+    sub = parser.add_subparsers(dest="verb", required=True, title="commands", metavar="<command>")
     for verb in VERBS:
-        p = sub.add_parser(verb.name, help=verb.help, description=verb.help)
+        p = sub.add_parser(
+            verb.name, help=verb.help, description=verb.help, epilog=f"example:\n  {verb.example}", formatter_class=raw
+        )
         for arg in verb.args:
             arg.add_to(p)
     return parser
+
+
+def in_user_words(message: str, args: dict[str, Any]) -> str:
+    """A message of the library told in the words the user typed: the raw folder the workflow names
+    ``<dicom_dir of P>`` (a sheet's path may carry identifiers) is the path given on the command line,
+    ``anonymize.key_file in the config`` is ``--key-file``, the config's opt-in is the flag."""
+    words = {KEY_FILE_SETTING: "--key-file", ALLOW_SYNTHETIC: "--allow-synthetic-model"}
+    if args.get("raw_dir") and args.get("patient"):
+        words[raw_placeholder(args["patient"])] = str(args["raw_dir"])
+        words[SHEET_DICOM_DIR] = "the DICOM folder"
+    for workflow, user in words.items():
+        message = message.replace(workflow, user)
+    return message
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -554,10 +736,17 @@ def main(argv: list[str] | None = None) -> int:
     name, verbose = args.pop("verb"), args.pop("verbose")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     verb = next(v for v in VERBS if v.name == name)
+    if args.get("patient") is not None and not re.fullmatch(SAFE_ID, args["patient"]):
+        print(
+            f"covidct {name}: error: --patient must be a pseudonym of {SAFE_ID_WORDS} only (no spaces, dots or "
+            "slashes), such as P0001; never the patient's name",
+            file=sys.stderr,
+        )
+        return 1
     try:
         result = verb.function(**args)
     except CovidctError as exc:
-        print(f"covidct {name}: error: {exc}", file=sys.stderr)
+        print(f"covidct {name}: error: {in_user_words(str(exc), args)}", file=sys.stderr)
         return 1
     if isinstance(result, (str, Path)):
         print(result)

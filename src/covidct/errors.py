@@ -5,6 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def raw_placeholder(patient: str, what: str = "dicom_dir") -> str:
+    """How a message names a raw input of the sheet (its path may carry identifiers): ``<dicom_dir of P01>``.
+
+    >>> raw_placeholder("P01")
+    '<dicom_dir of P01>'
+    """
+    return f"<{what} of {patient}>"
+
+
 class CovidctError(Exception):
     """A problem with the input or configuration that the user must fix.
 

@@ -27,6 +27,8 @@ SYNTHETIC_WARNING = "model trained on synthetic phantoms only: not a measurement
 #: A training folder holding this file is synthetic (written with the phantoms).
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 SOURCE_KINDS = ("synthetic", "real")
+#: How a message names the opt-in (the command line says only its flag).
+ALLOW_SYNTHETIC = "allow_synthetic_models: true in the config, or --allow-synthetic-model"
 
 
 def code_version() -> str:
@@ -58,7 +60,15 @@ def is_synthetic_folder(folder: str | Path) -> bool:
     return (Path(folder) / SYNTHETIC_MARKER).is_file() or (Path(folder).parent / SYNTHETIC_MARKER).is_file()
 
 
-def make_card(model: str, sources: list[dict], figures: dict, inputs: dict, settings: dict | None = None) -> dict:
+def make_card(
+    model: str,
+    sources: list[dict],
+    figures: dict,
+    inputs: dict,
+    settings: dict | None = None,
+    data_sheet: dict | None = None,
+    dated: bool = True,
+) -> dict:
     """A model card.
 
     Args:
@@ -67,18 +77,25 @@ def make_card(model: str, sources: list[dict], figures: dict, inputs: dict, sett
         figures: Its measured figures, each labelled with how they were measured.
         inputs: What it reads (size, input space or window).
         settings: Training settings worth knowing (variant, epochs...).
+        data_sheet: What the data set holds, row by row (``{row: {column: value}}``, e.g. one row per split).
+        dated: Say when it was trained; without, the card of the same training is the same file (its code
+            version still says which code trained it).
     """
     kinds = {s["kind"] for s in sources}
-    return {
+    card = {
         "model": model,
         "trained_on": "synthetic" if kinds == {"synthetic"} else ("real" if kinds == {"real"} else "mixed"),
         "sources": sources,
         "figures": figures,
         "inputs": inputs,
         "settings": settings or {},
-        "trained": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "code_version": code_version(),
     }
+    if data_sheet:
+        card["data_sheet"] = data_sheet
+    if dated:
+        card["trained"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    card["code_version"] = code_version()
+    return card
 
 
 def card_paths(model_path: str | Path) -> tuple[Path, Path]:
@@ -97,8 +114,9 @@ def to_markdown(card: dict) -> str:
             "explicitly allowed.",
             "",
         ]  # noqa: E501
-    lines += [f"- trained on: {card['trained_on']} data", f"- trained: {card['trained']}",
-              f"- code version: {card['code_version']}", "", "## Training sources", "",
+    lines += [f"- trained on: {card['trained_on']} data"]
+    lines += [f"- trained: {card['trained']}"] if "trained" in card else []
+    lines += [f"- code version: {card['code_version']}", "", "## Training sources", "",
               "| source | kind | counts |", "|---|---|---|"]  # fmt: skip
     for s in card["sources"]:
         counts = ", ".join(f"{k} {v}" for k, v in s.items() if k not in ("name", "kind"))
@@ -107,6 +125,11 @@ def to_markdown(card: dict) -> str:
     lines += ["", "## Input", ""] + [f"- {k}: {v}" for k, v in card["inputs"].items()]
     if card["settings"]:
         lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in card["settings"].items()]
+    if card.get("data_sheet"):
+        columns = list(dict.fromkeys(c for row in card["data_sheet"].values() for c in row))
+        lines += ["", "## Data sheet", "", "| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        for name, row in card["data_sheet"].items():
+            lines.append(f"| {name} | " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -141,7 +164,7 @@ def check_may_read(
             return "model without a card: its training data are unknown"
         raise CovidctError(
             "the model has no model card beside it, so what it was trained on cannot be told; retrain it with "
-            "this version (or allow it explicitly: allow_synthetic_models / --allow-synthetic-model)",
+            f"this version (or allow it explicitly: {ALLOW_SYNTHETIC})",
             patient,
             model_path,
         )
@@ -151,8 +174,9 @@ def check_may_read(
         return SYNTHETIC_WARNING
     raise CovidctError(
         f"the {card.get('model', 'model')} was trained on synthetic phantoms only and has not earned the right "
-        "to read a real patient: train it on real data (for the infection U-Net: infection.train sources), or "
-        "allow it explicitly (allow_synthetic_models: true / --allow-synthetic-model), and every output will say so",
+        "to read a real patient: train it on real data (the infection U-Net: infection.train sources; the "
+        "classifier and scorer: labeled real patients in the patient sheet), or "
+        f"allow it explicitly ({ALLOW_SYNTHETIC}), and every output will say so",
         patient,
         model_path,
     )

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from covidct.errors import CovidctError
+from covidct.errors import CovidctError, raw_placeholder
 
 #: A pseudonymous patient id: letters, digits, '_' and '-' (the workflow's wildcard constraint).
 SAFE_ID = r"[A-Za-z0-9_-]+"
+#: SAFE_ID in words.
+SAFE_ID_WORDS = "letters, digits, '_' and '-'"
+#: How a message names the raw DICOM folder read from the sheet (the command line says the path instead).
+SHEET_DICOM_DIR = "the sheet's dicom_dir"
 
 
 #: Columns a sheet must have.
@@ -77,11 +81,9 @@ def raw_folder(raw_dir: str | Path | None, sheet: str | Path | None, patient: st
     """
     raw = Path(raw_dir) if raw_dir else raw_dicom_dir(sheet, patient)
     if not str(raw).strip() or str(raw) == ".":
-        raise CovidctError("the sheet's dicom_dir is empty", patient)
+        raise CovidctError(f"{SHEET_DICOM_DIR} is empty", patient)
     if not raw.is_dir():
-        raise CovidctError(
-            "the sheet's dicom_dir does not exist or is not a folder", patient, f"<dicom_dir of {patient}>"
-        )
+        raise CovidctError(f"{SHEET_DICOM_DIR} does not exist or is not a folder", patient, raw_placeholder(patient))
     return raw
 
 

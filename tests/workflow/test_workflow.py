@@ -161,6 +161,11 @@ def test_good_patients_complete_bad_ones_fail_alone(tiny_run):
     # the models train on the labeled patients; predictions wait for every patient's array
     assert (work / "results/models/classifier.keras").is_file()
     assert (work / "results/models/scorer.keras").is_file()
+    for kind in ("classifier", "scorer"):  # their cards beside them: tiny01..03 are no demo patients, so "real"
+        card = json.loads((work / f"results/models/{kind}.card.json").read_text())
+        assert card["trained_on"] == "real" and card["data_sheet"]["train"]["patients"] == 2
+        assert (work / f"results/models/{kind}.card.md").is_file()
+    assert "3D model training classifier epoch 1/" in (work / "results/logs/train_classifier.log").read_text()
     assert "results/predictions.csv" not in after
     # nothing half-written for the bad ones
     assert not [f for f in after if f.startswith("results/") and "/bad0" in f and f.endswith((".nii.gz", ".npy"))]
@@ -377,6 +382,7 @@ def test_cli_predict_one_new_patient_with_trained_models(tiny_rerun, tmp_path):
             str(tmp_path / "out"),
             "--spacing-mm",
             "5",
+            "--allow-synthetic-model",  # the tiny cohort's U-Net learned from phantoms only; new01 is no demo patient
         ],
         capture_output=True,
         text=True,
@@ -391,7 +397,10 @@ def test_cli_predict_one_new_patient_with_trained_models(tiny_rerun, tmp_path):
     assert (tmp_path / "out/npy/new01.npy").is_file() and (tmp_path / "out/qc/new01.png").is_file()
     # a missing model folder is a clear error, not a traceback
     res = subprocess.run(
-        [sys.executable, "-m", "covidct.cli", "predict", str(tmp_path / "raw"), "--models", str(tmp_path / "nope")],
+        [
+            *(sys.executable, "-m", "covidct.cli", "predict", str(tmp_path / "raw"), "--patient", "new01"),
+            *("--models", str(tmp_path / "nope")),
+        ],
         capture_output=True,
         text=True,
         env=env,

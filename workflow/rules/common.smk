@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
-from covidct.sheet import SAFE_ID, load_patient_sheet
+from covidct.sheet import SAFE_ID, SAFE_ID_WORDS, load_patient_sheet
 
 # `--config retrain=false` arrives as the string "false" (Snakemake only parses True/False).
 if isinstance(config.get("retrain"), str) and config["retrain"].lower() in ("true", "false"):
@@ -210,6 +210,23 @@ def get_final_output():
     return outputs
 
 
+# The demo's generated patients (synthetic): a model card says how many a model learned from, and a
+# synthetic-only model reads no other patient unless allow_synthetic_models.
+DEMO_PATIENTS = [p for p in PATIENTS if is_demo_patient(p)]
+DEMO_LABELED = [p for p in LABELED if is_demo_patient(p)]
+
+
+def get_model_card(model):
+    """An input function: the model card of a 3D model (``classifier``, ``scorer``). With ``retrain: false`` a
+    model trained before cards has none: it then reads only the demo's patients unless allow_synthetic_models."""
+    path = f"results/models/{model}.card.json"
+
+    def card(wildcards):
+        return path if RETRAIN or os.path.exists(path) else []
+
+    return card
+
+
 # The demo report says its numbers only show that the pipeline runs.
 IS_DEMO_COHORT = bool(LABELED) and all(is_demo_patient(p) for p in LABELED)
 
@@ -224,7 +241,7 @@ def get_cross_validation(wildcards):
 def get_rejected_message(wildcards):
     return (
         f"patient sheet {config['patients']} line {wildcards.row}: patient_id is not a safe pseudonymous "
-        f"identifier (allowed: letters, digits, '_' and '-'); this row is not processed"
+        f"identifier (allowed: {SAFE_ID_WORDS}); this row is not processed"
     )
 
 

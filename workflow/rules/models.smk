@@ -35,11 +35,14 @@ if RETRAIN:
         input:
             train_set="results/dataset/train.h5",
             val_set="results/dataset/val.h5",
+            split="results/dataset/split.tsv",
         output:
             model="results/models/classifier.keras",
             sidecar="results/models/classifier.json",
             history="results/models/classifier_history.csv",
             metrics="results/metrics/classifier.json",
+            card="results/models/classifier.card.json",
+            card_md="results/models/classifier.card.md",
             training=report("results/plots/classifier_training.png", caption="../report/classifier_training.rst",
                             category="Classifier"),
             roc=report("results/plots/classifier_roc.png", caption="../report/classifier_roc.rst", category="Classifier"),
@@ -49,6 +52,7 @@ if RETRAIN:
             "results/benchmarks/train_classifier.tsv"
         params:
             train=config["train"],
+            demo_patients=DEMO_LABELED,
         threads: 2
         resources:
             gpu=1,
@@ -65,11 +69,14 @@ if RETRAIN:
         input:
             train_set="results/dataset/train.h5",
             val_set="results/dataset/val.h5",
+            split="results/dataset/split.tsv",
         output:
             model="results/models/scorer.keras",
             sidecar="results/models/scorer.json",
             history="results/models/scorer_history.csv",
             metrics="results/metrics/scorer.json",
+            card="results/models/scorer.card.json",
+            card_md="results/models/scorer.card.md",
             training=report("results/plots/scorer_training.png", caption="../report/scorer_training.rst",
                             category="Scorer"),
             scatter=report("results/plots/scorer_scatter.png", caption="../report/scorer_scatter.rst", category="Scorer"),
@@ -81,6 +88,7 @@ if RETRAIN:
             "results/benchmarks/train_scorer.tsv"
         params:
             train=config["train"],
+            demo_patients=DEMO_LABELED,
         threads: 2
         resources:
             gpu=1,
@@ -102,6 +110,8 @@ rule predict:
         scorer="results/models/scorer.keras",
         infection=expand("results/infection_mask/{patient}.json", patient=PATIENTS),
         severity=expand("results/severity/{patient}.json", patient=PATIENTS),
+        classifier_card=get_model_card("classifier"),
+        scorer_card=get_model_card("scorer"),
     output:
         csv=report("results/predictions.csv", caption="../report/predictions.rst", category="Predictions"),
     log:
@@ -109,6 +119,8 @@ rule predict:
     params:
         patient_ids=PATIENTS,
         labeled=LABELED,
+        demo_patients=DEMO_PATIENTS,
+        allow_synthetic=config["allow_synthetic_models"],
     resources:
         mem_mb=get_mem_mb(4000, per_input_mb=2),
         runtime=get_runtime(10, per_input_mb=0.05),

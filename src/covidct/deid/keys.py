@@ -53,6 +53,8 @@ DATE_OFFSET_MIN_DAYS = -3650
 
 
 DATE_OFFSET_MAX_DAYS = -365
+#: How a message names the key-file setting (the command line says ``--key-file`` instead).
+KEY_FILE_SETTING = "anonymize.key_file in the config"
 
 
 def load_key(key_file: str | Path | None = None, allow_demo: bool = False) -> bytes:
@@ -84,7 +86,7 @@ def load_key(key_file: str | Path | None = None, allow_demo: bool = False) -> by
         return DEMO_KEY
     raise AnonymizationError(
         f"no anonymization key: set the environment variable {KEY_ENV} to a secret of at least "
-        f"{MIN_KEY_BYTES} characters, or set anonymize.key_file in the config to a file holding it "
+        f"{MIN_KEY_BYTES} characters, or set {KEY_FILE_SETTING} to a file holding it "
         f"(outside results/ and outside version control, readable only by you: chmod 600). Keep the key: "
         "the same key gives the same pseudonyms, UIDs and date offsets on every run."
     )
@@ -94,7 +96,7 @@ def _read_key_file(path: Path) -> bytes:
     if any(part == FORBIDDEN_KEY_FOLDER for part in path.resolve().parent.parts):
         raise AnonymizationError(
             f"the key file must not be inside a folder named '{FORBIDDEN_KEY_FOLDER}' (workflow outputs "
-            "are shared); move it elsewhere and update anonymize.key_file",
+            f"are shared); move it elsewhere and update {KEY_FILE_SETTING}",
             path=path,
         )
     if not path.is_file():

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from covidct.dicom.files import list_files
-from covidct.errors import AnonymizationError, CovidctError
+from covidct.errors import AnonymizationError, CovidctError, raw_placeholder
 
 
 def redact(exc: CovidctError, raw: Path, patient: str, what: str = "dicom_dir") -> CovidctError:
@@ -22,7 +22,7 @@ def redact(exc: CovidctError, raw: Path, patient: str, what: str = "dicom_dir") 
     if exc.path is None:
         return exc
     path = Path(exc.path)
-    where = f"<{what} of {patient}>"
+    where = raw_placeholder(patient, what)
     if path != raw and raw in path.parents:
         if what == "dicom_dir":
             files = list_files(raw)  # the ranks the discovery's skip lists use

@@ -317,6 +317,38 @@ def choose_series(
     return chosen
 
 
+def gaps_text(gaps: np.ndarray, spacing: float) -> str:
+    """Every gap of a sorted series in one line, each told by the rank of the slice before it in position
+    order (1 = the lowest), never by a file name or UID: a gap of about k spacings is k - 1 missing slices,
+    any other uneven gap is told in mm.
+
+    >>> gaps_text(np.array([5.0, 15.0, 5.0, 10.0, 7.5]), 5.0).split(": ", 1)[1]
+    '3 slices missing: after slice 2 (2 missing), after 4 (1); uneven gap after slice 5 (7.50 mm)'
+    """
+    bad = np.abs(gaps - spacing) > SPACING_TOLERANCE * spacing
+    missing, uneven = [], []
+    for i in np.nonzero(bad)[0]:
+        k = int(round(gaps[i] / spacing))
+        if k >= 2 and abs(gaps[i] - k * spacing) <= SPACING_TOLERANCE * spacing:
+            missing.append((i + 1, k - 1))
+        else:
+            uneven.append((i + 1, float(gaps[i])))
+    parts = []
+    if missing:
+        n = sum(k for _, k in missing)
+        told = ", ".join(
+            f"after {'slice ' if j == 0 else ''}{rank} ({k}{' missing' if j == 0 else ''})"
+            for j, (rank, k) in enumerate(missing)
+        )
+        parts.append(f"{n} slice{'s' if n > 1 else ''} missing: {told}")
+    if uneven:
+        told = ", ".join(
+            f"after {'slice ' if j == 0 else ''}{rank} ({gap:.2f} mm)" for j, (rank, gap) in enumerate(uneven)
+        )
+        parts.append(f"uneven gap{'s' if len(uneven) > 1 else ''} {told}")
+    return f"non-uniform slice spacing (median {spacing:.2f} mm, {len(gaps) + 1} slices): " + "; ".join(parts)
+
+
 def sort_slices(
     series: SeriesInfo, patient: str | None = None, min_slices: int = MIN_SLICES, max_slices: int = MAX_SLICES
 ) -> tuple[list[SliceInfo], float]:
@@ -371,13 +403,7 @@ def sort_slices(
     spacing = float(np.median(gaps))
     bad = np.abs(gaps - spacing) > SPACING_TOLERANCE * spacing
     if np.any(bad):
-        i = int(np.argmax(bad))
-        raise DicomInputError(
-            f"non-uniform slice spacing: gap of {gaps[i]:.2f} mm between positions {dist[i]:.2f} and "
-            f"{dist[i + 1]:.2f} mm (median {spacing:.2f} mm); a slice is missing",
-            patient,
-            slices[i + 1].path,
-        )
+        raise DicomInputError(gaps_text(gaps, spacing), patient, folder)
     # In-plane position of the slices must follow the normal (no gantry tilt / shear).
     offsets = np.array([s.position - s.position.dot(normal) * normal for s in slices])
     if np.max(np.abs(offsets - offsets[0])) > 0.5 * min(ref.pixel_spacing):

@@ -48,9 +48,18 @@ from covidct.infection.unet import (
     pooled_dice,
 )
 from covidct.modelcard import card_paths, make_card, write_card
+from covidct.runtime import Progress, setup_keras
 
 log = logging.getLogger(__name__)
 
+#: What makes the U-Net's training cheaper, in the config's words (``Progress``' warning).
+CHEAPER_UNET = (
+    "infection.size 128, infection.variants [dice_ce], infection.folds 3, fewer infection.epochs (e.g. 15), "
+    "or a machine with a GPU"
+)
+#: CPU seconds per training slice and epoch at 256 px and 32 base filters (docs/measurements.md: 27.7 s per step of
+#: 4 slices on 2 loaded cores); other sizes scale with the pixels and the square of the filters.
+CPU_SECONDS_PER_SLICE = 6.9
 #: A run that marks at least this share of all pixels is all-foreground.
 ALL_FOREGROUND = 0.9
 #: A run whose last two epochs' mean loss is at least this share of the first epoch's did not learn.
@@ -159,11 +168,14 @@ def fit(
     x_held: np.ndarray | None = None,
     y_held: np.ndarray | None = None,
     lung: np.ndarray | None = None,
+    progress: Progress | None = None,
+    label: str = "",
 ):
     """One run: train ``variant`` on (x, y) with the warm-up + cosine schedule of ``epochs`` epochs,
     stopping after ``stop_at`` (default: all). ``lung``: the slices' lung masks (for the dependent-density
-    augmentation). With held-out slices, each epoch's row holds their metrics (``held_*``). Returns
-    ``(model, history)``."""
+    augmentation). With held-out slices, each epoch's row holds their metrics (``held_*``). Each epoch is
+    told to ``progress`` (the whole training's, ``covidct.runtime.Progress``) as ``label`` (default: the
+    variant). Returns ``(model, history)``."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -182,7 +194,9 @@ def fit(
             held = evaluate(y_held, predict(model, x_held, batch_size))
             row.update({f"held_{k}": v for k, v in held.items()})
         history.append(row)
-        log.debug("%s epoch %d: loss %.4f %s", variant, epoch, row["loss"], row.get("held_dice", ""))
+        if progress is not None:
+            what = f"{label or variant} epoch {epoch}/{stop_at or epochs}"
+            progress.epoch(what, row["loss"], "held-out Dice", row.get("held_dice"), time.perf_counter() - t0)
     return model, history
 
 
@@ -267,7 +281,8 @@ def cross_validate(
             t0 = time.perf_counter()
             model, history, attempts = fit_checked(
                 x_tr, y_tr, variant, epochs, classes=classes, seed=seed + k, retries=retries,
-                x_held=x_ho, y_held=y_ho, batch_size=batch_size, lung=stack_lungs(train_g), **kwargs,
+                x_held=x_ho, y_held=y_ho, batch_size=batch_size, lung=stack_lungs(train_g),
+                label=f"{variant} fold {k + 1}/{folds}", **kwargs,
             )  # fmt: skip
             fold = {
                 "fold": k,
@@ -391,7 +406,6 @@ def train(
             run that stays degenerate after its retries (nothing is written then).
     """
     from covidct.io import atomic_path, write_json
-    from covidct.runtime import setup_keras
 
     gpu = setup_keras(seed)
     labels = source_labels(sources)
@@ -401,11 +415,15 @@ def train(
         classes=classes, base_filters=base_filters, norm=norm, batch_size=batch_size, learning_rate=learning_rate,
         warmup_epochs=warmup_epochs, augment=augment,
     )  # fmt: skip
+    planned = len(variants) * folds * epochs + (0 if ensemble_folds else epochs)
+    progress = Progress("infection U-Net", planned, gpu, CHEAPER_UNET)
     n_slices = sum(len(g.x) for g in groups)
+    per_slice = CPU_SECONDS_PER_SLICE * (size / 256) ** 2 * (base_filters / 32) ** 2
+    progress.forecast(n_slices * per_slice, f"{n_slices} slices x {per_slice:.2g} s per slice and epoch, measured")
     log.info("infection U-Net: %d units (%d slices), %s labels, %dx%d, %d-fold CV of %s, %d epochs", len(groups),
              n_slices, labels, size, size, folds, ", ".join(variants), epochs)  # fmt: skip
     cv = cross_validate(groups, variants, folds, epochs, seed=seed, retries=retries, tta=tta,
-                        keep_models=ensemble_folds, **settings)  # fmt: skip
+                        keep_models=ensemble_folds, progress=progress, **settings)  # fmt: skip
     cv, fold_models = cv if ensemble_folds else (cv, {})
     metrics = {"classes": classes, "class_names": list(CLASS_NAMES[classes]), "labels": labels, "gpu": gpu,
                "units": len(groups), "slices": n_slices, "cross_validation": cv}  # fmt: skip
@@ -423,7 +441,7 @@ def train(
         x, y = stack(groups)
         model, history, attempts = fit_checked(
             x, y, variant, epochs, stop_at=chosen_epochs, seed=seed, retries=retries, lung=stack_lungs(groups),
-            **settings,
+            progress=progress, label=f"final {variant}", **settings,
         )  # fmt: skip
         if attempts[-1]["degenerate"]:
             raise CovidctError(

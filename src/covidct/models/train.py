@@ -31,8 +31,9 @@ from covidct.evaluation.reports import (
 )
 from covidct.io import atomic_path, write_json
 from covidct.models.cnn3d import DEFAULT_DENSE, DEFAULT_FILTERS, build_classifier, build_scorer, load_model
+from covidct.models.inputs import DEFAULT_SHAPE
 from covidct.report.plots import roc_curve, score_scatter, severity_confusion, training_curves
-from covidct.runtime import setup_keras
+from covidct.runtime import Progress, gpu_visible, setup_keras
 from covidct.split import hash_unit, read_split_table
 
 log = logging.getLogger(__name__)
@@ -125,11 +126,42 @@ def make_dataset(items: Sequence[Item], target: str, batch_size: int, shuffle: b
     return ds.batch(batch_size).prefetch(2)
 
 
+#: CPU seconds per training sample and epoch of a 3D model at the default shape and filters (docs/measurements.md:
+#: 38.4 s per step of 2 at 64x128x128, filters 64-64-128-256, on 2 loaded cores).
+CPU_SECONDS_PER_SAMPLE = 19.2
+
+
+def cpu_seconds_per_sample(shape: Sequence[int], filters: Sequence[int]) -> float:
+    """CPU_SECONDS_PER_SAMPLE scaled to another input shape and filters: each Conv3D block costs its input
+    x output channels x its voxels (each block halves every side).
+
+    >>> round(cpu_seconds_per_sample(DEFAULT_SHAPE, DEFAULT_FILTERS), 1)
+    19.2
+    """
+
+    def cost(shape, filters):
+        voxels, total, channels = float(np.prod(shape)), 0.0, 1
+        for f in filters:
+            total += channels * f * voxels
+            channels, voxels = f, voxels / 8
+        return total
+
+    return CPU_SECONDS_PER_SAMPLE * cost(shape, filters) / cost(DEFAULT_SHAPE, DEFAULT_FILTERS)
+
+
+#: What makes a 3D model's training cheaper, in the config's words (``Progress``' warning).
+CHEAPER_3D = (
+    "fewer train.epochs (e.g. 10) and a lower train.patience, a smaller export.shape (e.g. [32, 64, 64]), "
+    "evaluation.folds 0 (no cross-validation), or a machine with a GPU"
+)
+
+
 class EpochLogger:
-    """Keras callback (built lazily) that logs every epoch's metrics to the rule's log."""
+    """Keras callback (built lazily) that tells a ``Progress`` of every epoch: loss, the val metric that
+    chooses the epoch, every metric, an ETA."""
 
     @staticmethod
-    def create(name: str):
+    def create(name: str, monitor: str, progress: Progress):
         import keras
 
         class _Logger(keras.callbacks.Callback):
@@ -137,17 +169,21 @@ class EpochLogger:
                 self.t0 = time.perf_counter()
 
             def on_epoch_end(self, epoch, logs=None):
-                values = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
-                log.info(
-                    "%s epoch %d/%d (%.1f s): %s",
-                    name,
-                    epoch + 1,
-                    self.params.get("epochs", 0),
-                    time.perf_counter() - self.t0,
-                    values,
-                )
+                logs = logs or {}
+                values = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()))
+                what = f"{name} epoch {epoch + 1}/{self.params.get('epochs', 0)}"
+                value = logs.get(monitor)
+                seconds = time.perf_counter() - self.t0
+                progress.epoch(what, float(logs.get("loss", float("nan"))), monitor, value, seconds, values)
 
         return _Logger()
+
+
+def forecast(progress: Progress, samples: float, shape: Sequence[int], filters: Sequence[int]) -> None:
+    """``progress.forecast`` of a 3D training: CPU seconds per epoch = training samples x ``cpu_seconds_per_sample``."""
+    per_sample = cpu_seconds_per_sample(shape, filters)
+    basis = f"{samples:.0f} training patients x {per_sample:.2g} s per patient and epoch, measured"
+    progress.forecast(samples * per_sample, basis)
 
 
 def _history_csv(history: dict, path: str | Path) -> None:
@@ -170,10 +206,14 @@ def _fit(
     patience: int,
     name: str,
     class_weight: dict | None = None,
+    progress: Progress | None = None,
 ):
     """Fit with best-checkpoint (in a temporary folder under ``workdir``) and early stopping on
-    ``monitor``; returns (best model, history, seconds)."""
+    ``monitor``, each epoch told to ``progress`` (default: one of this fit's epochs); returns (best model,
+    history, seconds)."""
     import keras
+
+    progress = progress or Progress("3D model training", epochs, gpu_visible(), CHEAPER_3D)
 
     Path(workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workdir) as tmpdir:
@@ -181,7 +221,7 @@ def _fit(
         callbacks = [
             keras.callbacks.ModelCheckpoint(best, monitor=monitor, mode=mode, save_best_only=True),
             keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience),
-            EpochLogger.create(name),
+            EpochLogger.create(name, monitor, progress),
         ]
         t0 = time.perf_counter()
         hist = model.fit(
@@ -332,7 +372,15 @@ KINDS = {
 }
 
 
-def fit(kind: str, train: dict, val: dict, workdir: str | Path, settings: TrainSettings, name: str = "") -> Fit:
+def fit(
+    kind: str,
+    train: dict,
+    val: dict,
+    workdir: str | Path,
+    settings: TrainSettings,
+    name: str = "",
+    progress: Progress | None = None,
+) -> Fit:
     """Train the classifier (``kind`` classifier: best val AUC, threshold by Youden's J on val) or the
     scorer (``scorer``: best val MAE) on ``train`` rows, choosing the epoch on ``val`` rows.
 
@@ -343,6 +391,8 @@ def fit(kind: str, train: dict, val: dict, workdir: str | Path, settings: TrainS
         workdir: Folder for the temporary checkpoint.
         settings: How to train.
         name: Its name in the log (default: ``kind``).
+        progress: What its epochs are told to (a cross-validation's, planned over all folds); default: one
+            of its own ``settings.epochs``.
     """
     spec = KINDS[kind]
     spec.check(train, val)
@@ -352,8 +402,12 @@ def fit(kind: str, train: dict, val: dict, workdir: str | Path, settings: TrainS
     train_ds = make_dataset(train["items"], spec.target, settings.batch_size, True, settings.augment, settings.seed)
     val_ds = make_dataset(val["items"], spec.target, settings.batch_size, False, False, settings.seed)
     monitor, mode = spec.monitor(val)
+    if progress is None:
+        progress = Progress("3D model training", settings.epochs, gpu_visible(), CHEAPER_3D)
+        forecast(progress, len(train["items"]), shape, settings.filters)
     model, history, seconds = _fit(
-        model, train_ds, val_ds, workdir, settings.epochs, monitor, mode, settings.patience, name or kind, class_weight
+        *(model, train_ds, val_ds, workdir, settings.epochs, monitor, mode, settings.patience, name or kind),
+        *(class_weight, progress),
     )
     p_val = predict_items(model, val["items"], settings.batch_size)
     threshold = youden_threshold(np.asarray(val["labels"]).astype(int), p_val) if kind == "classifier" else None
@@ -391,12 +445,14 @@ class Trained:
         truth: The val rows' labels (classifier) or scores (scorer).
         metrics: Its val figures (``metrics/<kind>.json``).
         sidecar: What predicting needs besides the weights (``models/<kind>.json``).
+        patients: The patient ids it learned from (``train``) and was chosen on (``val``): its model card's.
     """
 
     fit: Fit
     truth: np.ndarray
     metrics: dict
     sidecar: dict
+    patients: dict[str, list[str]]
 
 
 def train_model(
@@ -461,7 +517,7 @@ def train_model(
             "shape": list(done.shape),
         }
     )
-    return Trained(done, truth, metrics, sidecar)
+    return Trained(done, truth, metrics, sidecar, {"train": train["patient_ids"], "val": val["patient_ids"]})
 
 
 def save_model(
@@ -547,7 +603,9 @@ def cross_validate(
     subjects = [split.loc[pid, "subject_id"] or pid for pid in table["patient_ids"]]
     fold_of_subject = cv_folds(subjects, table["labels"], folds, salt + ":cv")
     fold = np.array([fold_of_subject[s] for s in subjects])
-    setup_keras(settings.seed)
+    gpu = setup_keras(settings.seed)
+    progress = Progress("3D cross-validation", 2 * folds * settings.epochs, gpu, CHEAPER_3D)
+    forecast(progress, len(table["items"]) * (folds - 2) / folds, _h5_meta(train_h5)[1], settings.filters)
     workdir = Path(out_json).parent
     oof_p, oof_s = np.full(len(fold), np.nan), np.full(len(fold), np.nan)
     oof_threshold, oof_mean = np.full(len(fold), np.nan), np.full(len(fold), np.nan)
@@ -578,6 +636,7 @@ def cross_validate(
             workdir,
             settings,
             f"cv fold {f + 1} classifier",
+            progress,
         )
         test = _subset(table, test_rows)
         p = predict_items(clf.model, test["items"])
@@ -588,7 +647,7 @@ def cross_validate(
         s_val = _subset(table, val_rows[np.isin(val_rows, scorer_rows(table, positives_only))])
         s_test_rows = test_rows[np.isin(test_rows, scorer_rows(table, positives_only))]
         if len(s_train["items"]) >= 2 and len(s_val["items"]) >= 1 and len(s_test_rows):
-            sfit = fit("scorer", s_train, s_val, workdir, settings, f"cv fold {f + 1} scorer")
+            sfit = fit("scorer", s_train, s_val, workdir, settings, f"cv fold {f + 1} scorer", progress)
             pred = predict_items(sfit.model, [table["items"][i] for i in s_test_rows])
             oof_s[s_test_rows] = pred
             oof_mean[s_test_rows] = float(np.mean(s_train["scores"]))

@@ -13,9 +13,9 @@ from covidct.clinical.pacs import push_files, series_files
 from covidct.clinical.seg import algorithms, build_seg, order_by_slice, read_series, specs_of
 from covidct.clinical.sr import build_sr
 from covidct.deid.verify import verify_derived
-from covidct.errors import AnonymizationError, CovidctError
+from covidct.errors import AnonymizationError, CovidctError, raw_placeholder
 from covidct.io import atomic_path, read_json, read_volume, write_json, write_volume
-from covidct.sheet import raw_dicom_dir
+from covidct.sheet import SHEET_DICOM_DIR, raw_dicom_dir
 from covidct.steps.lung_eval import evaluate_lung_mask
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def verify_dicom_outputs(
     try:
         report = verify_derived(raw, Path(dicom), [Path(seg), Path(sr)], patient)
     except CovidctError as exc:  # never name the raw folder (its name may carry identifiers)
-        raise type(exc)(exc.message, patient, f"<dicom_dir of {patient}>") from None
+        raise type(exc)(exc.message, patient, raw_placeholder(patient)) from None
     if not report["passed"]:
         log.error("patient %s: failed check of the SEG and SR: %s", patient, report)
         raise AnonymizationError(
@@ -195,7 +195,7 @@ def _raw_folder(raw_dir: str | Path | None, sheet: str | Path | None, patient: s
 
     raw = Path(raw_dir) if raw_dir else raw_dicom_dir(sheet, patient)
     if not str(raw).strip() or not raw.is_dir():
-        raise CovidctError("the sheet's dicom_dir is not a folder", patient, f"<dicom_dir of {patient}>")
+        raise CovidctError(f"{SHEET_DICOM_DIR} is not a folder", patient, raw_placeholder(patient))
     return raw
 
 

@@ -13,9 +13,11 @@ from covidct import config
 from covidct.evaluation.reports import DEMO_WARNING, EvaluationSettings, evaluate_predictions
 from covidct.hounsfield import MODEL_WINDOW_HU
 from covidct.io import read_json, write_json
+from covidct.modelcard import write_card
+from covidct.models.card import model_card
 from covidct.models.data import build_datasets
 from covidct.models.inputs import DEFAULT_SHAPE
-from covidct.models.predict import annotate, predict_arrays, write_predictions
+from covidct.models.predict import annotate, check_models, predict_arrays, write_predictions
 from covidct.models.train import TrainSettings, plot_training, save_model, train_model
 from covidct.models.train import cross_validate as cross_validate_models
 from covidct.report.cohort import cohort_summary
@@ -49,18 +51,25 @@ def build_hdf5(
 def train_classifier(
     train_set: str | Path,
     val_set: str | Path,
+    split: str | Path,
     out_model: str | Path,
     out_sidecar: str | Path,
     out_history: str | Path,
     out_metrics: str | Path,
+    out_card: str | Path,
+    out_card_md: str | Path,
     out_training: str | Path,
     out_roc: str | Path,
     train: dict,
+    demo_patients: list[str] = (),
 ) -> dict:
     """Train the COVID-19 classifier with the ``train`` config block (``covidct.models.train``): the
-    epoch with the best val AUC, the threshold by Youden's J on val."""
-    trained = train_model("classifier", train_set, val_set, Path(out_model).parent, TrainSettings.from_config(train))
+    epoch with the best val AUC, the threshold by Youden's J on val. Its model card (``covidct.models.card``)
+    says which of its patients the demo generated (``demo_patients``: synthetic)."""
+    settings = TrainSettings.from_config(train)
+    trained = train_model("classifier", train_set, val_set, Path(out_model).parent, settings)
     save_model(trained, out_model, out_sidecar, out_history, out_metrics)
+    write_card(model_card("classifier", trained, settings, train_set, split, demo_patients), out_card, out_card_md)
     plot_training("classifier", trained, out_training, out_roc)
     return trained.metrics
 
@@ -68,19 +77,25 @@ def train_classifier(
 def train_scorer(
     train_set: str | Path,
     val_set: str | Path,
+    split: str | Path,
     out_model: str | Path,
     out_sidecar: str | Path,
     out_history: str | Path,
     out_metrics: str | Path,
+    out_card: str | Path,
+    out_card_md: str | Path,
     out_training: str | Path,
     out_scatter: str | Path,
     out_confusion: str | Path,
     train: dict,
+    demo_patients: list[str] = (),
 ) -> dict:
     """Train the severity scorer with the ``train`` config block and its ``scorer`` settings: the epoch
-    with the best val MAE."""
-    trained = train_model("scorer", train_set, val_set, Path(out_model).parent, TrainSettings.from_config(train))
+    with the best val MAE; its model card as the classifier's."""
+    settings = TrainSettings.from_config(train)
+    trained = train_model("scorer", train_set, val_set, Path(out_model).parent, settings)
     save_model(trained, out_model, out_sidecar, out_history, out_metrics)
+    write_card(model_card("scorer", trained, settings, train_set, split, demo_patients), out_card, out_card_md)
     plot_training("scorer", trained, out_training, out_scatter, out_confusion)
     return trained.metrics
 
@@ -96,6 +111,10 @@ def predict(
     infection: list[str] | None = None,
     severity: list[str] | None = None,
     labeled: list[str] = (),
+    classifier_card: str | Path | list | None = None,
+    scorer_card: str | Path | list | None = None,
+    demo_patients: list[str] = (),
+    allow_synthetic: bool = False,
 ) -> None:
     """Predictions for every patient (labeled or not): probability, label, score, class, CTSI, the
     segmentation severity (``seg_*``) from each patient's infection JSON and the clinical read-out
@@ -103,10 +122,21 @@ def predict(
     severity JSON, when given (``covidct.models.predict``).
 
     ``split`` is train/val/test from the data sets the models were trained on, ``new`` for a labeled
-    patient the models have not seen (``retrain: false``), ``unlabeled`` otherwise."""
+    patient the models have not seen (``retrain: false``), ``unlabeled`` otherwise.
+
+    A classifier or scorer trained only on synthetic patients (its card; a model from before cards has
+    none) reads a patient the demo did not generate only with ``allow_synthetic``, and that patient's row
+    then says so in ``warning`` (``covidct.models.predict.check_models``); refused, nothing is written."""
+    cards = {
+        name: (read_json(card) if card else None, model)
+        for name, card, model in (("classifier", classifier_card, classifier), ("scorer", scorer_card, scorer))
+    }
+    warnings = check_models(cards, patient_ids, demo_patients, allow_synthetic)
     splits = read_split_table(split).set_index("patient_id")["split"].to_dict()
     threshold = float(read_json(classifier_sidecar)["threshold"])
     rows = predict_arrays(((pid, np.load(path)) for pid, path in zip(patient_ids, npy)), classifier, scorer, threshold)
+    for row in rows:
+        row["warning"] = warnings[row["patient_id"]]
     seg = [(path, read_json(path)) for path in infection or []]
     readouts = [(path, read_json(path)) for path in severity or []]
     write_predictions(annotate(rows, splits, labeled, seg, readouts), out_csv)

@@ -73,12 +73,18 @@ def test_series_override_by_uid(tmp_path, series_dir):
         load_series(series_dir, "t01", series_uid="9.9")
 
 
-def test_missing_slice_is_a_gap_error(tmp_path, series_dir):
+def test_missing_slices_are_each_told_by_rank(tmp_path, series_dir):
+    """Every gap is listed, by the rank of the slice before it (never a file name or UID)."""
     files = _copy(series_dir, tmp_path / "p")
-    files[5].unlink()
-    with pytest.raises(DicomInputError, match="non-uniform slice spacing: gap of 12.00 mm.*a slice is missing") as e:
+    uids = {str(pydicom.dcmread(f).SOPInstanceUID) for f in files}
+    for i in (2, 3, 7):  # by position: 2 missing after the 2nd slice, 1 after the 5th of what is left
+        files[i].unlink()
+    with pytest.raises(DicomInputError) as e:
         load_series(tmp_path / "p", "t01")
-    assert "patient t01" in str(e.value)
+    told = str(e.value)
+    assert told.startswith("patient t01, file ") and "non-uniform slice spacing (median 6.00 mm" in told
+    assert told.endswith("3 slices missing: after slice 2 (2 missing), after 5 (1)")
+    assert not any(uid in told for uid in uids) and not any(f.name in told for f in files)
 
 
 def test_duplicate_slice(tmp_path, series_dir):

@@ -124,6 +124,28 @@ def test_degenerate_run_is_retried_then_reported_failed(caplog):
         choose(cv)
 
 
+def test_every_epoch_says_its_loss_held_out_dice_and_eta(caplog, monkeypatch):
+    import logging
+
+    from covidct import runtime
+    from covidct.infection.data import stack
+    from covidct.infection.train import fit
+
+    monkeypatch.setattr(runtime, "LONG_CPU_SECONDS", 0.0)  # every CPU training is "long" here
+    progress = runtime.Progress("infection U-Net", 4, gpu=False, cheaper="infection.size 128")
+    train_x, train_y = stack(_blobs(3, 32, seed=5))
+    held_x, held_y = stack(_blobs(1, 32, seed=6))
+    with caplog.at_level(logging.INFO, logger="covidct.runtime"):
+        fit(train_x, train_y, "dice_ce", 2, base_filters=2, augment=False, x_held=held_x, y_held=held_y,
+            progress=progress, label="dice_ce fold 1/2")  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert [line.split(":")[0] for line in lines] == [f"infection U-Net dice_ce fold 1/2 epoch {e}/2" for e in (1, 2)]
+    assert all(", held-out Dice 0." in line or ", held-out Dice 1." in line for line in lines)
+    assert "3 of 4 planned epochs left, ETA " in lines[0] and "2 of 4 planned epochs left, ETA " in lines[1]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "no GPU is visible" in warnings[0] and "infection.size 128" in warnings[0]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small lesion-type U-Net cross-validated (2 folds) and trained on 6 synthetic phantoms' slices (the
