@@ -54,6 +54,16 @@ def targets() -> list[str]:
     return ["all"]
 
 
+def local_rules() -> set[str]:
+    """Rules named in a `localrules:` directive (Snakefile and rules files): they run where Snakemake
+    runs, not as cluster jobs. A dry run prints them as `rule` like the others."""
+    names = set()
+    for path in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
+        for block in re.findall(r"^[ \t]*localrules:[ \t]*\n((?:[ \t]+\w+,?[ \t]*\n)+)", path.read_text(), re.M):
+            names.update(re.findall(r"\w+", block))
+    return names
+
+
 def write_sheet(path: Path, n: int) -> None:
     lines = ["patient_id\tdicom_dir\tlabel\tscore"]
     lines += [f"P{i:06d}\t/data/raw/P{i:06d}\t{i % 2}\t{(i * 7) % 100 if i % 2 else 0}" for i in range(n)]
@@ -125,11 +135,15 @@ def main() -> None:
             str(REPO / "profiles" / "slurm"),
         )
         groups = len(re.findall(r"Group job \w+", grouped))
-        # jobs outside groups are printed unindented ("rule build_hdf5:"); `all` runs locally
-        rest = len([r for r in re.findall(r"^rule (\w+):", grouped, re.M) if r != "all"])
+        # jobs outside groups are printed unindented ("rule build_hdf5:"); local rules run where
+        # Snakemake runs, not on the cluster
+        local = local_rules()
+        ungrouped = re.findall(r"^rule (\w+):", grouped, re.M)
+        rest = len([r for r in ungrouped if r not in local])
+        n_local = len([r for r in ungrouped if r in local])
         print(
             f"\nSLURM jobs for {n} patients: {singles} without grouping, {groups + rest} with the profile's "
-            f"grouping ({groups} group jobs + {rest} aggregate jobs)"
+            f"grouping ({groups} group jobs + {rest} aggregate jobs; {n_local} local jobs besides)"
         )
 
 
