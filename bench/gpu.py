@@ -131,9 +131,8 @@ def main() -> None:
         )
     device = "cuda" if torch_cuda else "cpu"
     name = torch.cuda.get_device_name(0) if torch_cuda else f"CPU ({os.cpu_count()} cores)"
-    print(
-        f"device: {name}; torch CUDA {torch_cuda}, TensorFlow GPUs {tf_gpus}{'; SMOKE: tiny shapes, not a measurement' if a.smoke else ''}"
-    )
+    smoke = "; SMOKE: tiny shapes, not a measurement" if a.smoke else ""
+    print(f"device: {name}; torch CUDA {torch_cuda}, TensorFlow GPUs {tf_gpus}{smoke}")
     rows = []
     r231 = time_r231(slices, r231_size, a.r231_batch, device)
     rows.append((f"lungmask R231, {slices} slices {r231_size} px, batch {a.r231_batch}", f"{r231:.2f} s per CT"))
