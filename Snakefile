@@ -24,6 +24,16 @@ include: "workflow/rules/severity.smk"
 include: "workflow/rules/clinical.smk"
 
 
+# Cheap cohort tables, plots and markers run where Snakemake runs, not as cluster jobs
+# (severity_vs_score and severity_followup, which exist only for some sheets, say so in severity.smk).
+localrules:
+    all,
+    reject_sheet_row,
+    severity_cohort,
+    lung_eval_table,
+    summarize,
+
+
 rule all:
     default_target: True
     input:

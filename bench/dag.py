@@ -3,7 +3,8 @@ jobs with and without the SLURM profile's grouping.
 
 The sheets hold N placeholder patients (labeled, half positive) whose DICOM folders do not
 exist: a dry run never opens them, so this measures Snakemake's own work (parsing the sheet,
-validating it, building and scheduling the DAG) for 8 per-patient rules per patient.
+validating it, building and scheduling the DAG) of the whole workflow a user runs (`all`): the
+per-patient rules of PER_PATIENT_RULES for each patient plus the cohort rules of COHORT_RULES.
 
     python bench/dag.py [--sizes 1000 5000] [--jobs-for 100]
 """
@@ -20,6 +21,47 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# What the dry run of targets() resolves to on a labeled sheet (tests/unit/test_bench_targets.py checks it).
+PER_PATIENT_RULES = [
+    "anonymize_dicom",
+    "verify_anonymization",
+    "dicom_to_hu",
+    "resample_volume",
+    "segment_lungs",
+    "export_npy",
+    "qc_montage",
+    "segment_infection",
+    "severity_readout",
+]
+COHORT_RULES = [
+    "synth_infection_training",
+    "train_infection_unet",
+    "build_hdf5",
+    "train_classifier",
+    "train_scorer",
+    "predict",
+    "evaluate",
+    "summarize",
+    "severity_cohort",
+    "severity_vs_score",
+    "all",
+]
+RULES = PER_PATIENT_RULES + COHORT_RULES
+
+
+def targets() -> list[str]:
+    """The targets of the timed dry run: the whole workflow, as a user runs it."""
+    return ["all"]
+
+
+def local_rules() -> set[str]:
+    """Rules named in a `localrules:` directive (Snakefile and rules files): they run where Snakemake
+    runs, not as cluster jobs. A dry run prints them as `rule` like the others."""
+    names = set()
+    for path in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
+        for block in re.findall(r"^[ \t]*localrules:[ \t]*\n((?:[ \t]+\w+,?[ \t]*\n)+)", path.read_text(), re.M):
+            names.update(re.findall(r"\w+", block))
+    return names
 
 
 def write_sheet(path: Path, n: int) -> None:
@@ -39,6 +81,7 @@ def dry_run(work: Path, sheet: Path, *extra: str) -> tuple[float, float, str]:
         "finally:\n    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
         "-s",
         str(REPO / "Snakefile"),
+        *targets(),  # before the options: --config takes several values
         "--directory",
         str(work),
         "-n",
@@ -92,11 +135,15 @@ def main() -> None:
             str(REPO / "profiles" / "slurm"),
         )
         groups = len(re.findall(r"Group job \w+", grouped))
-        # jobs outside groups are printed unindented ("rule build_hdf5:"); `all` runs locally
-        rest = len([r for r in re.findall(r"^rule (\w+):", grouped, re.M) if r != "all"])
+        # jobs outside groups are printed unindented ("rule build_hdf5:"); local rules run where
+        # Snakemake runs, not on the cluster
+        local = local_rules()
+        ungrouped = re.findall(r"^rule (\w+):", grouped, re.M)
+        rest = len([r for r in ungrouped if r not in local])
+        n_local = len([r for r in ungrouped if r in local])
         print(
             f"\nSLURM jobs for {n} patients: {singles} without grouping, {groups + rest} with the profile's "
-            f"grouping ({groups} group jobs + {rest} aggregate jobs)"
+            f"grouping ({groups} group jobs + {rest} aggregate jobs; {n_local} local jobs besides)"
         )
 
 

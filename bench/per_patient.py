@@ -21,15 +21,28 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 A0002 = REPO.parent / "shared" / "data" / "ct" / "lung_pet_ct_dx_A0002" / "B40f"
-RULES = [
-    "anonymize_dicom",
-    "verify_anonymization",
-    "dicom_to_hu",
-    "resample_volume",
-    "segment_lungs",
-    "export_npy",
-    "qc_montage",
-]
+# The rules this bench times and their per-patient outputs, which are exactly the files it asks for
+# (asking for `all` would also train the models); tests/unit/test_bench_targets.py checks that these
+# targets resolve to exactly these rules.
+OUTPUTS = {
+    "anonymize_dicom": ["results/anonymized/{patient}", "results/anonymized/{patient}.json"],
+    "verify_anonymization": ["results/verify/{patient}.json"],
+    "dicom_to_hu": ["results/hu/{patient}.nii.gz", "results/hu/{patient}.json"],
+    "resample_volume": ["results/resampled/{patient}.nii.gz"],
+    "segment_lungs": [
+        "results/lung_mask/{patient}.nii.gz",
+        "results/lung_mask/{patient}_labels.nii.gz",
+        "results/lung_mask/{patient}.json",
+    ],
+    "export_npy": ["results/npy/{patient}.npy"],
+    "qc_montage": ["results/qc/{patient}.png"],
+}
+RULES = list(OUTPUTS)
+
+
+def targets(patient: str) -> list[str]:
+    """The files the bench asks Snakemake for: every per-patient output of RULES for ``patient``."""
+    return [pattern.format(patient=patient) for rule in RULES for pattern in OUTPUTS[rule]]
 
 
 def run_patient(work: Path, patient: str, dicom_dir: Path, cores: int) -> dict:
@@ -45,6 +58,7 @@ def run_patient(work: Path, patient: str, dicom_dir: Path, cores: int) -> dict:
         "snakemake",
         "-s",
         str(REPO / "Snakefile"),
+        *targets(patient),  # before the options: --config and --quiet take several values
         "--directory",
         str(run_dir),
         "--configfile",
@@ -56,7 +70,6 @@ def run_patient(work: Path, patient: str, dicom_dir: Path, cores: int) -> dict:
         "--resources",
         "gpu=1",
         "--quiet",
-        "all",
     ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -16,6 +16,9 @@ from covidct.errors import CovidctError
 
 #: The schema, shipped with the package.
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+#: libyaml's loader where PyYAML has it: the schema is read in every job (defaults of the steps'
+#: arguments), 0.03-0.07 s instead of 0.36-0.39 s with the pure-Python loader (same result).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @functools.cache
@@ -25,7 +28,7 @@ def schema() -> dict:
         raise CovidctError(
             "the configuration schema is not found: this covidct installation is incomplete", path=SCHEMA
         )
-    return yaml.safe_load(SCHEMA.read_text())
+    return yaml.load(SCHEMA.read_text(), Loader=_LOADER)
 
 
 def _node(key: str) -> dict:

@@ -57,6 +57,9 @@ rule severity_cohort:
 
 if HAS_SHEET_SCORES:
 
+    localrules:
+        severity_vs_score,
+
     rule severity_vs_score:
         input:
             table="results/severity/cohort.csv",
@@ -78,6 +81,9 @@ if HAS_SHEET_SCORES:
 
 
 if HAS_FOLLOW_UP:
+
+    localrules:
+        severity_followup,
 
     rule severity_followup:
         input:

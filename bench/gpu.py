@@ -1,0 +1,155 @@
+"""GPU throughput of the three networks, in one run on one GPU (meant for a `gpu=1` job, under 8 min).
+
+1. lungmask R231 (the real architecture, random weights: time only) over one 300-slice CT: 256x256
+   slices in batches of lung_mask.batch_size (20), as lungmask runs them, forward only.
+2. The infection U-Net (`build_unet(256, classes=3)`, the default lesion-type head): one epoch over
+   487 slices (the default synthetic training set) at batch 4, after one warm-up step.
+3. The 3D CNN classifier at 64x128x128: training samples/s at batch 2, after one warm-up step.
+
+Prints one table. Without a GPU it says so and exits with status 2, measuring nothing; `--smoke`
+runs the same code on tiny shapes on whatever device there is (a check of the script, not a
+measurement).
+
+    python bench/gpu.py [--smoke] [--slices 300] [--unet-slices 487] [--cnn-steps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+NO_GPU_STATUS = 2
+
+
+def tensorflow_gpus() -> int:
+    """GPUs TensorFlow sees, each allowed to grow its memory as needed (torch shares the device)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    return len(gpus)
+
+
+def time_r231(slices: int, size: int, batch: int, device: str) -> float:
+    """Seconds of lungmask R231's forward pass over ``slices`` slices of ``size`` pixels."""
+    import torch
+    from lungmask.resunet import UNet
+
+    torch.manual_seed(0)
+    model = UNet(n_classes=3, padding=True, depth=5, up_mode="upsample", batch_norm=True, residual=False)
+    model = model.to(device).eval()
+    volume = torch.rand(slices, 1, size, size)
+
+    def run() -> None:
+        with torch.no_grad():
+            for i in range(0, slices, batch):
+                model(volume[i : i + batch].to(device)).argmax(1).cpu()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    with torch.no_grad():
+        model(volume[:batch].to(device))  # warm-up: kernels chosen, memory allocated
+    t0 = time.perf_counter()
+    run()
+    return time.perf_counter() - t0
+
+
+def time_unet_epoch(n_slices: int, size: int, batch: int) -> float:
+    """Seconds of one training epoch of the infection U-Net over ``n_slices`` random slices."""
+    import keras
+    import numpy as np
+
+    from covidct.infection.unet import build_unet
+
+    keras.utils.set_random_seed(0)
+    model = build_unet(size=size, classes=3)
+    rng = np.random.default_rng(0)
+    x = rng.random((n_slices, size, size, 1), dtype=np.float32)
+    y = keras.utils.to_categorical(rng.integers(0, 3, (n_slices, size, size)), 3).astype(np.float32)
+    model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)  # warm-up: fit's graph building
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+    return time.perf_counter() - t0
+
+
+def cnn_samples_per_s(shape: tuple[int, int, int], batch: int, steps: int) -> float:
+    """Training samples/s of the 3D CNN classifier at ``shape``."""
+    import keras
+    import numpy as np
+
+    from covidct.models.cnn3d import build_classifier
+
+    keras.utils.set_random_seed(0)
+    model = build_classifier(shape)
+    x = np.random.default_rng(0).random((batch, *shape, 1), dtype=np.float32)
+    y = (np.arange(batch) % 2).astype(np.float32)
+    model.train_on_batch(x, y)  # warm-up: graph building
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    return batch * steps / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny shapes on any device: checks the script only")
+    ap.add_argument("--slices", type=int, default=300)
+    ap.add_argument("--r231-batch", type=int, default=20)
+    ap.add_argument("--unet-slices", type=int, default=487)
+    ap.add_argument("--unet-batch", type=int, default=4)
+    ap.add_argument("--cnn-batch", type=int, default=2)
+    ap.add_argument("--cnn-steps", type=int, default=5)
+    a = ap.parse_args()
+    import torch
+
+    torch_cuda = torch.cuda.is_available()
+    # TensorFlow takes seconds to import: asked only when torch sees a GPU (or for --smoke)
+    tf_gpus = tensorflow_gpus() if torch_cuda or a.smoke else 0
+    if not a.smoke and not (torch_cuda and tf_gpus):
+        print(
+            f"no GPU visible (torch.cuda.is_available(): {torch_cuda}; TensorFlow GPUs: "
+            f"{tf_gpus if torch_cuda else 'not asked'}): nothing measured. Run this in a job with one GPU "
+            "(resources gpu=1), or with --smoke to check the script.",
+            file=sys.stderr,
+        )
+        sys.exit(NO_GPU_STATUS)
+    if a.smoke:
+        slices, r231_size, unet_slices, unet_size, cnn_shape, cnn_steps = 4, 64, 4, 32, (16, 32, 32), 1
+    else:
+        slices, r231_size, unet_slices, unet_size, cnn_shape, cnn_steps = (
+            a.slices,
+            256,
+            a.unet_slices,
+            256,
+            (64, 128, 128),
+            a.cnn_steps,
+        )
+    device = "cuda" if torch_cuda else "cpu"
+    name = torch.cuda.get_device_name(0) if torch_cuda else f"CPU ({os.cpu_count()} cores)"
+    smoke = "; SMOKE: tiny shapes, not a measurement" if a.smoke else ""
+    print(f"device: {name}; torch CUDA {torch_cuda}, TensorFlow GPUs {tf_gpus}{smoke}")
+    rows = []
+    r231 = time_r231(slices, r231_size, a.r231_batch, device)
+    rows.append((f"lungmask R231, {slices} slices {r231_size} px, batch {a.r231_batch}", f"{r231:.2f} s per CT"))
+    epoch = time_unet_epoch(unet_slices, unet_size, a.unet_batch)
+    rows.append(
+        (
+            f"infection U-Net epoch, {unet_slices} slices {unet_size} px, batch {a.unet_batch}",
+            f"{epoch:.1f} s ({unet_slices / epoch:.1f} slices/s)",
+        )
+    )
+    sps = cnn_samples_per_s(cnn_shape, a.cnn_batch, cnn_steps)
+    rows.append((f"3D CNN training, {'x'.join(map(str, cnn_shape))}, batch {a.cnn_batch}", f"{sps:.2f} samples/s"))
+    width = max(len(what) for what, _ in rows)
+    print(f"{'what':<{width}}  result")
+    for what, result in rows:
+        print(f"{what:<{width}}  {result}")
+
+
+if __name__ == "__main__":
+    main()
