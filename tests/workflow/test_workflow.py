@@ -434,7 +434,10 @@ def test_predictions_metrics_and_report(tiny_rerun):
     inf = json.loads((work / "results/metrics/infection_unet.json").read_text())
     assert inf["chosen_variant"] == "dice_ce" and inf["cross_validation"]["folds"] == 2 and "cv_dice" in inf
     assert inf["classes"] == 3  # the phantoms' masks hold lesion types
-    assert "Infection U-Net" in (work / "results/metrics/summary.html").read_text()
+    summary = (work / "results/metrics/summary.html").read_text()
+    assert "Infection U-Net" in summary and "<h2>Models</h2>" in summary
+    # the tiny cohort's U-Net learned from phantoms, its 3D models from the sheet's (phantom) rows
+    assert "synthetic phantoms only: infection_unet" in summary
 
 
 def test_cli_predict_one_new_patient_with_trained_models(tiny_rerun, tmp_path):

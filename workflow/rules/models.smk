@@ -197,6 +197,9 @@ rule summarize:
         infection="results/metrics/infection_unet.json",
         split="results/dataset/split.tsv",
         cross_validation=get_cross_validation,
+        classifier_card=get_model_card("classifier"),
+        scorer_card=get_model_card("scorer"),
+        infection_card="results/models/infection_unet.card.json",
     output:
         metrics=report("results/metrics/summary.html", caption="../report/metrics.rst", category="Metrics"),
         cohort=report("results/metrics/cohort.csv", caption="../report/cohort.rst", category="Cohort"),

@@ -196,12 +196,40 @@ def infection_section(inf: dict) -> str:
     return title + note + table(["", "mean ± sd over folds"], rows)
 
 
+def cards_section(cards: list[dict]) -> str:
+    """Which data each model learned from, from its model card (``covidct.models.card``): a model trained on
+    synthetic phantoms only is said to be one, with what it takes for it to read a real patient."""
+    rows = []
+    for card in cards:
+        sources = "; ".join(
+            f"{src.get('name', '?')} ({src.get('kind', '?')}: "
+            + ", ".join(f"{k} {v}" for k, v in src.items() if k not in ("name", "kind") and isinstance(v, int))
+            + ")"
+            for src in card.get("sources", [])
+        )
+        rows.append(
+            [card.get("model", "?"), card.get("trained_on", "?"), sources or "none", card.get("code_version", "?")]
+        )
+    page = "<h2>Models</h2>" + table(
+        ["model", "trained on", "sources", "code version"], [[_e(c) for c in r] for r in rows]
+    )
+    synthetic = [card.get("model", "?") for card in cards if card.get("trained_on") == "synthetic"]
+    if synthetic:
+        page += (
+            f"<div class='warn'>Trained on synthetic phantoms only: {_e(', '.join(synthetic))}. Such a model reads "
+            "a real patient only with <code>allow_synthetic_models: true</code>, and every output it gives then "
+            "says so (the warning column of predictions.csv, the read-out's JSON, the QC titles).</div>"
+        )
+    return page + "<p>The whole cards: <code>results/models/*.card.md</code>.</p>"
+
+
 def metrics_page(
     evaluation: dict,
     classifier_val: dict,
     scorer_val: dict,
     infection: dict | None = None,
     cross_validation: dict | None = None,
+    cards: list[dict] | None = None,
 ) -> str:
     """The whole metrics page as HTML."""
     conf = evaluation.get("confidence", 0.95)
@@ -231,14 +259,22 @@ def metrics_page(
     )
     if infection:
         parts.append(infection_section(infection))
+    if cards:
+        parts.append(cards_section(cards))
     parts.append("</body></html>\n")
     return "".join(parts)
 
 
 def write_metrics_page(
-    path, evaluation: dict, classifier: dict, scorer: dict, infection: dict, cross_validation: dict | None
+    path,
+    evaluation: dict,
+    classifier: dict,
+    scorer: dict,
+    infection: dict,
+    cross_validation: dict | None,
+    cards: list[dict] | None = None,
 ) -> None:
     """The metrics page (``metrics_page``) as an HTML file, atomically."""
-    page = metrics_page(evaluation, classifier, scorer, infection, cross_validation)
+    page = metrics_page(evaluation, classifier, scorer, infection, cross_validation, cards)
     with atomic_path(path, suffix=".html") as tmp:
         tmp.write_text(page)

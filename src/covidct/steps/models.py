@@ -204,6 +204,9 @@ def summarize(
     out_ctsi: str | Path,
     n_unlabeled: int = 0,
     cross_validation: str | Path | list | None = None,
+    classifier_card: str | Path | list | None = None,
+    scorer_card: str | Path | list | None = None,
+    infection_card: str | Path | list | None = None,
 ) -> None:
     """The metrics page of the report (``covidct.report.metrics_page``), plus the cohort summary
     (``covidct.report.cohort``).
@@ -212,8 +215,10 @@ def summarize(
     (n=...)"), with the baselines beside them; then cross-validation when it was run; then the
     validation figures, apart, as the split that chose checkpoints and threshold. ``classifier``,
     ``scorer`` and ``infection`` are the training metrics of the three models; ``cross_validation``
-    the cross-validation results, or nothing (None or an empty list) when it was not run.
+    the cross-validation results, or nothing (None or an empty list) when it was not run; the ``*_card``
+    inputs the models' cards (a model trained before cards has none: an empty list).
     """
     cohort_summary(split, n_unlabeled, out_cohort, out_label, out_severity, out_ctsi)
     models = [read_json(path) for path in (evaluation, classifier, scorer, infection)]
-    write_metrics_page(out_metrics, *models, read_json(cross_validation) if cross_validation else None)
+    cards = [read_json(path) for path in (classifier_card, scorer_card, infection_card) if path]
+    write_metrics_page(out_metrics, *models, read_json(cross_validation) if cross_validation else None, cards)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from covidct.evaluation.reports import CLASSIFIER_METRICS, FOLD_METRICS, SCORER_METRICS
-from covidct.report.metrics_page import classifier_section, cv_section, scorer_section
+from covidct.report.metrics_page import cards_section, classifier_section, cv_section, scorer_section
 
 
 def _estimate(value):
@@ -49,3 +49,14 @@ def test_sections_show_every_figure_of_the_table():
     }
     text = cv_section(cv)
     assert all(f"<td>{k}</td>" in text for keys in FOLD_METRICS.values() for k in keys)
+
+
+def test_models_section_says_what_each_model_learned_from():
+    real = {"model": "classifier", "trained_on": "real", "code_version": "0.1.0+abc",
+            "sources": [{"name": "patient sheet", "kind": "real", "patients": 40, "subjects": 31}]}  # fmt: skip
+    synthetic = {"model": "infection_unet", "trained_on": "synthetic", "code_version": "0.1.0+abc",
+                 "sources": [{"name": "infection_train/volumes", "kind": "synthetic", "volumes": 6}]}  # fmt: skip
+    page = cards_section([real, synthetic])
+    assert "patient sheet (real: patients 40, subjects 31)" in page and "volumes 6" in page
+    assert "synthetic phantoms only: infection_unet" in page and "allow_synthetic_models" in page
+    assert "synthetic phantoms only" not in cards_section([real])
