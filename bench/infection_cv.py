@@ -9,7 +9,7 @@ sensitivity, specificity at the last epoch and at the best epoch of the mean cur
 folds: optimistic), per-class Dice for the lesion-type head (``--labels types``: train_multiclass), the
 degenerate runs and retries, seconds per epoch. Over seeds: mean +- sd of the per-seed means.
 
-    python bench/infection_cv.py --size 128 --epochs 20 --seeds 1337 1338 1339 [--labels types]
+    python bench/infection_cv.py --size 128 --epochs 20 --seeds 1337 1338 1339 [--labels types] [--reuse]
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--base-filters", type=int, default=defaults["base_filters"])
     ap.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: its default)")
     ap.add_argument("--tag", default=None, help="output name under bench/measured (default from the settings)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="a seed whose JSON under this tag exists is read, not trained again")  # fmt: skip
     a = ap.parse_args()
     import tensorflow as tf
 
@@ -70,9 +72,14 @@ def main() -> None:
     runs = {}
     for seed in a.seeds:
         t0 = time.perf_counter()
-        cv = cross_validate(groups, a.variants, a.folds, a.epochs, seed=seed, **settings)
-        runs[seed] = cv
-        (out / f"{tag}_seed{seed}.json").write_text(json.dumps(cv, indent=1))
+        saved = out / f"{tag}_seed{seed}.json"
+        if a.reuse and saved.exists():
+            runs[seed] = cv = json.loads(saved.read_text())
+            print(f"seed {seed}: read from {saved.name}", flush=True)
+        else:
+            cv = cross_validate(groups, a.variants, a.folds, a.epochs, seed=seed, **settings)
+            runs[seed] = cv
+            saved.write_text(json.dumps(cv, indent=1))
         for v, e in cv["variants"].items():
             tries = [len(f["attempts"]) for f in e["folds"]]
             if e["status"] != "ok":
