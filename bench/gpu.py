@@ -22,6 +22,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from train_throughput import measure  # noqa: E402  (bench/ is on the path: python bench/gpu.py)
+
 NO_GPU_STATUS = 2
 
 
@@ -77,24 +79,6 @@ def time_unet_epoch(n_slices: int, size: int, batch: int) -> float:
     return time.perf_counter() - t0
 
 
-def cnn_samples_per_s(shape: tuple[int, int, int], batch: int, steps: int) -> float:
-    """Training samples/s of the 3D CNN classifier at ``shape``."""
-    import keras
-    import numpy as np
-
-    from covidct.models.cnn3d import build_classifier
-
-    keras.utils.set_random_seed(0)
-    model = build_classifier(shape)
-    x = np.random.default_rng(0).random((batch, *shape, 1), dtype=np.float32)
-    y = (np.arange(batch) % 2).astype(np.float32)
-    model.train_on_batch(x, y)  # warm-up: graph building
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        model.train_on_batch(x, y)
-    return batch * steps / (time.perf_counter() - t0)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on any device: checks the script only")
@@ -143,7 +127,7 @@ def main() -> None:
             f"{epoch:.1f} s ({unet_slices / epoch:.1f} slices/s)",
         )
     )
-    sps = cnn_samples_per_s(cnn_shape, a.cnn_batch, cnn_steps)
+    sps = measure(cnn_shape, a.cnn_batch, cnn_steps, "float32")  # bench/train_throughput.py's step loop
     rows.append((f"3D CNN training, {'x'.join(map(str, cnn_shape))}, batch {a.cnn_batch}", f"{sps:.2f} samples/s"))
     width = max(len(what) for what, _ in rows)
     print(f"{'what':<{width}}  result")
