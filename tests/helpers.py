@@ -101,6 +101,20 @@ class BackgroundRun:
             self.proc.wait()
 
 
+#: The rules that run once per patient of the sheet (the whole-workflow tests count their jobs).
+PER_PATIENT_RULES = [
+    "anonymize_dicom",
+    "verify_anonymization",
+    "dicom_to_hu",
+    "resample_volume",
+    "segment_lungs",
+    "export_npy",
+    "qc_montage",
+    "segment_infection",
+    "severity_readout",
+]
+
+
 def job_counts(dry_run_output: str) -> dict[str, int]:
     """Parse the 'Job stats' table of a dry run into {rule: count}."""
     counts: dict[str, int] = {}

@@ -10,20 +10,9 @@ import yaml
 
 from covidct.demo.spec import PhantomSpec
 from covidct.demo.writer import write_patient
-from helpers import job_counts, snakemake
+from helpers import PER_PATIENT_RULES, job_counts, snakemake
 from tiny_cohort import KEY
 
-PER_PATIENT = [
-    "anonymize_dicom",
-    "verify_anonymization",
-    "dicom_to_hu",
-    "resample_volume",
-    "segment_lungs",
-    "export_npy",
-    "qc_montage",
-    "segment_infection",
-    "severity_readout",
-]
 #: The cohort table of the read-outs and its plot against the sheet's scores follow every sheet change.
 READOUT_COHORT = {"severity_cohort": 1, "severity_vs_score": 1}
 NEW = PhantomSpec("tiny04", 504, True, 25.0, 24, 10.0, 72, 5.0)
@@ -55,7 +44,7 @@ def test_finished_cohort_has_nothing_to_do(cohort):
 def test_one_new_patient_runs_its_jobs_and_the_aggregates(cohort):
     counts = _dry(cohort, f"patients={cohort / 'patients_plus.tsv'}")
     assert counts == {
-        **dict.fromkeys(PER_PATIENT, 1),
+        **dict.fromkeys(PER_PATIENT_RULES, 1),
         "build_hdf5": 1,
         "train_classifier": 1,
         "train_scorer": 1,
@@ -72,7 +61,7 @@ def test_one_new_patient_without_retraining(cohort):
     # the data sets, models and their metrics stay as they are: only the predictions (and the evaluation
     # and metrics page that read them) are redone
     assert counts == {
-        **dict.fromkeys(PER_PATIENT, 1),
+        **dict.fromkeys(PER_PATIENT_RULES, 1),
         "predict": 1,
         "evaluate": 1,
         "summarize": 1,

@@ -20,20 +20,9 @@ from PIL import Image
 from covidct.demo.cohort import DEMO_COHORT, DEMO_SPLITS, sheet_rows
 from covidct.demo.spec import PhantomSpec
 from covidct.demo.writer import write_patient
-from helpers import REPO, dice, job_counts, snakemake, write_config
+from helpers import PER_PATIENT_RULES, REPO, dice, job_counts, snakemake, write_config
 from tiny_cohort import KEY, TINY
 
-PER_PATIENT_RULES = [
-    "anonymize_dicom",
-    "verify_anonymization",
-    "dicom_to_hu",
-    "resample_volume",
-    "segment_lungs",
-    "export_npy",
-    "qc_montage",
-    "segment_infection",
-    "severity_readout",
-]
 AGGREGATE_RULES = [
     "build_hdf5",
     "train_classifier",
