@@ -7,7 +7,9 @@ Per seed: k folds split by source unit (one image), each variant trained on the 
 evaluated on its held-out fold after every epoch; per variant the mean +- sd over folds of Dice, IoU,
 sensitivity, specificity at the last epoch and at the best epoch of the mean curve (chosen on the same
 folds: optimistic), per-class Dice for the lesion-type head (``--labels types``: train_multiclass), the
-degenerate runs and retries, seconds per epoch. Over seeds: mean +- sd of the per-seed means.
+degenerate runs and retries, seconds per epoch; the probability threshold chosen on the held-out folds and
+its nested estimate (each fold at the threshold chosen on the others) beside the fixed 0.5. Over seeds: mean +- sd
+of the per-seed means.
 
     python bench/infection_cv.py --size 128 --epochs 20 --seeds 1337 1338 1339 [--labels types] [--reuse]
 """
@@ -93,6 +95,12 @@ def main() -> None:
                   f"{best['dice']['mean']:.3f}; TTA last {e['at_last_epoch_tta']['dice']['mean']:.3f}; "
                   f"{e['seconds_per_epoch']} s/epoch; attempts per fold {tries}; "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+            if "threshold" in e:
+                nested = e["threshold"]["nested"]
+                print(f"seed {seed} {v}: threshold {e['threshold']['threshold']:.2f} chosen on the held-out folds; "
+                      f"nested Dice {nested['dice']['mean']:.3f}+-{nested['dice']['sd']:.3f} (thresholds "
+                      f"{nested['thresholds']}) vs {nested['dice_at_fixed_threshold']['mean']:.3f} at "
+                      f"{nested['fixed_threshold']}", flush=True)  # fmt: skip
     lines = [f"# {tag}: {folder.name}, {a.size}px, {a.folds}-fold CV by image, {a.epochs} epochs, seeds {a.seeds}",
              f"# settings {settings}",
              "# variant metric: mean +- sd over seeds of the per-seed fold means"]  # fmt: skip
@@ -111,6 +119,13 @@ def main() -> None:
                 lines.append(f"  {where} {k}: {np.mean(vals):.4f} +- {np.std(vals, ddof=1) if len(vals) > 1 else 0:.4f}"
                              f" over seeds (mean fold sd {sd_f:.4f})")  # fmt: skip
         lines.append(f"  best epochs {[e['best_epoch'] for e in ok]}, s/epoch {[e['seconds_per_epoch'] for e in ok]}")
+        calibrated = [e for e in ok if "threshold" in e]
+        if calibrated:
+            for name in ("dice", "dice_at_fixed_threshold"):
+                vals = [e["threshold"]["nested"][name]["mean"] for e in calibrated]
+                lines.append(f"  threshold from the held-out folds, nested {name}: {np.mean(vals):.4f} +- "
+                             f"{np.std(vals, ddof=1) if len(vals) > 1 else 0:.4f} over {len(vals)} seeds")  # fmt: skip
+            lines.append(f"  thresholds chosen {[e['threshold']['threshold'] for e in calibrated]}")
     (out / f"{tag}.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

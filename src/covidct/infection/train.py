@@ -65,6 +65,11 @@ ALL_FOREGROUND = 0.9
 #: A run whose last two epochs' mean loss is at least this share of the first epoch's did not learn.
 FLAT_LOSS = 0.97
 METRIC_KEYS = ("dice", "iou", "sensitivity", "specificity", "accuracy")
+#: Probability thresholds tried when the threshold is chosen by cross-validation (0.10, 0.15, ..., 0.90).
+THRESHOLD_GRID = np.round(np.arange(0.10, 0.9001, 0.05), 2)
+#: A threshold chosen by cross-validation may mark at most this share (%) of the held-out lesion-free lungs'
+#: pixels, or as much as the fixed ``THRESHOLD`` marks where that is already more.
+LESION_FREE_MAX_PERCENT = 1.0
 
 
 def learning_rate_at(epoch: int, epochs: int, base: float, warmup: int) -> float:
@@ -127,6 +132,97 @@ def evaluate_lists(truths: list[np.ndarray], probs: list[np.ndarray], threshold:
             p = [i & (ty == code) for i, ty in zip(infected, types)]
             result[f"{name}_dice"] = mean_metrics(t, p)["dice"]
             result[f"{name}_dice_pooled"] = pooled_dice(t, p)
+    return result
+
+
+def threshold_counts(truths, probs, grid: np.ndarray = THRESHOLD_GRID) -> np.ndarray:
+    """(TP, FP, FN) of the infection mask ``probability >= t`` for every slice and every ``t`` of ``grid``:
+    an (N, len(grid), 3) integer array. ``probs`` are network outputs (each (H, W, classes)).
+
+    >>> c = threshold_counts([np.array([[1, 0]])], [np.array([[[0.7], [0.3]]])], np.array([0.2, 0.5, 0.8]))
+    >>> c[0].tolist()
+    [[1, 1, 0], [1, 0, 0], [0, 0, 1]]
+    """
+    out = np.zeros((len(probs), len(grid), 3), np.int64)
+    for i, (truth, prob) in enumerate(zip(truths, probs)):
+        t = np.asarray(truth).ravel() > 0
+        p = infection_probability(prob).ravel()
+        # thresholds passed, compared in the probabilities' own precision as inference compares them
+        level = np.searchsorted(np.asarray(grid, p.dtype), p, side="right")
+        above_t = np.cumsum(np.bincount(level[t], minlength=len(grid) + 1)[::-1])[::-1][1:]
+        above_f = np.cumsum(np.bincount(level[~t], minlength=len(grid) + 1)[::-1])[::-1][1:]
+        out[i, :, 0], out[i, :, 1], out[i, :, 2] = above_t, above_f, int(t.sum()) - above_t
+    return out
+
+
+def slice_dice(counts: np.ndarray) -> np.ndarray:
+    """Per-slice Dice (N, thresholds) of ``threshold_counts``; 1 where truth and prediction are both empty."""
+    tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
+    den = 2 * tp + fp + fn
+    return np.where(den > 0, 2 * tp / np.maximum(den, 1), 1.0)
+
+
+def pick_threshold(dice: np.ndarray, marked: np.ndarray | None, grid: np.ndarray = THRESHOLD_GRID) -> int:
+    """Index into ``grid`` of the threshold with the best mean per-slice Dice (``dice``: (N, thresholds)),
+    among those that mark held-out lesion-free lungs (``marked``: % of their pixels per threshold, or None)
+    at most ``LESION_FREE_MAX_PERCENT`` % or as much as the fixed ``THRESHOLD``; of equal ones, the nearest
+    to ``THRESHOLD``.
+
+    >>> int(pick_threshold(np.array([[0.5, 0.7, 0.6]]), None, np.array([0.3, 0.5, 0.7])))
+    1
+    >>> int(pick_threshold(np.array([[0.9, 0.7, 0.6]]), np.array([5.0, 0.5, 0.1]), np.array([0.3, 0.5, 0.7])))
+    1
+    """
+    score = dice.mean(axis=0)
+    if marked is not None:
+        fixed = int(np.argmin(np.abs(grid - THRESHOLD)))
+        score = np.where(marked <= max(LESION_FREE_MAX_PERCENT, float(marked[fixed])), score, -np.inf)
+    best = np.flatnonzero(score >= score.max() - 1e-12)
+    return int(best[np.argmin(np.abs(grid[best] - THRESHOLD))])
+
+
+def calibrate_threshold(folds: list[dict], grid: np.ndarray = THRESHOLD_GRID) -> dict:
+    """The probability threshold chosen on the out-of-fold predictions of a cross-validation.
+
+    ``folds``: per fold ``{"counts": threshold_counts of its held-out annotated slices, "free": those of its
+    held-out lesion-free slices or None, "free_pixels": their pixel count}`` (the fold models at their last
+    epoch). The threshold is chosen on
+    all folds together (``pick_threshold``); ``nested`` says what that choice is worth on unseen data: each
+    fold scored at the threshold chosen on the other folds alone (mean +- sd over folds), beside the same
+    folds at the fixed ``THRESHOLD``.
+    """
+    fixed = int(np.argmin(np.abs(grid - THRESHOLD)))
+    dice = [slice_dice(f["counts"]) for f in folds]
+    free = [f.get("free") for f in folds]
+    free_pixels = [f.get("free_pixels", 0) for f in folds]
+
+    def marked_percent(idx: list[int]) -> np.ndarray | None:
+        parts = [(free[i], free_pixels[i]) for i in idx if free[i] is not None and len(free[i])]
+        if not parts:
+            return None
+        fp = sum(p[..., 1].sum(axis=0) for p, _ in parts)
+        return 100.0 * fp / max(sum(n for _, n in parts), 1)
+
+    everything = list(range(len(folds)))
+    all_dice = np.concatenate(dice)
+    all_marked = marked_percent(everything)
+    chosen = pick_threshold(all_dice, all_marked, grid)
+    nested, nested_fixed, per_fold = [], [], []
+    for k in everything:
+        others = [i for i in everything if i != k]
+        j = pick_threshold(np.concatenate([dice[i] for i in others]), marked_percent(others), grid)
+        per_fold.append(float(grid[j]))
+        nested.append(float(dice[k][:, j].mean()))
+        nested_fixed.append(float(dice[k][:, fixed].mean()))
+    result = {
+        "threshold": float(grid[chosen]),
+        "grid": [float(t) for t in grid],
+        "out_of_fold_dice": [round(float(v), 4) for v in all_dice.mean(axis=0)],
+        "nested": {"dice": _mean_sd(nested), "dice_at_fixed_threshold": _mean_sd(nested_fixed),
+                   "fixed_threshold": THRESHOLD, "thresholds": per_fold},
+    }  # fmt: skip
+    if all_marked is not None:
+        result["lesion_free_marked_percent"] = [round(float(v), 4) for v in all_marked]
     return result
 
 
@@ -230,14 +326,18 @@ def _mean_sd(values: list[float]) -> dict[str, float]:
     return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
 
 
-def _held_out_lesion_free(model, groups: list[SliceGroup], batch_size: int) -> dict | None:
-    """Share of the pixels of held-out lesion-free slices marked infected (per slice mean), or None."""
+def _held_out_lesion_free(model, groups: list[SliceGroup], batch_size: int) -> tuple[dict | None, dict]:
+    """Share of the pixels of held-out lesion-free slices marked infected at ``THRESHOLD`` (pooled over
+    their pixels), or None without such slices; and their ``threshold_counts`` for ``calibrate_threshold``."""
     free = [g for g in groups if g.lesion_free]
     if not free:
-        return None
+        return None, {"free": None, "free_pixels": 0}
     x, y = stack(free)
-    marked = infection_probability(predict(model, x, batch_size)) >= THRESHOLD
-    return {"slices": int(len(x)), "marked_percent": round(100.0 * float(marked.mean()), 4)}
+    prob = predict(model, x, batch_size)
+    marked = infection_probability(prob) >= THRESHOLD
+    counts = threshold_counts(list(y[..., 0]), list(prob))
+    summary = {"slices": int(len(x)), "marked_percent": round(100.0 * float(marked.mean()), 4)}
+    return summary, {"free": counts, "free_pixels": int(marked.size)}
 
 
 def cross_validate(
@@ -264,14 +364,16 @@ def cross_validate(
     degenerate after its retries), per fold the held-out units, attempts, seconds per epoch, the
     held-out metrics after every epoch (``curve``) and at the last epoch (also with test-time flips
     when ``tta``); the mean-over-folds Dice curve, its best epoch, and mean +- sd over folds of every
-    metric at the best epoch (``at_best_epoch``) and at the last epoch (``at_last_epoch``). With
+    metric at the best epoch (``at_best_epoch``) and at the last epoch (``at_last_epoch``); the probability
+    threshold chosen on the folds' held-out predictions at the last epoch (``threshold``:
+    ``calibrate_threshold``). With
     ``keep_models`` a pair ``(result, {variant: [fold models]})``.
     """
     fold_of = assign_folds([g.name for g in groups], folds, seed)
     result = {"folds": folds, "fold_of": fold_of, "variants": {}}
     kept: dict[str, list] = {}
     for variant in variants:
-        per_fold, failed, models = [], None, []
+        per_fold, failed, models, scans = [], None, [], []
         for k in range(folds):
             held = [g for g in groups if fold_of[g.name] == k]
             annotated = [g for g in held if not g.lesion_free] or held
@@ -295,8 +397,10 @@ def cross_validate(
                 "curve": [
                     {k2[5:]: v for k2, v in r.items() if k2.startswith("held_")} | {"loss": r["loss"]} for r in history
                 ],  # fmt: skip
-                "lesion_free": _held_out_lesion_free(model, held, batch_size),
             }
+            fold["lesion_free"], scan = _held_out_lesion_free(model, held, batch_size)
+            held_prob = predict(model, x_ho, batch_size)
+            scans.append(scan | {"counts": threshold_counts(list(y_ho[..., 0]), list(held_prob))})
             if tta:
                 fold["last_epoch_tta"] = evaluate(y_ho, predict(model, x_ho, batch_size, tta=True))
             per_fold.append(fold)
@@ -331,6 +435,11 @@ def cross_validate(
                 entry["lesion_free_marked_percent"] = _mean_sd(free)
             if tta:
                 entry["at_last_epoch_tta"] = {k: _mean_sd([f["last_epoch_tta"][k] for f in per_fold]) for k in keys}
+            entry["threshold"] = calibrate_threshold(scans)
+            nested = entry["threshold"]["nested"]
+            log.info("%s: threshold %.2f chosen on the held-out folds; nested CV Dice %.4f +- %.4f (%.4f at %.2f)",
+                     variant, entry["threshold"]["threshold"], nested["dice"]["mean"], nested["dice"]["sd"],
+                     nested["dice_at_fixed_threshold"]["mean"], THRESHOLD)  # fmt: skip
             log.info("%s: CV Dice %.4f +- %.4f at epoch %d (best of the mean curve), %.4f +- %.4f at epoch %d",
                      variant, entry["at_best_epoch"]["dice"]["mean"], entry["at_best_epoch"]["dice"]["sd"], best,
                      entry["at_last_epoch"]["dice"]["mean"], entry["at_last_epoch"]["dice"]["sd"], epochs)  # fmt: skip
@@ -392,9 +501,12 @@ def train(
     max_slices_per_volume: int = 64,
     spacing_mm: float = DEFAULT_SPACING_MM,
     ensemble_folds: bool = False,
+    threshold_from_cv: bool = True,
 ) -> dict:
     """Cross-validate the variants on the sources, then keep the chosen one: trained anew on all of them for
-    the chosen epoch count, or (``ensemble_folds``) its fold models as they are, averaged in one model.
+    the chosen epoch count, or (``ensemble_folds``) its fold models as they are, averaged in one model. Its
+    probability threshold is the one chosen on the held-out folds (``calibrate_threshold``), or the fixed
+    ``THRESHOLD`` without ``threshold_from_cv``.
 
     Writes the model (``.keras``), its sidecar JSON (``out_sidecar``, else beside the model: size, input space,
     threshold, classes, variant, test-time flips: what inference needs), the metrics JSON (the
@@ -451,7 +563,8 @@ def train(
         final = {"trained_on": "all sources", "epochs": chosen_epochs, "attempts": attempts, "history": history}
     seconds = time.perf_counter() - t0
     chosen = cv["variants"][variant]
-    sidecar = {"size": size, "input_space": INPUT_SPACE, "threshold": THRESHOLD, "variant": variant,
+    threshold = chosen["threshold"]["threshold"] if threshold_from_cv else THRESHOLD
+    sidecar = {"size": size, "input_space": INPUT_SPACE, "threshold": threshold, "variant": variant,
                "base_filters": base_filters, "norm": norm, "classes": classes,
                "class_names": list(CLASS_NAMES[classes]), "epochs": chosen_epochs, "tta": bool(tta),
                "ensemble": folds if ensemble_folds else 1}  # fmt: skip
@@ -461,6 +574,9 @@ def train(
             "chosen_epochs": chosen_epochs,
             "chosen_by": f"best {folds}-fold cross-validated mean Dice (threshold {THRESHOLD}), "
             + ("variants, at the last epoch" if ensemble_folds else "variants x epochs"),
+            "threshold_chosen_by": "held-out folds at the last epoch (nested CV Dice below)"
+            if threshold_from_cv
+            else "fixed",
             "cv_dice": chosen[at]["dice"]["mean"],
             "cv_dice_sd": chosen[at]["dice"]["sd"],
             "final": final | {"seconds": round(seconds, 1)},
@@ -474,14 +590,26 @@ def train(
     }
     if "lesion_free_marked_percent" in chosen:
         free = chosen["lesion_free_marked_percent"]
-        figures["held-out lesion-free slices, % of pixels marked"] = f"{free['mean']:.3f} +- {free['sd']:.3f}"
+        figures[f"held-out lesion-free slices, % of pixels marked at {THRESHOLD}"] = (
+            f"{free['mean']:.3f} +- {free['sd']:.3f}"
+        )
+    if threshold_from_cv:
+        nested = chosen["threshold"]["nested"]
+        figures[f"threshold {threshold:.2f} (chosen on the held-out folds), nested CV Dice"] = (
+            f"{nested['dice']['mean']:.3f} +- {nested['dice']['sd']:.3f} "
+            f"({nested['dice_at_fixed_threshold']['mean']:.3f} at {THRESHOLD})"
+        )
+        marked = chosen["threshold"].get("lesion_free_marked_percent")
+        if marked is not None:
+            at = chosen["threshold"]["grid"].index(threshold)
+            figures[f"held-out lesion-free slices, % of pixels marked at {threshold:.2f}"] = f"{marked[at]:.3f}"
     card = make_card(
         "infection_unet",
         describe_sources(sources, groups),
         figures,
         {"size": f"{size} x {size}", "input_space": INPUT_SPACE["name"], "classes": list(CLASS_NAMES[classes])},
         {"variant": variant, "epochs": chosen_epochs, "base_filters": base_filters, "norm": norm,
-         "ensemble": sidecar["ensemble"], "threshold": THRESHOLD},
+         "ensemble": sidecar["ensemble"], "threshold": threshold},
     )  # fmt: skip
     sidecar["trained_on"] = card["trained_on"]
     with atomic_path(out_model, suffix=".keras") as tmp:

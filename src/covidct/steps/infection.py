@@ -37,6 +37,7 @@ TRAINING_KEYS = (
     "tta",
     "max_slices_per_volume",
     "ensemble_folds",
+    "threshold_from_cv",
 )
 
 

@@ -146,6 +146,37 @@ def test_every_epoch_says_its_loss_held_out_dice_and_eta(caplog, monkeypatch):
     assert len(warnings) == 1 and "no GPU is visible" in warnings[0] and "infection.size 128" in warnings[0]
 
 
+def test_threshold_is_chosen_on_held_out_folds_and_lesion_free_lungs_hold_it_back():
+    """An under-confident model (lesion at p 0.35, background 0.2) is best cut at 0.35, which the nested
+    estimate confirms fold by fold; lesion-free lungs at p 0.37 forbid any threshold that marks them, and a
+    threshold the same on every fold is worth at least the fixed 0.5 on unseen folds."""
+    from covidct.infection.train import THRESHOLD_GRID, calibrate_threshold, threshold_counts
+
+    def fold(n: int, free_p: float | None = None) -> dict:
+        truth = np.zeros((n, 16, 16), np.uint8)
+        truth[:, 4:10, 4:10] = 1
+        prob = np.where(truth > 0, 0.35, 0.2).astype(np.float32)[..., None]
+        out = {"counts": threshold_counts(list(truth), list(prob)), "free": None, "free_pixels": 0}
+        if free_p is not None:
+            free = np.full((2, 16, 16, 1), free_p, np.float32)
+            free[:, :8] = 0.05  # half of each lesion-free slice below every threshold
+            out |= {"free": threshold_counts(list(np.zeros((2, 16, 16))), list(free)), "free_pixels": free.size}
+        return out
+
+    plain = calibrate_threshold([fold(3), fold(2)])
+    assert plain["threshold"] == 0.35  # 0.25, 0.30 and 0.35 all give Dice 1; the one nearest 0.5
+    assert plain["out_of_fold_dice"][THRESHOLD_GRID.tolist().index(0.5)] == 0.0
+    assert plain["nested"]["dice"]["mean"] == 1.0 and plain["nested"]["dice_at_fixed_threshold"]["mean"] == 0.0
+    assert plain["nested"]["thresholds"] == [0.35, 0.35] and "lesion_free_marked_percent" not in plain
+    held_back = calibrate_threshold([fold(3, free_p=0.37), fold(2, free_p=0.37)])
+    marked = dict(zip(held_back["grid"], held_back["lesion_free_marked_percent"]))
+    assert marked[0.35] == 50.0 and marked[0.4] == 0.0
+    # 0.35 and below would mark half of the lesion-free pixels; every threshold allowed misses the lesion as
+    # 0.5 does, so the fixed one stays
+    assert held_back["threshold"] == 0.5
+    assert held_back["nested"]["dice"]["mean"] == held_back["nested"]["dice_at_fixed_threshold"]["mean"] == 0.0
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small lesion-type U-Net cross-validated (2 folds) and trained on 6 synthetic phantoms' slices (the
@@ -182,6 +213,12 @@ def test_cross_validated_training_on_synthetic_volumes_learns(trained):
     assert json.loads((root / "unet.json").read_text())["classes"] == 3  # the sidecar beside the model
     assert json.loads((root / "metrics.json").read_text())["cv_dice"] == pytest.approx(metrics["cv_dice"])
     assert metrics["final"]["epochs"] == metrics["chosen_epochs"] == len(metrics["final"]["history"])
+    # the threshold is chosen on the held-out folds, told with its nested estimate, and kept for inference
+    chosen = entry["threshold"]
+    assert metrics["threshold"] == chosen["threshold"] == json.loads((root / "unet.json").read_text())["threshold"]
+    fixed_at = chosen["grid"].index(0.5)
+    assert chosen["out_of_fold_dice"][chosen["grid"].index(chosen["threshold"])] >= chosen["out_of_fold_dice"][fixed_at]
+    assert len(chosen["nested"]["thresholds"]) == 2 and 0 < chosen["nested"]["dice"]["mean"] <= 1
 
 
 def test_volume_severity_and_types_on_held_out_phantoms(trained):
