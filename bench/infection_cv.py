@@ -97,10 +97,15 @@ def main() -> None:
                   f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
             if "threshold" in e:
                 nested = e["threshold"]["nested"]
+
+                def pooled(name: str, nested: dict = nested) -> float:
+                    return nested.get(name, {}).get("mean", float("nan"))
+
                 print(f"seed {seed} {v}: threshold {e['threshold']['threshold']:.2f} chosen on the held-out folds; "
                       f"nested Dice {nested['dice']['mean']:.3f}+-{nested['dice']['sd']:.3f} (thresholds "
                       f"{nested['thresholds']}) vs {nested['dice_at_fixed_threshold']['mean']:.3f} at "
-                      f"{nested['fixed_threshold']}", flush=True)  # fmt: skip
+                      f"{nested['fixed_threshold']}; pooled {pooled('pooled_dice'):.3f} vs "
+                      f"{pooled('pooled_dice_at_fixed_threshold'):.3f}", flush=True)  # fmt: skip
     lines = [f"# {tag}: {folder.name}, {a.size}px, {a.folds}-fold CV by image, {a.epochs} epochs, seeds {a.seeds}",
              f"# settings {settings}",
              "# variant metric: mean +- sd over seeds of the per-seed fold means"]  # fmt: skip
@@ -121,8 +126,10 @@ def main() -> None:
         lines.append(f"  best epochs {[e['best_epoch'] for e in ok]}, s/epoch {[e['seconds_per_epoch'] for e in ok]}")
         calibrated = [e for e in ok if "threshold" in e]
         if calibrated:
-            for name in ("dice", "dice_at_fixed_threshold"):
-                vals = [e["threshold"]["nested"][name]["mean"] for e in calibrated]
+            for name in ("dice", "dice_at_fixed_threshold", "pooled_dice", "pooled_dice_at_fixed_threshold"):
+                vals = [e["threshold"]["nested"][name]["mean"] for e in calibrated if name in e["threshold"]["nested"]]
+                if not vals:
+                    continue
                 lines.append(f"  threshold from the held-out folds, nested {name}: {np.mean(vals):.4f} +- "
                              f"{np.std(vals, ddof=1) if len(vals) > 1 else 0:.4f} over {len(vals)} seeds")  # fmt: skip
             lines.append(f"  thresholds chosen {[e['threshold']['threshold'] for e in calibrated]}")

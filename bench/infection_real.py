@@ -95,14 +95,17 @@ def lesion_free_source(case: dict, folder: Path) -> dict:
     return src
 
 
-def false_infection(model_path: Path, case: dict) -> dict:
-    """Percent of the held-out CT's lung marked infected (outside its GTV + 3 voxels)."""
+def false_infection(model_path: Path, case: dict, threshold: float | None = None) -> dict:
+    """Percent of the held-out CT's lung marked infected (outside its GTV + 3 voxels), at the model's threshold
+    or ``threshold``."""
     import SimpleITK as sitk
     from scipy import ndimage
 
     from covidct.infection.inference import load_unet, segment_volume
 
     model, sidecar = load_unet(model_path)
+    if threshold is not None:
+        sidecar = dict(sidecar, threshold=threshold)
     hu = sitk.GetArrayFromImage(sitk.ReadImage(str(case["resampled"]))).astype(np.float32)
     lung = sitk.GetArrayFromImage(sitk.ReadImage(str(case["mask"]))) > 0
     t0 = time.perf_counter()
@@ -134,15 +137,18 @@ def nysbu_slices() -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def read_slices(model_path: Path, slices: list[tuple[str, np.ndarray]], png: Path | None = None) -> dict:
-    """Percent of each slice's lung region marked infected (2D path: lungs found on the slice)."""
+def read_slices(
+    model_path: Path, slices: list[tuple[str, np.ndarray]], png: Path | None = None, threshold: float | None = None
+) -> dict:
+    """Percent of each slice's lung region marked infected (2D path: lungs found on the slice), at the model's
+    threshold or ``threshold``."""
     from covidct.infection.inference import load_unet
     from covidct.infection.inputs import frame_image, from_input, to_input
     from covidct.infection.train import predict
     from covidct.infection.unet import infection_probability
 
     model, sidecar = load_unet(model_path)
-    size, threshold = int(sidecar["size"]), float(sidecar["threshold"])
+    size, threshold = int(sidecar["size"]), float(sidecar["threshold"] if threshold is None else threshold)
     result, tiles = {}, []
     for name, hu in slices:
         frame, region = frame_image(hu)
@@ -180,6 +186,7 @@ def main() -> None:
     ap.add_argument("--tag", default=None)
     a = ap.parse_args()
     from covidct.infection.train import train
+    from covidct.infection.unet import THRESHOLD
 
     a.work.mkdir(parents=True, exist_ok=True)
     cases = prepare(a.work)
@@ -203,19 +210,29 @@ def main() -> None:
             fp = false_infection(run_dir / "unet.keras", cases[held])
             png = OUT / f"infection_real_{tag}_nysbu.png" if (held, seed) == (a.held_out[0], a.seeds[0]) else None
             covid = read_slices(run_dir / "unet.keras", slices, png)
+            nested = metrics["cross_validation"]["variants"][metrics["chosen_variant"]].get("threshold", {})
             run = {"held_out": held, "seed": seed, "cv_dice": metrics["cv_dice"], "cv_dice_sd": metrics["cv_dice_sd"],
                    "chosen": [metrics["chosen_variant"], metrics["chosen_epochs"]], "train_minutes": round(minutes, 1),
+                   "threshold": metrics["threshold"], "nested_cv_dice": nested.get("nested"),
                    "false_infection": fp, "covid_slices_percent": covid}  # fmt: skip
+            if metrics["threshold"] != THRESHOLD:  # the same model at the fixed threshold, for comparison
+                run["at_fixed_threshold"] = {
+                    "false_infection": false_infection(run_dir / "unet.keras", cases[held], THRESHOLD),
+                    "covid_slices_percent": read_slices(run_dir / "unet.keras", slices, None, THRESHOLD),
+                }
             runs.append(run)
             print(json.dumps(run), flush=True)
     (OUT / f"infection_real_{tag}.json").write_text(json.dumps({"args": vars(a) | {"work": str(a.work)},
                                                                 "runs": runs}, indent=1))  # fmt: skip
 
+    def fixed(run: dict) -> float:
+        return run.get("at_fixed_threshold", run)["false_infection"]["percent_outside_gtv"]
+
     def mean_sd(values: list[float]) -> str:
         return f"{statistics.mean(values):.3f} +- {statistics.stdev(values) if len(values) > 1 else 0:.3f}"
 
     lines = [f"# infection_real {tag}: {a.folds}-fold CV on COVID-SemiSeg (50 slices){' + the other real CT as a lesion-free source' if a.negatives else ''}; "  # noqa: E501
-             f"seeds {a.seeds}; mean +- sd over seeds", "| held-out CT | CV Dice | false infection % of lung (outside GTV) | COVID slices: median % marked (share of slices > 1 %) | training (min) |", "|---|---|---|---|---|"]  # fmt: skip  # noqa: E501
+             f"seeds {a.seeds}; mean +- sd over seeds", "| held-out CT | CV Dice | false infection % of lung (outside GTV) | COVID slices: median % marked (share of slices > 1 %) | training (min) | threshold (false infection % at 0.5) |", "|---|---|---|---|---|---|"]  # fmt: skip  # noqa: E501
     for held in a.held_out:
         rs = [r for r in runs if r["held_out"] == held]
         covid = [statistics.median(r["covid_slices_percent"].values()) for r in rs]
@@ -223,7 +240,8 @@ def main() -> None:
         minutes = mean_sd([r["train_minutes"] for r in rs])
         lines.append(f"| {held} | {mean_sd([r['cv_dice'] for r in rs])} | "
                      f"{mean_sd([r['false_infection']['percent_outside_gtv'] for r in rs])} | "
-                     f"{mean_sd(covid)} ({mean_sd(share)}) | {minutes} |")  # fmt: skip
+                     f"{mean_sd(covid)} ({mean_sd(share)}) | {minutes} | {[r['threshold'] for r in rs]} "
+                     f"({[fixed(r) for r in rs]}) |")  # fmt: skip
     (OUT / f"infection_real_{tag}.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -147,8 +147,8 @@ def test_every_epoch_says_its_loss_held_out_dice_and_eta(caplog, monkeypatch):
 
 
 def test_threshold_is_chosen_on_held_out_folds_and_lesion_free_lungs_hold_it_back():
-    """An under-confident model (lesion at p 0.35, background 0.2) is best cut at 0.35, which the nested
-    estimate confirms fold by fold; lesion-free lungs at p 0.37 forbid any threshold that marks them, and a
+    """An under-confident model (lesion at p 0.35, background 0.2) is best cut at 0.35 (pooled Dice of the
+    held-out pixels), which the nested estimate confirms fold by fold; lesion-free lungs at p 0.37 forbid any threshold that marks them, and a
     threshold the same on every fold is worth at least the fixed 0.5 on unseen folds."""
     from covidct.infection.train import THRESHOLD_GRID, calibrate_threshold, threshold_counts
 
@@ -167,6 +167,8 @@ def test_threshold_is_chosen_on_held_out_folds_and_lesion_free_lungs_hold_it_bac
     assert plain["threshold"] == 0.35  # 0.25, 0.30 and 0.35 all give Dice 1; the one nearest 0.5
     assert plain["out_of_fold_dice"][THRESHOLD_GRID.tolist().index(0.5)] == 0.0
     assert plain["nested"]["dice"]["mean"] == 1.0 and plain["nested"]["dice_at_fixed_threshold"]["mean"] == 0.0
+    assert plain["nested"]["pooled_dice"]["mean"] == 1.0 and plain["out_of_fold_pooled_dice"][0] < 1.0
+    assert plain["folds"][1]["pooled_counts"][THRESHOLD_GRID.tolist().index(0.35)] == [2 * 36, 0, 0]
     assert plain["nested"]["thresholds"] == [0.35, 0.35] and "lesion_free_marked_percent" not in plain
     held_back = calibrate_threshold([fold(3, free_p=0.37), fold(2, free_p=0.37)])
     marked = dict(zip(held_back["grid"], held_back["lesion_free_marked_percent"]))
