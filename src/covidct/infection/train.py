@@ -469,7 +469,9 @@ def ensemble(models: list, name: str = "unet_ensemble"):
     if len(models) == 1:
         return models[0]
     inputs = keras.Input(models[0].input_shape[1:], name="slice")
-    outputs = keras.layers.Average(name="infection_mean")([m(inputs) for m in models])
+    # each member under a name of its own: fold models of one variant share the name unet_<variant>
+    members = [keras.Model(m.input, m.output, name=f"member_{i + 1}") for i, m in enumerate(models)]
+    outputs = keras.layers.Average(name="infection_mean")([m(inputs) for m in members])
     model = keras.Model(inputs, outputs, name=name)
     model.compile(loss=models[0].loss)
     return model

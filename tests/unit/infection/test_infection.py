@@ -148,8 +148,8 @@ def test_every_epoch_says_its_loss_held_out_dice_and_eta(caplog, monkeypatch):
 
 def test_threshold_is_chosen_on_held_out_folds_and_lesion_free_lungs_hold_it_back():
     """An under-confident model (lesion at p 0.35, background 0.2) is best cut at 0.35 (pooled Dice of the
-    held-out pixels), which the nested estimate confirms fold by fold; lesion-free lungs at p 0.37 forbid any threshold that marks them, and a
-    threshold the same on every fold is worth at least the fixed 0.5 on unseen folds."""
+    held-out pixels), which the nested estimate confirms fold by fold; lesion-free lungs at p 0.37 forbid
+    every threshold that marks them, and of equal ones the fixed 0.5 stays."""
     from covidct.infection.train import THRESHOLD_GRID, calibrate_threshold, threshold_counts
 
     def fold(n: int, free_p: float | None = None) -> dict:
@@ -177,6 +177,20 @@ def test_threshold_is_chosen_on_held_out_folds_and_lesion_free_lungs_hold_it_bac
     # 0.5 does, so the fixed one stays
     assert held_back["threshold"] == 0.5
     assert held_back["nested"]["dice"]["mean"] == held_back["nested"]["dice_at_fixed_threshold"]["mean"] == 0.0
+
+
+def test_fold_models_of_one_variant_average_into_one_model_file(tmp_path):
+    """``ensemble_folds``: the fold models (one variant, so one layer name) are kept as one model whose output
+    is their mean, and it saves and loads as the sidecar's model."""
+    from covidct.infection.train import ensemble
+    from covidct.infection.unet import build_unet, load_model
+
+    models = [build_unet(32, 2, "dice_ce") for _ in range(2)]
+    x = np.random.default_rng(0).normal(size=(3, 32, 32, 1)).astype(np.float32)
+    want = (models[0].predict(x, verbose=0) + models[1].predict(x, verbose=0)) / 2
+    model = ensemble(models)
+    model.save(tmp_path / "ensemble.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "ensemble.keras").predict(x, verbose=0), want, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
