@@ -57,9 +57,10 @@ CHEAPER_UNET = (
     "infection.size 128, infection.variants [dice_ce], infection.folds 3, fewer infection.epochs (e.g. 15), "
     "or a machine with a GPU"
 )
-#: CPU seconds per training slice and epoch at 256 px and 32 base filters (docs/measurements.md: 27.7 s per step of
-#: 4 slices on 2 loaded cores); other sizes scale with the pixels and the square of the filters.
-CPU_SECONDS_PER_SLICE = 6.9
+#: CPU seconds per training slice and epoch at 256 px and 32 base filters, rounded up from 0.65-0.96 s measured on 2
+#: cores shared with two other trainings (docs/measurements.md, 2026-12-03; 0.27-0.36 s at 128 px in the same run);
+#: other sizes scale with the pixels and the square of the filters.
+CPU_SECONDS_PER_SLICE = 1.0
 #: A run that marks at least this share of all pixels is all-foreground.
 ALL_FOREGROUND = 0.9
 #: A run whose last two epochs' mean loss is at least this share of the first epoch's did not learn.
