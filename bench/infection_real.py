@@ -132,6 +132,9 @@ def nysbu_slices() -> list[tuple[str, np.ndarray]]:
     for path in sorted(NYSBU.glob("*/axial/*.dcm")):
         ds = pydicom.dcmread(path)
         hu = ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        # the padding outside the reconstructed circle (-3024 or -2048) is air: left as it is, the lung
+        # finder's percentile scaling sees it as the darkest tissue and finds no lungs on any slice
+        hu = np.maximum(hu, -1024.0)
         if find_lungs(hu).n_lungs == 2:
             out.append((f"{path.parts[-3]}/{path.stem}", hu))
     return out
@@ -235,8 +238,8 @@ def main() -> None:
              f"seeds {a.seeds}; mean +- sd over seeds", "| held-out CT | CV Dice | false infection % of lung (outside GTV) | COVID slices: median % marked (share of slices > 1 %) | training (min) | threshold (false infection % at 0.5) |", "|---|---|---|---|---|---|"]  # fmt: skip  # noqa: E501
     for held in a.held_out:
         rs = [r for r in runs if r["held_out"] == held]
-        covid = [statistics.median(r["covid_slices_percent"].values()) for r in rs]
-        share = [np.mean([v > 1 for v in r["covid_slices_percent"].values()]) for r in rs]
+        covid = [statistics.median(r["covid_slices_percent"].values() or [float("nan")]) for r in rs]
+        share = [np.mean([v > 1 for v in r["covid_slices_percent"].values()] or [float("nan")]) for r in rs]
         minutes = mean_sd([r["train_minutes"] for r in rs])
         lines.append(f"| {held} | {mean_sd([r['cv_dice'] for r in rs])} | "
                      f"{mean_sd([r['false_infection']['percent_outside_gtv'] for r in rs])} | "
