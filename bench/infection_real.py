@@ -21,7 +21,8 @@ Real CTs: ``nsclc_radiomics_LUNG1-003`` (lung cancer, RTSTRUCT with GTV-1) and `
 
     python bench/infection_real.py --size 128 --epochs 30 --seeds 1337 1338 1339 [--no-negatives]
 
-Outputs: ``bench/measured/infection_real_<tag>.json`` (every run) and ``.txt`` (the table), ``_nysbu.png``.
+Outputs: ``bench/measured/infection_real_<tag>.json`` (every run) and ``.txt`` (the table), ``_nysbu.png`` (an overlay
+of real patients' slices, to look at here: git-ignored, never committed).
 """
 
 from __future__ import annotations
