@@ -347,11 +347,12 @@ def _held_out_lesion_free(model, groups: list[SliceGroup], batch_size: int) -> t
     if not free:
         return None, {"free": None, "free_pixels": 0}
     x, y = stack(free)
-    prob = predict(model, x, batch_size)
-    marked = infection_probability(prob) >= THRESHOLD
-    counts = threshold_counts(list(y[..., 0]), list(prob))
-    summary = {"slices": int(len(x)), "marked_percent": round(100.0 * float(marked.mean()), 4)}
-    return summary, {"free": counts, "free_pixels": int(marked.size)}
+    counts = threshold_counts(list(y[..., 0]), list(predict(model, x, batch_size)))
+    pixels = int(y[..., 0].size)
+    fixed = int(np.argmin(np.abs(THRESHOLD_GRID - THRESHOLD)))
+    marked = int(counts[:, fixed, :2].sum())  # TP + FP at THRESHOLD: every pixel marked
+    summary = {"slices": int(len(x)), "marked_percent": round(100.0 * marked / pixels, 4)}
+    return summary, {"free": counts, "free_pixels": pixels}
 
 
 def cross_validate(
