@@ -82,7 +82,7 @@ def prepare(work: Path) -> dict[str, dict[str, Path]]:
     return cases
 
 
-def lesion_free_source(case: dict, folder: Path) -> dict:
+def lesion_free_source(case: dict, folder: Path, exports: bool = False) -> dict:
     """A lesion-free training source of one prepared CT (symlinks: one volume, its lungs, its exclude mask)."""
     for sub in ("volumes", "lungs", "exclude"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -90,6 +90,8 @@ def lesion_free_source(case: dict, folder: Path) -> dict:
     (folder / "volumes" / name).symlink_to(case["resampled"])
     (folder / "lungs" / name).symlink_to(case["mask"])
     src = {"volumes": str(folder / "volumes"), "lungs": str(folder / "lungs"), "lesion_free": True}
+    if exports:
+        src["exports"] = True
     if "exclude" in case:
         (folder / "exclude" / name).symlink_to(case["exclude"])
         src["exclude"] = str(folder / "exclude")
@@ -185,6 +187,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=defaults["variants"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[defaults["seed"] + i for i in range(3)])
     ap.add_argument("--negatives", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--exports", action="store_true", help="the lesion-free CT's slices also as 8-bit exports")
     ap.add_argument("--held-out", nargs="+", default=list(CTS), choices=list(CTS))
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "covidct-bench-infection-real")
     ap.add_argument("--tag", default=None)
@@ -195,7 +198,9 @@ def main() -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     cases = prepare(a.work)
     slices = nysbu_slices()
-    tag = a.tag or f"{a.size}px_{a.epochs}ep_bf{a.base_filters}{'_neg' if a.negatives else ''}"
+    tag = a.tag or (
+        f"{a.size}px_{a.epochs}ep_bf{a.base_filters}{'_neg' if a.negatives else ''}{'_exp' if a.exports else ''}"
+    )
     settings = {k: defaults[k] for k in ("norm", "warmup_epochs", "batch_size", "learning_rate", "retries",
                                           "augment", "tta", "max_slices_per_volume")}  # fmt: skip
     runs = []
@@ -205,7 +210,7 @@ def main() -> None:
             sources = [{"images": str(SEMISEG / "Imgs"), "masks": str(SEMISEG / "GT")}]
             if a.negatives:
                 others = [c for name, c in cases.items() if name != held]
-                sources += [lesion_free_source(c, run_dir / f"neg_{c['pid']}") for c in others]
+                sources += [lesion_free_source(c, run_dir / f"neg_{c['pid']}", a.exports) for c in others]
             t0 = time.perf_counter()
             metrics = train(sources, run_dir / "unet.keras", run_dir / "metrics.json", size=a.size,
                             base_filters=a.base_filters, variants=a.variants, folds=a.folds, epochs=a.epochs,

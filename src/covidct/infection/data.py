@@ -12,6 +12,12 @@ the axial convention, calibrated inside the lungs), the same function inference 
 - **Lesion-free volumes** (``{volumes: DIR, lesion_free: true}``): real lungs without infection (e.g.
   the resampled volumes and lung masks of a cohort's COVID-negative patients), as negatives; slices
   that touch ``exclude: DIR`` masks (e.g. a tumour's GTV) are left out.
+- **Exports** (``exports: true`` on a volume source): each chosen slice also once as a simulated 8-bit
+  export (``export_slice``: a random lung window, the slice's lungs cropped, shrunk, 8-bit, JPEG) read
+  through the 2D image path. 2D sources such as COVID-SemiSeg are such exports; without this, a
+  training set whose lesions come only from exports and whose clean lungs come only from HU volumes
+  lets the network tell lesion from no lesion by the source's look. Both views of a slice stay in
+  the volume's unit.
 
 Masks are label maps: ``labels: binary`` sources (the default) mark infection (> 0); ``labels: types``
 sources hold 0 background, 1 ground-glass, 2 consolidation (COVID-SemiSeg's multi-class set); a
@@ -42,7 +48,17 @@ log = logging.getLogger(__name__)
 NIFTI_SUFFIXES = (".nii.gz", ".nii", ".mha", ".nrrd")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LABEL_KINDS = ("binary", "types")
-SOURCE_KEYS = {"images", "volumes", "masks", "labels", "lungs", "lesion_free", "exclude"}
+SOURCE_KEYS = {"images", "volumes", "masks", "labels", "lungs", "lesion_free", "exclude", "exports"}
+#: The simulated exports (``export_slice``): lung window level and width (HU), margin around the slice's
+#: lungs (share of the box's side), longest side of the exported image (px), JPEG quality. COVID-SemiSeg's
+#: images are 212-449 px lung crops at JPEG quality 75; their clean lung's 5th percentile lies at grey
+#: 11-48 and their soft tissue at 196-231 (10th-90th percentile of the 50 images), a window of level
+#: about -400 HU and width about 1,300 HU.
+EXPORT_LEVEL_HU = (-600.0, -250.0)
+EXPORT_WIDTH_HU = (1000.0, 1700.0)
+EXPORT_MARGIN = (0.0, 0.1)
+EXPORT_SIDE_PX = (200, 460)
+EXPORT_QUALITY = (60, 95)
 #: Isotropic grid (mm) 3D sources are resampled to: the workflow's default ``resample.spacing_mm``.
 DEFAULT_SPACING_MM = 1.5
 
@@ -154,6 +170,68 @@ def load_image_folder(
     return (*out, np.stack(lungs)[..., None]) if with_lungs else out
 
 
+def export_slice(
+    hu: np.ndarray, lung: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """One axial HU slice as a 2D source would have exported it: grey levels of a random lung window,
+    cropped to the slice's lungs with a random margin, shrunk to a random side, 8-bit, JPEG-compressed.
+
+    Returns:
+        ``(image, mask)`` (uint8 grey levels, the labels on the same pixels), or None where the slice
+        holds no lung.
+    """
+    import io
+
+    rows, cols = np.nonzero(lung)
+    if rows.size == 0:
+        return None
+    level, width = rng.uniform(*EXPORT_LEVEL_HU), rng.uniform(*EXPORT_WIDTH_HU)
+    grey = np.clip((hu - (level - width / 2)) / width, 0.0, 1.0) * 255.0
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    m = rng.uniform(*EXPORT_MARGIN)
+    dr, dc = int(round(m * (r1 - r0))), int(round(m * (c1 - c0)))
+    r0, r1 = max(0, r0 - dr), min(hu.shape[0], r1 + dr)
+    c0, c1 = max(0, c0 - dc), min(hu.shape[1], c1 + dc)
+    grey, mask = grey[r0:r1, c0:c1], mask[r0:r1, c0:c1]
+    side = rng.uniform(*EXPORT_SIDE_PX)
+    scale = min(1.0, side / max(grey.shape))
+    shape = (max(8, round(grey.shape[0] * scale)), max(8, round(grey.shape[1] * scale)))
+    img = Image.fromarray(np.rint(grey).astype(np.uint8)).resize(shape[::-1], Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=int(rng.integers(EXPORT_QUALITY[0], EXPORT_QUALITY[1] + 1)))
+    buffer.seek(0)
+    with Image.open(buffer) as jpeg:
+        image = np.asarray(jpeg.convert("L"))
+    labels = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(shape[::-1], Image.Resampling.NEAREST))
+    return image, labels
+
+
+def export_views(
+    hu: np.ndarray, lung: np.ndarray, mask: np.ndarray, zs: np.ndarray, size: int, seed: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slices ``zs`` of a volume as simulated exports (``export_slice``) in the input space, read like a 2D
+    source (lungs found on the image): ``(x, y, lung)`` (N, size, size, 1). Slices on which the 2D lung
+    finder finds no lungs are left out, as a 2D source's would be refused. ``seed`` makes them repeatable."""
+    rng = np.random.default_rng(int(hashlib.sha256(seed.encode()).hexdigest()[:16], 16))
+    xs, ys, ls = [], [], []
+    for z in zs:
+        exported = export_slice(hu[z], lung[z], mask[z], rng)
+        if exported is None:
+            continue
+        image, labels = exported
+        try:
+            frame, region = frame_image(image.astype(np.float32))
+        except ValueError:
+            continue
+        xs.append(to_input(image, frame, size))
+        ys.append(mask_to_input(labels, frame, size))
+        ls.append(mask_to_input(region.astype(np.uint8), frame, size))
+    if not xs:
+        empty = np.zeros((0, size, size, 1))
+        return empty.astype(np.float32), empty.astype(np.uint8), empty.astype(np.uint8)
+    return np.stack(xs)[..., None], np.stack(ys)[..., None], np.stack(ls)[..., None]
+
+
 def _volume_files(folder: Path) -> dict[str, Path]:
     files = {}
     for p in sorted(folder.iterdir()):
@@ -221,6 +299,7 @@ def volume_groups(
     lungs: str | Path | None = None,
     exclude: str | Path | None = None,
     spacing_mm: float = DEFAULT_SPACING_MM,
+    exports: bool = False,
 ) -> list[SliceGroup]:
     """Axial slice pairs of 3D HU volumes in the input space, one group per volume.
 
@@ -228,6 +307,7 @@ def volume_groups(
     thinned to at most ``max_slices``) plus ``negative_ratio`` times as many infection-free slices,
     evenly spread (a volume without infection: ``negative_ratio`` x ``max_slices`` of them; a volume of a
     lesion-free source (``masks`` None): ``max_slices``). Slices touching an ``exclude`` mask are left out.
+    With ``exports`` each chosen slice is also in the group as a simulated 8-bit export (``export_views``).
 
     Raises:
         CovidctError: missing folder, no volumes, a volume without a mask (or lung mask, when ``lungs``
@@ -274,6 +354,9 @@ def volume_groups(
         x = np.stack([to_input(hu[z], frame, size) for z in zs])[..., None]
         y = np.stack([mask_to_input(mask[z], frame, size) for z in zs])[..., None]
         lz = np.stack([mask_to_input(lung[z].astype(np.uint8), frame, size) for z in zs])[..., None]
+        if exports:
+            ex, ey, el = export_views(hu, lung, mask, zs, size, seed=f"{Path(volumes).name}/{name}")
+            x, y, lz = np.concatenate([x, ex]), np.concatenate([y, ey]), np.concatenate([lz, el])
         groups.append(SliceGroup(f"{Path(volumes).name}/{name}", x, y, lesion_free=masks is None, lung=lz))
     return groups
 
@@ -309,15 +392,19 @@ def check_source(i: int, src: dict) -> None:
         raise CovidctError(f"{where}: unknown key(s) {sorted(extra)}; use {sorted(SOURCE_KEYS)}")
     if src.get("lesion_free"):
         if "volumes" not in src or "images" in src or "masks" in src:
-            raise CovidctError(f"{where}: a lesion_free source gives volumes (and optionally lungs, exclude), no masks")
+            raise CovidctError(
+                f"{where}: a lesion_free source gives volumes (and optionally lungs, exclude, exports), no masks"
+            )
         return
     if "masks" not in src or ("images" in src) == ("volumes" in src):
         raise CovidctError(
             f"{where}: give masks, exactly one of images (2D) or volumes (3D NIfTI) and optionally labels "
             f"(binary or types), got keys {sorted(src)}"
         )
-    if "images" in src and ({"lungs", "exclude"} & set(src)):
-        raise CovidctError(f"{where}: lungs and exclude apply to volumes; 2D images get their lungs found on them")
+    if "images" in src and ({"lungs", "exclude", "exports"} & set(src)):
+        raise CovidctError(
+            f"{where}: lungs, exclude and exports apply to volumes; 2D images get their lungs found on them"
+        )
 
 
 def load_sources(
@@ -340,6 +427,7 @@ def load_sources(
                 lungs=src.get("lungs"),
                 exclude=src.get("exclude"),
                 spacing_mm=spacing_mm,
+                exports=bool(src.get("exports", False)),
             )
         groups += [SliceGroup(f"s{i + 1}:{g.name}", g.x, g.y, g.lesion_free, g.lung) for g in found]
         log.info("source %d: %d units, %d slices%s", i + 1, len(found), sum(len(g.x) for g in found),

@@ -258,3 +258,43 @@ def test_volume_severity_and_types_on_held_out_phantoms(trained):
         if both.sum() > 50:
             assert (types[both] == phantom.lesion_kind[both]).mean() > 0.7
     assert read[0.0] < 2.0 and read[0.0] + 2.0 < read[10.0] and read[10.0] + 4.0 < read[20.0], read
+
+
+def test_a_volume_slice_exported_as_an_8bit_jpeg_keeps_its_labels_on_its_pixels():
+    """``export_slice`` crops to the slice's lungs, shrinks, quantizes and JPEG-compresses; the labels follow
+    the same crop and resize, so a lesion stays where it was."""
+    from covidct.infection.data import EXPORT_MARGIN, EXPORT_SIDE_PX, export_slice
+
+    hu = np.full((200, 240), 40.0, np.float32)
+    lung = np.zeros(hu.shape, bool)
+    lung[40:160, 30:110] = lung[40:160, 130:210] = True
+    hu[lung] = -850.0
+    mask = np.zeros(hu.shape, np.uint8)
+    mask[80:120, 50:90] = 1
+    hu[mask > 0] = -400.0
+    image, labels = export_slice(hu, lung, mask, np.random.default_rng(3))
+    assert image.dtype == np.uint8 and labels.shape == image.shape
+    # the 120 x 180 lung box with at most EXPORT_MARGIN per side, not enlarged
+    assert max(image.shape) <= min(EXPORT_SIDE_PX[1], round(180 * (1 + 2 * EXPORT_MARGIN[1])))
+    assert image[labels > 0].mean() > image[(labels == 0)].min() + 20  # the lesion is brighter than clean lung
+    assert 0.05 < labels.mean() < 0.15  # 40 x 40 of a 120 x 180 box (plus margin)
+    assert export_slice(hu, np.zeros_like(lung), mask, np.random.default_rng(3)) is None
+
+
+def test_volume_source_with_exports_adds_each_slice_as_a_2d_export(tmp_path):
+    """``exports: true`` adds the 2D-path views of a volume's slices to its own group (never another unit), with
+    the lesions where they are on the HU views."""
+    write_infection_training(tmp_path, n=1, matrix=64, pixel_spacing_mm=6.0)
+    src = {"volumes": str(tmp_path / "volumes"), "masks": str(tmp_path / "masks"), "lungs": str(tmp_path / "lungs")}
+    plain = load_sources([src], 32, max_slices=12)
+    both = load_sources([{**src, "exports": True}], 32, max_slices=12)
+    assert len(plain) == len(both) == 1
+    n = len(plain[0].x)
+    assert n < len(both[0].x) <= 2 * n  # slices without lungs the 2D finder can see are left out
+    exported = both[0].y[n:]
+    assert exported.any() and both[0].x[n:].min() >= CLIP[0] and both[0].x[n:].max() <= CLIP[1]
+    # the lesion's share of the lungs is about the same in both views
+    share = [float(y[lz > 0].mean()) for y, lz in ((plain[0].y, plain[0].lung), (exported, both[0].lung[n:]))]
+    assert abs(share[0] - share[1]) < 0.5 * share[0], share
+    with pytest.raises(CovidctError, match="exports apply to volumes"):
+        load_sources([{"images": "a", "masks": "b", "exports": True}], 32)
