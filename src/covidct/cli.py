@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import tempfile
@@ -270,7 +271,7 @@ def run_chain(
         "qc": out / "qc" / f"{pid}.png",
     }
     steps.anonymize_dicom(pid, p["dicom"], p["summary"], raw_dir=raw_dir, key_file=key_file)
-    steps.verify_anonymization(p["dicom"], p["report"], pid, raw_dir=raw_dir)
+    steps.verify_anonymization(p["dicom"], p["report"], pid, raw_dir=raw_dir, threads=min(2, os.cpu_count() or 1))
     steps.dicom_to_hu(p["dicom"], p["hu"], p["info"], pid, anonymize_summary=p["summary"])
     steps.resample_volume(p["hu"], p["resampled"], spacing_mm, pid)
     steps.segment_lungs(p["resampled"], p["mask"], p["labels"], p["provenance"], pid, backend=backend, weights=weights)
@@ -423,7 +424,7 @@ def _predict(**kwargs: Any) -> str:
 
 
 def _verify(dicom: Path, out_report: Path, patient: str, raw_dir: Path) -> str:
-    steps.verify_anonymization(dicom, out_report, patient, raw_dir=raw_dir)
+    steps.verify_anonymization(dicom, out_report, patient, raw_dir=raw_dir, threads=min(2, os.cpu_count() or 1))
     return f"{patient}: verification passed, report {out_report}"
 
 

@@ -37,6 +37,8 @@ rule verify_anonymization:
     # not a param, so renaming or moving the sheet re-runs nothing. The folder's keyed hash is.
     params:
         raw_digest=get_raw_dicom_digest,
+    # the original and the anonymized folder are read at once, one process each
+    threads: 2
     resources:
         mem_mb=get_mem_mb(1500),
         runtime=30,

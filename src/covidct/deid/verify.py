@@ -348,7 +348,34 @@ def _original_identifiers(orig_dir: Path, patient: str) -> tuple[dict[str, str],
     return identifying, times, retained, originals
 
 
-def verify_anonymization(orig_dir: Path, anon_dir: Path, patient: str, report_path: str | Path | None = None) -> dict:
+def _load_outputs(anon_dir: Path, patient: str) -> list[_Instance]:
+    """The anonymized folder's images (``_Instance`` with their header values)."""
+    outputs = []
+    for path in list_files(anon_dir):
+        if is_hidden(path, anon_dir):  # Snakemake's .snakemake_timestamp in a directory output
+            continue
+        outputs.append(_load_instance(path, read_dicom(path, patient), path.name, output=True))
+    return outputs
+
+
+def _read_both(orig_dir: Path, anon_dir: Path, patient: str, workers: int):
+    """``_original_identifiers`` of the original folder and ``_load_outputs`` of the anonymized one; with
+    ``workers`` > 1 (and ``fork``) the original folder is read in a child process meanwhile. Each side is
+    read exactly as alone; an error of either is raised here."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return _original_identifiers(orig_dir, patient), _load_outputs(anon_dir, patient)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        originals = pool.submit(_original_identifiers, orig_dir, patient)
+        outputs = _load_outputs(anon_dir, patient)
+        return originals.result(), outputs
+
+
+def verify_anonymization(
+    orig_dir: Path, anon_dir: Path, patient: str, report_path: str | Path | None = None, workers: int = 1
+) -> dict:
     """Check an anonymized folder against its originals; no key needed.
 
     Identifying original values are: every value of an attribute whose Basic Profile
@@ -367,6 +394,7 @@ def verify_anonymization(orig_dir: Path, anon_dir: Path, patient: str, report_pa
         anon_dir: The anonymized folder.
         patient: Pseudonymous patient id (for the report and logs).
         report_path: If given, the report is also written there as JSON.
+        workers: With 2 or more, the two folders are read at once (two processes).
 
     Returns:
         Report with keys patient, passed, n_original, n_output,
@@ -374,13 +402,7 @@ def verify_anonymization(orig_dir: Path, anon_dir: Path, patient: str, report_pa
         pixel_mismatches, geometry_mismatches, unmatched_outputs, n_missing_outputs.
     """
     orig_dir, anon_dir = Path(orig_dir), Path(anon_dir)
-    identifying, times, retained, originals = _original_identifiers(orig_dir, patient)
-    outputs: list[_Instance] = []
-    for path in list_files(anon_dir):
-        if is_hidden(path, anon_dir):  # Snakemake's .snakemake_timestamp in a directory output
-            continue
-        ds = read_dicom(path, patient)
-        outputs.append(_load_instance(path, ds, path.name, output=True))
+    (identifying, times, retained, originals), outputs = _read_both(orig_dir, anon_dir, patient, workers)
 
     if not any(o.times_modified for o in outputs):
         for text, source in times.items():
@@ -531,14 +553,14 @@ def verify_derived(orig_dir: Path, anon_dir: Path, derived: list[Path], patient:
     return report
 
 
-def require_verified(orig_dir: Path, anon_dir: Path, patient: str) -> dict:
-    """``verify_anonymization``'s report when it passed.
+def require_verified(orig_dir: Path, anon_dir: Path, patient: str, workers: int = 1) -> dict:
+    """``verify_anonymization``'s report when it passed (``workers`` as there).
 
     Raises:
         AnonymizationError: it failed; the failed report (keywords and places, never a value) goes to
             the log.
     """
-    report = verify_anonymization(orig_dir, anon_dir, patient)
+    report = verify_anonymization(orig_dir, anon_dir, patient, workers=workers)
     if not report["passed"]:
         log.error("patient %s: failed verification report:\n%s", patient, json.dumps(report, indent=1, default=str))
         raise AnonymizationError(

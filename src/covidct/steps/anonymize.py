@@ -63,15 +63,16 @@ def verify_anonymization(
     raw_dir: str | Path | None = None,
     sheet: str | Path | None = None,
     raw_digest: str = "",
+    threads: int = 1,
 ) -> dict:
     """Check the anonymized folder ``dicom`` against the original; write the report, or fail with the
     failed report in the log (it names keywords and places, never a value).
 
     The original folder is ``raw_dir``, or the sheet's ``dicom_dir``; ``raw_digest`` as in
-    ``anonymize_dicom``.
+    ``anonymize_dicom``. With ``threads`` >= 2 the two folders are read at once.
     """
     raw = raw_folder(raw_dir, sheet, patient)
     with raw_input(raw, patient):
-        report = require_verified(raw, Path(dicom), patient)
+        report = require_verified(raw, Path(dicom), patient, workers=threads)
     write_json(out_report, report)
     return report

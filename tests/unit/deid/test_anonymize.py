@@ -38,7 +38,7 @@ from covidct.deid.keys import (
 from covidct.deid.profile import ACTION_CODES, BASIC_PROFILE, action_for_tag, profile_key_for_tag
 from covidct.deid.series import anonymize_series_dir
 from covidct.deid.verify import GEOMETRY_KEYWORDS, verify_anonymization
-from covidct.errors import AnonymizationError, DicomInputError
+from covidct.errors import AnonymizationError, CovidctError, DicomInputError
 from helpers import SHARED_DATA
 
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -450,6 +450,25 @@ def test_verify_detects_tampered_output(anonymized):
     assert any(leak["kind"] == "raw_bytes" for leak in leaks)
     flat = json.dumps(report).lower()
     assert "smithson" not in flat and "johanna" not in flat
+
+
+def test_verify_reads_both_folders_at_once_with_the_same_report(series, anonymized, tmp_path):
+    """``workers=2`` reads the original folder in a second process: the same report, passing or failing."""
+    src, out, _, _, _ = anonymized
+    assert verify_anonymization(src, out, PATIENT, workers=2) == verify_anonymization(src, out, PATIENT)
+    copy = tmp_path / "copy"
+    shutil.copytree(series / "nested", copy)
+    failed = verify_anonymization(series, copy, PATIENT, workers=2)
+    assert not failed["passed"] and failed == verify_anonymization(series, copy, PATIENT)
+    broken = tmp_path / "broken"
+    shutil.copytree(src, broken)
+    victim = sorted(p for p in broken.rglob("*") if p.is_file())[0]
+    victim.write_bytes(victim.read_bytes()[:2000])  # a truncated original: the child's error reaches the caller
+    with pytest.raises(CovidctError) as alone:
+        verify_anonymization(broken, out, PATIENT)
+    with pytest.raises(CovidctError) as forked:
+        verify_anonymization(broken, out, PATIENT, workers=2)
+    assert str(forked.value) == str(alone.value)
 
 
 def test_verify_detects_pixel_and_geometry_change(anonymized):
