@@ -15,6 +15,8 @@ rule anonymize_dicom:
         allow_demo_key=lambda wildcards: is_demo_patient(wildcards.patient),
         key_file=config["anonymize"]["key_file"],
         dates=config["anonymize"]["dates"],
+    # the files are anonymized and written by two processes
+    threads: 2
     resources:
         mem_mb=get_mem_mb(1500),  # Snakemake does not see the raw folder: datasets are cached up to 512 MiB
         runtime=30,

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from covidct import forked
 from covidct.deid.dataset import anonymize_dataset, check_dates_mode
 from covidct.deid.keys import date_offset_days
 from covidct.deid.profile import (
@@ -62,10 +63,51 @@ IMAGE_KINDS = ("ct", "all")
 
 #: Files of one patient kept in memory between the checking and the writing pass.
 CACHE_BYTES = 512 * 1024 * 1024
+#: With ``workers`` >= 2, a folder of at least this many images is written by two processes.
+MIN_FILES_TO_SPLIT = 32
+
+
+def _write_anonymized(
+    paths: list[Path], cache: dict, tmp: Path, key: bytes, offset: int, dates: str, patient: str
+) -> tuple[list[str], set[str], set[str]]:
+    """Anonymize ``paths`` (datasets from ``cache`` where read already) into ``tmp`` as ``<SOPInstanceUID>.dcm``.
+
+    Returns:
+        The names written, the series and the transfer syntaxes.
+    """
+    names: list[str] = []
+    seen: set[str] = set()
+    series: set[str] = set()
+    transfer_syntaxes: set[str] = set()
+    for path in paths:
+        ds = cache.pop(path, None) or read_dicom(path, patient)
+        try:
+            anonymize_dataset(ds, key, offset, dates)
+        except AnonymizationError as exc:
+            raise AnonymizationError(exc.message, patient, path) from None
+        name = f"{ds.SOPInstanceUID}.dcm"
+        if name in seen:
+            raise AnonymizationError("two files share one SOPInstanceUID (duplicate instance)", patient, path)
+        try:
+            ds.save_as(tmp / name, enforce_file_format=True)
+        except Exception as exc:  # the message could quote a value: give only its type
+            what = f"cannot write the anonymized file ({type(exc).__name__})"
+            raise AnonymizationError(what, patient, path) from None
+        names.append(name)
+        seen.add(name)
+        series.add(str(ds.get("SeriesInstanceUID", "") or ""))
+        transfer_syntaxes.add(str(ds.file_meta.TransferSyntaxUID))
+    return names, series, transfer_syntaxes
 
 
 def anonymize_series_dir(
-    in_dir: Path, out_dir: Path, key: bytes, patient: str, dates: str = "shift", images: str = "ct"
+    in_dir: Path,
+    out_dir: Path,
+    key: bytes,
+    patient: str,
+    dates: str = "shift",
+    images: str = "ct",
+    workers: int = 1,
 ) -> dict:
     """De-identify every CT image under ``in_dir`` into a flat ``out_dir``.
 
@@ -85,6 +127,8 @@ def anonymize_series_dir(
             look like the real PatientID or PatientName.
         dates: ``"shift"`` or ``"remove"``, see ``anonymize_dataset``.
         images: ``"ct"`` (the workflow) or ``"all"``: every image SOP Class (the corpus bench).
+        workers: With 2 or more, the files are anonymized and written by two processes (the output is
+            the same).
 
     Returns:
         Summary: patient, n_files, n_series, files (the scan of ``in_dir``: counts and ranks
@@ -143,29 +187,27 @@ def anonymize_series_dir(
     real_id = next(iter(patient_ids))
     offset = date_offset_days(key, real_id or patient)
 
-    # Pass 2: anonymize and write.
-    names: set[str] = set()
-    series: set[str] = set()
-    transfer_syntaxes: set[str] = set()
+    # Pass 2: anonymize and write (with ``workers`` >= 2, the second half of the files in a forked process).
     with atomic_dir(out_dir) as tmp:
-        for path in used:
-            ds = cache.pop(path, None) or read_dicom(path, patient)
-            try:
-                anonymize_dataset(ds, key, offset, dates)
-            except AnonymizationError as exc:
-                raise AnonymizationError(exc.message, patient, path) from None
-            name = f"{ds.SOPInstanceUID}.dcm"
-            if name in names:
-                raise AnonymizationError("two files share one SOPInstanceUID (duplicate instance)", patient, path)
-            try:
-                ds.save_as(tmp / name, enforce_file_format=True)
-            except Exception as exc:  # the message could quote a value: give only its type
-                raise AnonymizationError(
-                    f"cannot write the anonymized file ({type(exc).__name__})", patient, path
-                ) from None
-            names.add(name)
-            series.add(str(ds.get("SeriesInstanceUID", "") or ""))
-            transfer_syntaxes.add(str(ds.file_meta.TransferSyntaxUID))
+        halves = [used]
+        if workers > 1 and len(used) >= MIN_FILES_TO_SPLIT and forked.available():
+            halves = [used[: len(used) // 2], used[len(used) // 2 :]]
+        other = None
+        if len(halves) > 1:
+            other = forked.start(_write_anonymized, halves[1], cache, tmp, key, offset, dates, patient)
+        try:
+            written = [_write_anonymized(halves[0], cache, tmp, key, offset, dates, patient)]
+        except BaseException:
+            if other is not None:
+                other.cancel()
+            raise
+        if other is not None:
+            written.append(other.result())
+        names = [name for part in written for name in part[0]]
+        if len(set(names)) != len(names):
+            raise AnonymizationError("two files share one SOPInstanceUID (duplicate instance)", patient, in_dir)
+        series = set().union(*(part[1] for part in written))
+        transfer_syntaxes = set().union(*(part[2] for part in written))
     summary = {
         "patient": patient,
         "n_files": len(names),

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
+from covidct import forked
 from covidct.deid.dataset import DICOM_ROOT_UID, DUMMY_TEXT
 from covidct.deid.profile import (
     action_for_tag,
@@ -362,15 +363,15 @@ def _read_both(orig_dir: Path, anon_dir: Path, patient: str, workers: int):
     """``_original_identifiers`` of the original folder and ``_load_outputs`` of the anonymized one; with
     ``workers`` > 1 (and ``fork``) the original folder is read in a child process meanwhile. Each side is
     read exactly as alone; an error of either is raised here."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers < 2 or not forked.available():
         return _original_identifiers(orig_dir, patient), _load_outputs(anon_dir, patient)
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-        originals = pool.submit(_original_identifiers, orig_dir, patient)
+    originals = forked.start(_original_identifiers, orig_dir, patient)
+    try:
         outputs = _load_outputs(anon_dir, patient)
-        return originals.result(), outputs
+    except BaseException:
+        originals.cancel()
+        raise
+    return originals.result(), outputs
 
 
 def verify_anonymization(

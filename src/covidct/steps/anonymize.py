@@ -28,6 +28,7 @@ def anonymize_dicom(
     dates: str = config.default("anonymize.dates"),
     raw_digest: str = "",
     demo: list[str] | str = (),
+    threads: int = 1,
 ) -> dict:
     """Anonymize a patient's raw DICOM folder into ``out_dicom`` (Basic Profile, keyed pseudonyms).
 
@@ -45,11 +46,12 @@ def anonymize_dicom(
             so that a changed folder re-runs the job without Snakemake ever seeing the path.
         demo: The generated demo folder this job waits for (demo patients only); the folder read
             is still the sheet's.
+        threads: With 2 or more, two processes anonymize and write the files.
     """
     raw = raw_folder(raw_dir, sheet, patient)
     key = load_key(key_file or None, allow_demo=allow_demo_key)
     with raw_input(raw, patient):
-        summary = anonymize_series_dir(raw, Path(out_dicom), key, patient, dates=dates)
+        summary = anonymize_series_dir(raw, Path(out_dicom), key, patient, dates=dates, workers=threads)
     log.info("patient %s: anonymized %s", patient, summary)
     if out_summary is not None:
         write_json(out_summary, summary)

@@ -418,6 +418,23 @@ def test_input_folder_unchanged(anonymized):
     assert tree_hashes(src) == before
 
 
+def test_two_processes_write_the_same_files_and_refuse_a_duplicate(series, anonymized, tmp_path, monkeypatch):
+    """``workers=2`` splits the files between two processes: byte for byte the same output and summary; an
+    instance duplicated into the other half is still refused, and nothing is written."""
+    import covidct.deid.series as series_module
+
+    monkeypatch.setattr(series_module, "MIN_FILES_TO_SPLIT", 2)
+    _, out, summary, _, _ = anonymized
+    two = tmp_path / "two"
+    assert anonymize_series_dir(series, two, KEY, PATIENT, workers=2) == summary
+    assert tree_hashes(two) == tree_hashes(out) and len(tree_hashes(two)) == N_SLICES
+    first = sorted(p for p in series.rglob("*") if p.is_file())[0]
+    shutil.copy(first, first.parent / "zz_copy_of_the_first")  # sorted last: the other half
+    with pytest.raises(AnonymizationError, match="duplicate instance"):
+        anonymize_series_dir(series, tmp_path / "dup", KEY, PATIENT, workers=2)
+    assert not (tmp_path / "dup").exists()
+
+
 def test_verify_passes_on_anonymized_series(anonymized, tmp_path):
     src, out, _, _, _ = anonymized
     report = verify_anonymization(src, out, PATIENT, report_path=tmp_path / "qc" / "report.json")
