@@ -14,6 +14,8 @@ rule dicom_to_hu:
         series_uid=get_series_override,
         min_slices=config["hu"]["min_slices"],
         max_slices=config["hu"]["max_slices"],
+    # two processes decode the pixel data
+    threads: 2
     resources:
         # the raw series is not an input Snakemake can size: enough for max_slices of 512 x 512
         mem_mb=get_mem_mb(2000 + config["hu"]["max_slices"] // 2),

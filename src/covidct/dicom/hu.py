@@ -12,6 +12,7 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.pixels import get_decoder, pixel_array
 
+from covidct import forked
 from covidct.dicom.codecs import lossy_evidence, register_decoders
 from covidct.dicom.series import (
     MAX_SLICES,
@@ -27,6 +28,9 @@ from covidct.errors import DicomInputError
 from covidct.hounsfield import HU_AIR, HU_MAX, HU_MIN
 
 log = logging.getLogger(__name__)
+
+#: With ``workers`` >= 2, a series of at least this many slices is decoded by two processes.
+MIN_SLICES_TO_SPLIT = 32
 
 
 #: Stored HU below this after rescaling are padding / outside the reconstruction circle.
@@ -200,12 +204,33 @@ def _study(ds) -> dict:
     return {"study_date": text_of(ds, "StudyDate") or None if shifted else None, "study_date_note": note}
 
 
+def _decode_slices(slices: list[SliceInfo], patient: str | None, workers: int = 1) -> np.ndarray:
+    """The HU volume of sorted slices; with ``workers`` >= 2 (and ``fork``) the second half of a series of at
+    least ``MIN_SLICES_TO_SPLIT`` is decoded by a forked process meanwhile (the same values)."""
+
+    def decode(part: list[SliceInfo]) -> np.ndarray:
+        cache: dict = {}
+        return np.stack([read_pixels(s, patient, cache) for s in part])
+
+    if workers < 2 or len(slices) < MIN_SLICES_TO_SPLIT or not forked.available():
+        return decode(slices)
+    half = len(slices) // 2
+    other = forked.start(decode, slices[half:])
+    try:
+        first = decode(slices[:half])
+    except BaseException:
+        other.cancel()
+        raise
+    return np.concatenate([first, other.result()])
+
+
 def load_series(
     folder: str | Path,
     patient: str | None = None,
     series_uid: str | None = None,
     min_slices: int = MIN_SLICES,
     max_slices: int = MAX_SLICES,
+    workers: int = 1,
 ):
     """Read a patient's folder into a HU ``SimpleITK.Image`` with true geometry.
 
@@ -215,6 +240,7 @@ def load_series(
         series_uid: Use this series instead of choosing one.
         min_slices: Minimum number of slices.
         max_slices: Maximum number of slices of the chosen series.
+        workers: With 2 or more, two processes decode the pixel data (``_decode_slices``).
 
     Returns:
         ``(image, info)``: an int16 SimpleITK image whose axes follow the DICOM
@@ -230,9 +256,7 @@ def load_series(
     series = group_series(infos)
     chosen = choose_series(series, patient, series_uid, folder)
     slices, spacing = sort_slices(chosen, patient, min_slices, max_slices)
-    cache: dict = {}
-    volume = np.stack([read_pixels(s, patient, cache) for s in slices])
-    cache.clear()
+    volume = _decode_slices(slices, patient, workers)
     image = sitk.GetImageFromArray(volume)
     ref = slices[0]
     row, col = ref.orientation[:3], ref.orientation[3:]

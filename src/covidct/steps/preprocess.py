@@ -25,6 +25,7 @@ def dicom_to_hu(
     max_slices: int | None = config.default("hu.max_slices"),
     anonymize_summary: str | Path | None = None,
     verified: str | Path | None = None,
+    threads: int = 1,
 ) -> dict:
     """Choose the CT axial series, convert to HU, write an int16 NIfTI with true geometry.
 
@@ -33,7 +34,8 @@ def dicom_to_hu(
     its compression (lossy or not, and why), the shifted study date, and the files skipped:
     ``files.dicom_dir`` those of the raw folder (from ``anonymize_summary``, the anonymizer's summary,
     when given), ``files.input`` those of the folder this step read. ``verified`` is the verification
-    report the workflow waits for (the folder is used only once verified).
+    report the workflow waits for (the folder is used only once verified). With ``threads`` >= 2 two processes
+    decode the pixel data.
     """
     image, info = load_series(
         dicom,
@@ -41,6 +43,7 @@ def dicom_to_hu(
         series_uid=series_uid or None,
         min_slices=min_slices,
         max_slices=MAX_SLICES if max_slices is None else max_slices,
+        workers=threads,
     )
     raw_files = read_json(anonymize_summary)["files"] if anonymize_summary is not None else None
     info["files"] = {"input": info.pop("files"), "dicom_dir": raw_files}

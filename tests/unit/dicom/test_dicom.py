@@ -145,6 +145,27 @@ def test_non_dicom_file_is_skipped_and_truncated_file_named(tmp_path, series_dir
     assert files[2].name in str(e.value)
 
 
+def test_two_processes_decode_the_same_volume_and_name_a_broken_slice(tmp_path, series_dir, monkeypatch):
+    """``workers=2`` decodes the second half of the slices in a forked process: the same image and info; a
+    truncated slice in that half is named as when one process reads all."""
+    import covidct.dicom.hu as hu_module
+
+    monkeypatch.setattr(hu_module, "MIN_SLICES_TO_SPLIT", 2)
+    one, info_one = load_series(series_dir, "t01")
+    two, info_two = load_series(series_dir, "t01", workers=2)
+    assert np.array_equal(sitk.GetArrayFromImage(one), sitk.GetArrayFromImage(two)) and info_one == info_two
+    assert one.GetSpacing() == two.GetSpacing() and one.GetOrigin() == two.GetOrigin()
+    files = _copy(series_dir, tmp_path / "p")
+    data = files[-2].read_bytes()
+    files[-2].write_bytes(data[: len(data) // 2])  # in the second half of the sorted slices
+    errors = []
+    for workers in (1, 2):
+        with pytest.raises(DicomInputError) as e:
+            load_series(tmp_path / "p", "t01", workers=workers)
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] and files[-2].name in errors[1]
+
+
 def test_pixels_and_geometry_of_a_written_series(series_dir):
     image, info = load_series(series_dir, "t01")
     assert image.GetSize() == (48, 48, 12)
