@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from covidct import __version__, config, steps
+from covidct import __version__, config, forked, steps
 from covidct.clinical.pacs import PullSettings, pull_new_studies
 from covidct.deid.keys import KEY_FILE_SETTING, load_key
 from covidct.demo.cohort import DEMO_COHORT, write_cohort
@@ -270,7 +269,7 @@ def run_chain(
         "npy": out / "npy" / f"{pid}.npy",
         "qc": out / "qc" / f"{pid}.png",
     }
-    workers = min(2, os.cpu_count() or 1)
+    workers = forked.workers()
     steps.anonymize_dicom(pid, p["dicom"], p["summary"], raw_dir=raw_dir, key_file=key_file, threads=workers)
     steps.verify_anonymization(p["dicom"], p["report"], pid, raw_dir=raw_dir, threads=workers)
     steps.dicom_to_hu(p["dicom"], p["hu"], p["info"], pid, anonymize_summary=p["summary"], threads=workers)
@@ -425,7 +424,7 @@ def _predict(**kwargs: Any) -> str:
 
 
 def _verify(dicom: Path, out_report: Path, patient: str, raw_dir: Path) -> str:
-    steps.verify_anonymization(dicom, out_report, patient, raw_dir=raw_dir, threads=min(2, os.cpu_count() or 1))
+    steps.verify_anonymization(dicom, out_report, patient, raw_dir=raw_dir, threads=forked.workers())
     return f"{patient}: verification passed, report {out_report}"
 
 

@@ -11,13 +11,48 @@ parent as it is; a child that dies without an answer raises ``RuntimeError`` wit
 from __future__ import annotations
 
 import multiprocessing
+import os
+import pickle
+import signal
 from collections.abc import Callable
 from typing import Any
+
+from covidct.errors import CovidctError
+
+#: prctl's option that sends the child a signal when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
 
 
 def available() -> bool:
     """Whether this platform can fork."""
     return "fork" in multiprocessing.get_all_start_methods()
+
+
+def workers(limit: int = 2) -> int:
+    """The processes a step may use outside Snakemake: the CPUs this process may run on, at most ``limit``."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(limit, cpus))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to end this child when its parent dies (a killed job leaves no writer behind)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the daemon flag ends it at a normal exit
+        pass
+    if os.getppid() != parent:  # the parent died before prctl
+        os._exit(1)
+
+
+def _sendable(exc: BaseException, name: str) -> BaseException:
+    """``exc`` when it survives pickling, else a RuntimeError naming only its type (never its values)."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{name} failed with {type(exc).__name__}")
 
 
 class Forked:
@@ -27,30 +62,40 @@ class Forked:
         self.name = getattr(fn, "__name__", repr(fn))
         ctx = multiprocessing.get_context("fork")
         self._receive, send = ctx.Pipe(duplex=False)
+        parent = os.getpid()
 
         def child() -> None:
+            _die_with_parent(parent)
             try:
                 answer = ("value", fn(*args, **kwargs))
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
-                answer = ("error", exc)
+                answer = ("error", _sendable(exc, self.name))
             try:
                 send.send(answer)
-            except Exception as exc:  # an unpicklable result or exception
-                send.send(("error", RuntimeError(f"{self.name}: its answer cannot be sent back ({exc})")))
+            except Exception as exc:  # an unpicklable result
+                why = f"{self.name}: its answer cannot be sent back ({type(exc).__name__})"
+                send.send(("error", RuntimeError(why)))
 
         self._process = ctx.Process(target=child, daemon=True)
         self._process.start()
         send.close()
 
-    def result(self) -> Any:
-        """The call's value, or its exception raised here."""
+    def result(self, patient: str | None = None) -> Any:
+        """The call's value, or its exception raised here; a child that ended without an answer (killed: out
+        of memory?) raises ``CovidctError`` naming ``patient``."""
         try:
             kind, value = self._receive.recv()
         except EOFError:
             self._process.join()
-            raise RuntimeError(
-                f"{self.name}: its process ended without an answer (exit code {self._process.exitcode})"
+            code = self._process.exitcode
+            raise CovidctError(
+                f"{self.name}: its second process ended without an answer (exit code {code}"
+                f"{': killed, out of memory?' if code is not None and code < 0 else ''})",
+                patient,
             ) from None
+        except BaseException:  # interrupted while waiting: the child must not go on writing
+            self.cancel()
+            raise
         finally:
             self._receive.close()
         self._process.join()

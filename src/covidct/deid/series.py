@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,39 +66,48 @@ IMAGE_KINDS = ("ct", "all")
 CACHE_BYTES = 512 * 1024 * 1024
 #: With ``workers`` >= 2, a folder of at least this many images is written by two processes.
 MIN_FILES_TO_SPLIT = 32
+DUPLICATE_INSTANCE = "two files share one SOPInstanceUID (duplicate instance)"
+
+
+@dataclass
+class _Written:
+    """What ``_write_anonymized`` wrote: file names in the order of its paths, series, transfer syntaxes, and
+    the error that stopped it (``error_at``: the index of the path it names), if any."""
+
+    names: list[str] = field(default_factory=list)
+    series: set[str] = field(default_factory=set)
+    transfer_syntaxes: set[str] = field(default_factory=set)
+    error: AnonymizationError | None = None
 
 
 def _write_anonymized(
     paths: list[Path], cache: dict, tmp: Path, key: bytes, offset: int, dates: str, patient: str
-) -> tuple[list[str], set[str], set[str]]:
-    """Anonymize ``paths`` (datasets from ``cache`` where read already) into ``tmp`` as ``<SOPInstanceUID>.dcm``.
-
-    Returns:
-        The names written, the series and the transfer syntaxes.
-    """
-    names: list[str] = []
+) -> _Written:
+    """Anonymize ``paths`` (datasets from ``cache`` where read already) into ``tmp`` as ``<SOPInstanceUID>.dcm``,
+    stopping at the first file that cannot be (its error is returned, naming that file)."""
+    out = _Written()
     seen: set[str] = set()
-    series: set[str] = set()
-    transfer_syntaxes: set[str] = set()
     for path in paths:
         ds = cache.pop(path, None) or read_dicom(path, patient)
         try:
             anonymize_dataset(ds, key, offset, dates)
         except AnonymizationError as exc:
-            raise AnonymizationError(exc.message, patient, path) from None
+            out.error = AnonymizationError(exc.message, patient, path)
+            return out
         name = f"{ds.SOPInstanceUID}.dcm"
         if name in seen:
-            raise AnonymizationError("two files share one SOPInstanceUID (duplicate instance)", patient, path)
+            out.error = AnonymizationError(DUPLICATE_INSTANCE, patient, path)
+            return out
         try:
             ds.save_as(tmp / name, enforce_file_format=True)
         except Exception as exc:  # the message could quote a value: give only its type
-            what = f"cannot write the anonymized file ({type(exc).__name__})"
-            raise AnonymizationError(what, patient, path) from None
-        names.append(name)
+            out.error = AnonymizationError(f"cannot write the anonymized file ({type(exc).__name__})", patient, path)
+            return out
+        out.names.append(name)
         seen.add(name)
-        series.add(str(ds.get("SeriesInstanceUID", "") or ""))
-        transfer_syntaxes.add(str(ds.file_meta.TransferSyntaxUID))
-    return names, series, transfer_syntaxes
+        out.series.add(str(ds.get("SeriesInstanceUID", "") or ""))
+        out.transfer_syntaxes.add(str(ds.file_meta.TransferSyntaxUID))
+    return out
 
 
 def anonymize_series_dir(
@@ -187,27 +197,35 @@ def anonymize_series_dir(
     real_id = next(iter(patient_ids))
     offset = date_offset_days(key, real_id or patient)
 
-    # Pass 2: anonymize and write (with ``workers`` >= 2, the second half of the files in a forked process).
+    # Pass 2: anonymize and write; with ``workers`` >= 2 the second half of the files in a forked process.
+    # Errors come in the order one process would meet them: the first half's, then the second half's
+    # files in turn (a duplicate of a first-half instance included).
     with atomic_dir(out_dir) as tmp:
-        halves = [used]
-        if workers > 1 and len(used) >= MIN_FILES_TO_SPLIT and forked.available():
-            halves = [used[: len(used) // 2], used[len(used) // 2 :]]
-        other = None
-        if len(halves) > 1:
-            other = forked.start(_write_anonymized, halves[1], cache, tmp, key, offset, dates, patient)
+        split = len(used) // 2 if workers > 1 and len(used) >= MIN_FILES_TO_SPLIT and forked.available() else len(used)
+        other = (
+            forked.start(_write_anonymized, used[split:], cache, tmp, key, offset, dates, patient)
+            if split < len(used)
+            else None
+        )
         try:
-            written = [_write_anonymized(halves[0], cache, tmp, key, offset, dates, patient)]
+            first = _write_anonymized(used[:split], cache, tmp, key, offset, dates, patient)
+            if first.error is not None:
+                raise first.error
         except BaseException:
             if other is not None:
                 other.cancel()
             raise
+        names, series, transfer_syntaxes = first.names, first.series, first.transfer_syntaxes
         if other is not None:
-            written.append(other.result())
-        names = [name for part in written for name in part[0]]
-        if len(set(names)) != len(names):
-            raise AnonymizationError("two files share one SOPInstanceUID (duplicate instance)", patient, in_dir)
-        series = set().union(*(part[1] for part in written))
-        transfer_syntaxes = set().union(*(part[2] for part in written))
+            second = other.result(patient)
+            earlier = set(names)
+            for path, name in zip(used[split:], second.names):
+                if name in earlier:
+                    raise AnonymizationError(DUPLICATE_INSTANCE, patient, path)
+            if second.error is not None:
+                raise second.error
+            names = names + second.names
+            series, transfer_syntaxes = series | second.series, transfer_syntaxes | second.transfer_syntaxes
     summary = {
         "patient": patient,
         "n_files": len(names),

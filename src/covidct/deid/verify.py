@@ -368,10 +368,13 @@ def _read_both(orig_dir: Path, anon_dir: Path, patient: str, workers: int):
     originals = forked.start(_original_identifiers, orig_dir, patient)
     try:
         outputs = _load_outputs(anon_dir, patient)
+    except Exception:
+        originals.result(patient)  # the original folder's error comes first, as when one process reads both
+        raise
     except BaseException:
         originals.cancel()
         raise
-    return originals.result(), outputs
+    return originals.result(patient), outputs
 
 
 def verify_anonymization(

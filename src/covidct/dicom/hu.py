@@ -206,13 +206,15 @@ def _study(ds) -> dict:
 
 def _decode_slices(slices: list[SliceInfo], patient: str | None, workers: int = 1) -> np.ndarray:
     """The HU volume of sorted slices; with ``workers`` >= 2 (and ``fork``) the second half of a series of at
-    least ``MIN_SLICES_TO_SPLIT`` is decoded by a forked process meanwhile (the same values)."""
+    least ``MIN_SLICES_TO_SPLIT`` single-frame files is decoded by a forked process meanwhile (the same values;
+    the first half's error first, as in one process)."""
 
     def decode(part: list[SliceInfo]) -> np.ndarray:
         cache: dict = {}
         return np.stack([read_pixels(s, patient, cache) for s in part])
 
-    if workers < 2 or len(slices) < MIN_SLICES_TO_SPLIT or not forked.available():
+    one_file_each = len({s.path for s in slices}) == len(slices)  # frames of one file are decoded together
+    if workers < 2 or len(slices) < MIN_SLICES_TO_SPLIT or not one_file_each or not forked.available():
         return decode(slices)
     half = len(slices) // 2
     other = forked.start(decode, slices[half:])
@@ -221,7 +223,7 @@ def _decode_slices(slices: list[SliceInfo], patient: str | None, workers: int = 
     except BaseException:
         other.cancel()
         raise
-    return np.concatenate([first, other.result()])
+    return np.concatenate([first, other.result(patient)])
 
 
 def load_series(

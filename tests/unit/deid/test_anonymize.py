@@ -430,9 +430,13 @@ def test_two_processes_write_the_same_files_and_refuse_a_duplicate(series, anony
     assert tree_hashes(two) == tree_hashes(out) and len(tree_hashes(two)) == N_SLICES
     first = sorted(p for p in series.rglob("*") if p.is_file())[0]
     shutil.copy(first, first.parent / "zz_copy_of_the_first")  # sorted last: the other half
-    with pytest.raises(AnonymizationError, match="duplicate instance"):
-        anonymize_series_dir(series, tmp_path / "dup", KEY, PATIENT, workers=2)
-    assert not (tmp_path / "dup").exists()
+    errors = []
+    for workers in (1, 2):
+        with pytest.raises(AnonymizationError, match="duplicate instance") as e:
+            anonymize_series_dir(series, tmp_path / f"dup{workers}", KEY, PATIENT, workers=workers)
+        errors.append(str(e.value))
+        assert not (tmp_path / f"dup{workers}").exists()
+    assert errors[0] == errors[1] and "zz_copy_of_the_first" in errors[1]  # the same file named
 
 
 def test_verify_passes_on_anonymized_series(anonymized, tmp_path):
@@ -486,6 +490,16 @@ def test_verify_reads_both_folders_at_once_with_the_same_report(series, anonymiz
     with pytest.raises(CovidctError) as forked:
         verify_anonymization(broken, out, PATIENT, workers=2)
     assert str(forked.value) == str(alone.value)
+    broken_out = tmp_path / "broken_out"  # both folders broken: the original folder's error first, as alone
+    shutil.copytree(out, broken_out)
+    victim = sorted(broken_out.iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:2000])
+    messages = []
+    for workers in (1, 2):
+        with pytest.raises(CovidctError) as e:
+            verify_anonymization(broken, broken_out, PATIENT, workers=workers)
+        messages.append(str(e.value))
+    assert messages[0] == messages[1] == str(alone.value)
 
 
 def test_verify_detects_pixel_and_geometry_change(anonymized):

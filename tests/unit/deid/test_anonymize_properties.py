@@ -210,7 +210,14 @@ def studies(draw, max_placements: int = 8) -> dict:
         "together": draw(st.booleans()),
         # series 0 as one Enhanced CT file (multi-frame), with identifiers in its functional groups
         "enhanced": draw(st.booleans()),
-        "fg_placements": draw(st.lists(st.tuples(st.sampled_from(FG_TARGETS), placement), max_size=4)),
+        # unique per functional group and slot, like ``placements``: an overwritten value is not in the input
+        "fg_placements": draw(
+            st.lists(
+                st.tuples(st.sampled_from(FG_TARGETS), placement),
+                max_size=4,
+                unique_by=lambda target_placement: (target_placement[0], _slot(target_placement[1])),
+            )
+        ),
         "frame_days": draw(st.integers(0, DATE_WINDOW_DAYS)),
     }
 
