@@ -145,17 +145,31 @@ def test_non_dicom_file_is_skipped_and_truncated_file_named(tmp_path, series_dir
     assert files[2].name in str(e.value)
 
 
+@pytest.mark.filterwarnings("ignore:End of file reached before delimiter")
 def test_two_processes_decode_the_same_volume_and_name_a_broken_slice(tmp_path, series_dir, monkeypatch):
-    """``workers=2`` decodes the second half of the slices in a forked process: the same image and info; a
-    truncated slice in that half is named as when one process reads all."""
+    """``workers=2`` decodes the second half of a compressed series in a forked process into a shared buffer:
+    the same image and info; a truncated slice in that half is named as when one process reads all; an
+    uncompressed series is read by one process."""
     import covidct.dicom.hu as hu_module
+    from covidct import forked
 
     monkeypatch.setattr(hu_module, "MIN_SLICES_TO_SPLIT", 2)
-    one, info_one = load_series(series_dir, "t01")
-    two, info_two = load_series(series_dir, "t01", workers=2)
-    assert np.array_equal(sitk.GetArrayFromImage(one), sitk.GetArrayFromImage(two)) and info_one == info_two
-    assert one.GetSpacing() == two.GetSpacing() and one.GetOrigin() == two.GetOrigin()
+    starts = []
+    real_start = forked.start
+    monkeypatch.setattr(forked, "start", lambda *a, **k: starts.append(a[0].__name__) or real_start(*a, **k))
+    load_series(series_dir, "t01", workers=2)
+    assert starts == []  # uncompressed: one process
     files = _copy(series_dir, tmp_path / "p")
+    for path in files:  # RLE Lossless: compressed, decoded by pydicom's own decoder
+        ds = pydicom.dcmread(path)
+        ds.compress(pydicom.uid.RLELossless)
+        ds.save_as(path, enforce_file_format=True)
+    one, info_one = load_series(tmp_path / "p", "t01")
+    two, info_two = load_series(tmp_path / "p", "t01", workers=2)
+    assert starts == ["decode_into"]
+    assert np.array_equal(sitk.GetArrayFromImage(one), sitk.GetArrayFromImage(two)) and info_one == info_two
+    assert np.array_equal(sitk.GetArrayFromImage(one), sitk.GetArrayFromImage(load_series(series_dir, "t01")[0]))
+    assert one.GetSpacing() == two.GetSpacing() and one.GetOrigin() == two.GetOrigin()
     data = files[-2].read_bytes()
     files[-2].write_bytes(data[: len(data) // 2])  # in the second half of the sorted slices
     errors = []
