@@ -27,8 +27,7 @@ A0002 = REPO.parent / "shared" / "data" / "ct" / "lung_pet_ct_dx_A0002" / "B40f"
 OUTPUTS = {
     "anonymize_dicom": ["results/anonymized/{patient}", "results/anonymized/{patient}.json"],
     "verify_anonymization": ["results/verify/{patient}.json"],
-    "dicom_to_hu": ["results/hu/{patient}.nii.gz", "results/hu/{patient}.json"],
-    "resample_volume": ["results/resampled/{patient}.nii.gz"],
+    "dicom_to_hu": ["results/hu/{patient}.nii.gz", "results/hu/{patient}.json", "results/resampled/{patient}.nii.gz"],
     "segment_lungs": [
         "results/lung_mask/{patient}.nii.gz",
         "results/lung_mask/{patient}_labels.nii.gz",

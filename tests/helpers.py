@@ -106,7 +106,6 @@ PER_PATIENT_RULES = [
     "anonymize_dicom",
     "verify_anonymization",
     "dicom_to_hu",
-    "resample_volume",
     "segment_lungs",
     "export_npy",
     "qc_montage",

@@ -272,9 +272,19 @@ def run_chain(
     workers = forked.workers()
     steps.anonymize_dicom(pid, p["dicom"], p["summary"], raw_dir=raw_dir, key_file=key_file, threads=workers)
     steps.verify_anonymization(p["dicom"], p["report"], pid, raw_dir=raw_dir, threads=workers)
-    steps.dicom_to_hu(p["dicom"], p["hu"], p["info"], pid, anonymize_summary=p["summary"], threads=workers)
-    steps.resample_volume(p["hu"], p["resampled"], spacing_mm, pid)
-    steps.segment_lungs(p["resampled"], p["mask"], p["labels"], p["provenance"], pid, backend=backend, weights=weights)
+    steps.dicom_to_hu(
+        p["dicom"],
+        p["hu"],
+        p["info"],
+        pid,
+        anonymize_summary=p["summary"],
+        threads=workers,
+        out_resampled=p["resampled"],
+        spacing_mm=spacing_mm,
+    )
+    steps.segment_lungs(
+        p["resampled"], p["mask"], p["labels"], p["provenance"], pid, backend=backend, weights=weights, threads=workers
+    )
     steps.export_npy(p["resampled"], p["mask"], p["npy"], pid, shape=shape or config.default("export.shape"))
     steps.qc_montage(p["resampled"], p["labels"], p["qc"], pid, provenance=p["provenance"])
     return p

@@ -13,7 +13,20 @@ SRC = Path(covidct.__file__).parent
 #: Each part of the package and its floor: an import may only go to a lower floor or stay in its part.
 FLOORS = {
     **dict.fromkeys(
-        ("__init__", "errors", "config", "io", "hounsfield", "volume", "figures", "runtime", "split", "sheet", "forked"), 0
+        (
+            "__init__",
+            "errors",
+            "config",
+            "io",
+            "hounsfield",
+            "volume",
+            "figures",
+            "runtime",
+            "split",
+            "sheet",
+            "forked",
+        ),
+        0,
     ),
     "dicom": 1,
     "modelcard": 1,

@@ -42,8 +42,8 @@ from helpers import REPO, write_config
 KEY = "test-key-0123456789abcdef"
 PATIENTS = [PhantomSpec(f"cr0{i}", 600 + i, False, 0.0, 26, 10.0, 72, 5.0) for i in range(1, 5)]
 TARGETS = [f"results/npy/{s.patient_id}.npy" for s in PATIENTS] + [f"results/qc/{s.patient_id}.png" for s in PATIENTS]
-#: anonymize_dicom, verify_anonymization, dicom_to_hu, resample_volume, segment_lungs, export_npy, qc_montage
-JOBS_PER_PATIENT = 7
+#: anonymize_dicom, verify_anonymization, dicom_to_hu, segment_lungs, export_npy, qc_montage
+JOBS_PER_PATIENT = 6
 
 
 def _command(work: Path, config: Path, *args: str) -> tuple[list[str], dict[str, str]]:

@@ -76,7 +76,7 @@ def test_changing_the_resampling_reruns_only_what_depends_on_it(cohort):
     (cohort / "config_6mm.yaml").write_text(yaml.safe_dump(config))
     counts = _dry(cohort, f"patients={cohort / 'patients.tsv'}", configfile=cohort / "config_6mm.yaml")
     downstream = [
-        "resample_volume",
+        "dicom_to_hu",  # writes the resampled volume too (the DICOM decoded again: about a second)
         "segment_lungs",
         "export_npy",
         "qc_montage",

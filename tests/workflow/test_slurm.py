@@ -60,7 +60,7 @@ def test_every_gpu_job_got_one_gpu_and_no_cpu_job_any(slurm_run):
 def test_per_patient_jobs_are_grouped(slurm_run):
     _, res, _ = slurm_run
     names = [name for _, name in SUBMITTED.findall(res.stdout + res.stderr)]
-    # 3 patients x 8 per-patient rules would be 24 jobs; grouped: one job per stage for all 3
+    # ungrouped, one job per patient and rule; grouped: one job per stage for all 3
     for group in ("prep", "lungs", "post", "infection"):
         assert sum(name.startswith(f"group_{group}_") for name in names) == 1, names
     assert not any(

@@ -15,6 +15,8 @@ rule segment_lungs:
         force_cpu=config["lung_mask"]["force_cpu"],
         batch_size=config["lung_mask"]["batch_size"],
         threshold=get_threshold_params,
+    # the threshold backend fills the two lungs in two processes
+    threads: 2
     resources:
         gpu=1,
         # measured: about 70 MB of memory per MB of compressed resampled volume (threshold backend);

@@ -36,6 +36,7 @@ class LungMaskSettings:
         force_cpu: lungmask on the CPU even with CUDA.
         batch_size: Slices per lungmask forward pass.
         threshold: The threshold backend's parameters (``ThresholdParams`` fields; missing ones default).
+        workers: Processes the threshold backend may use (not configuration: the job's threads).
     """
 
     backend: str = config.default("lung_mask.backend")
@@ -43,6 +44,7 @@ class LungMaskSettings:
     force_cpu: bool = config.default("lung_mask.force_cpu")
     batch_size: int = config.default("lung_mask.batch_size")
     threshold: dict = field(default_factory=dict)
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ Backend = Callable[[Volume, str, LungMaskSettings], tuple[np.ndarray, dict, obje
 
 def _threshold(volume: Volume, patient: str, settings: LungMaskSettings) -> tuple[np.ndarray, dict, object]:
     params = ThresholdParams(**(settings.threshold or {}))
-    result = segment_threshold(volume.array, volume.spacing, params, patient)
+    result = segment_threshold(volume.array, volume.spacing, params, patient, workers=settings.workers)
     return result.labels, {"params": params.__dict__, **result.stats}, result.airways
 
 

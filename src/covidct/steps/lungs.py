@@ -27,10 +27,13 @@ def segment_lungs(
     force_cpu: bool = config.default("lung_mask.force_cpu"),
     batch_size: int = config.default("lung_mask.batch_size"),
     threshold: dict | None = None,
+    threads: int = 1,
 ) -> dict:
-    """Segment the lungs (``covidct.lungs.segment``); write a binary mask, left/right labels and provenance JSON."""
+    """Segment the lungs (``covidct.lungs.segment``); write a binary mask, left/right labels and provenance JSON.
+    With ``threads`` >= 2 the threshold backend fills the two lungs at once."""
     scan = Volume.read(volume)
-    lungs = segment(scan, patient, LungMaskSettings(backend, weights, force_cpu, batch_size, threshold or {}))
+    settings = LungMaskSettings(backend, weights, force_cpu, batch_size, threshold or {}, workers=threads)
+    lungs = segment(scan, patient, settings)
     scan.like(lungs.mask).write(out_mask)
     scan.like(lungs.labels).write(out_labels)
     write_json(out_provenance, lungs.provenance)

@@ -1,4 +1,4 @@
-"""The steps of ``workflow/rules/preprocess.smk``: anonymized DICOM to a HU volume, resampled."""
+"""The steps of ``workflow/rules/preprocess.smk``: anonymized DICOM to a HU volume and its resampled copy."""
 
 from __future__ import annotations
 
@@ -26,8 +26,12 @@ def dicom_to_hu(
     anonymize_summary: str | Path | None = None,
     verified: str | Path | None = None,
     threads: int = 1,
+    out_resampled: str | Path | None = None,
+    spacing_mm: float = config.default("resample.spacing_mm"),
 ) -> dict:
-    """Choose the CT axial series, convert to HU, write an int16 NIfTI with true geometry.
+    """Choose the CT axial series, convert to HU, write an int16 NIfTI with true geometry; with
+    ``out_resampled``, also the volume resampled to isotropic ``spacing_mm`` (``resample_volume``'s output,
+    from the volume in memory: the workflow's one job per patient for both, the HU volume not read back).
 
     ``max_slices`` (None: ``covidct.dicom.series.MAX_SLICES``, the schema's) refuses a series too large to
     hold. The JSON names the chosen series (kernel, thickness, description where the anonymizer kept one),
@@ -59,6 +63,9 @@ def dicom_to_hu(
     info["patient"] = patient
     write_json(out_info, info)
     log.info("patient %s: HU volume %s, spacing %s", patient, info["shape_zyx"], info["spacing_xyz_mm"])
+    if out_resampled is not None:
+        write_volume(out_resampled, resample(image, spacing_mm))
+        log.info("patient %s: resampled to %g mm", patient, spacing_mm)
     return info
 
 

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -65,6 +66,36 @@ def test_fused_lungs_are_split_left_right():
     assert stats["left_right_known"]
     assert dice(labels == RIGHT, truth == 1) > 0.9
     assert dice(labels == LEFT, truth == 2) > 0.9
+
+
+def test_threshold_two_workers_fill_one_lung_in_a_forked_process(neck_phantom, monkeypatch):
+    """``workers=2`` fills the first lung in a forked child: the same labels and figures as one process, and
+    a failure in the child is raised as it is."""
+    from covidct import forked
+    from covidct.lungs import threshold
+
+    _, hu, *_ = neck_phantom
+    one = threshold.segment_threshold(hu, (PHANTOM_MM,) * 3, patient="lm01")
+    starts = []
+    real_start = forked.start
+    monkeypatch.setattr(forked, "start", lambda *a, **k: starts.append(a[1]) or real_start(*a, **k))
+    two = threshold.segment_threshold(hu, (PHANTOM_MM,) * 3, patient="lm01", workers=2)
+    assert starts == [RIGHT] or not forked.available()
+    assert np.array_equal(one.labels, two.labels) and one.stats == two.stats
+
+    parent = os.getpid()
+
+    def fail_in_child(*args):
+        if os.getpid() != parent:
+            raise CovidctError("fill failed", "lm01")
+        return real_fill(*args)
+
+    real_fill = threshold._fill_side
+    monkeypatch.setattr(threshold, "_fill_side", fail_in_child)
+    if not forked.available():
+        return
+    with pytest.raises(CovidctError, match="patient lm01: fill failed"):
+        threshold.segment_threshold(hu, (PHANTOM_MM,) * 3, patient="lm01", workers=2)
 
 
 def _image(hu, spacing=SPACING):

@@ -1,5 +1,5 @@
 """The steps of workflow/rules/preprocess.smk on a tiny written series: HU volume and its info (the
-anonymizer's skip list carried over), resampling."""
+anonymizer's skip list carried over), resampling, alone and in the HU job."""
 
 from __future__ import annotations
 
@@ -32,3 +32,22 @@ def test_hu_info_and_resampled_volume(tmp_path):
     assert image.GetSize()[2] == 8 and image.GetPixelID() == sitk.sitkInt16
     steps.resample_volume(tmp_path / "hu.nii.gz", tmp_path / "r.nii.gz", 4.0, "pp01")
     assert sitk.ReadImage(str(tmp_path / "r.nii.gz")).GetSpacing() == (4.0, 4.0, 4.0)
+
+
+def test_hu_step_writes_the_resampled_volume_resample_volume_writes(tmp_path):
+    """The workflow's ``dicom_to_hu`` job resamples the volume it holds: the same voxels and geometry as
+    ``resample_volume`` reading the written HU volume back."""
+    write_patient(SPEC, tmp_path / "dicom", tmp_path / "truth")
+    steps.dicom_to_hu(
+        tmp_path / "dicom",
+        tmp_path / "hu.nii.gz",
+        tmp_path / "hu.json",
+        "pp01",
+        out_resampled=tmp_path / "fused.nii.gz",
+        spacing_mm=4.0,
+    )
+    steps.resample_volume(tmp_path / "hu.nii.gz", tmp_path / "alone.nii.gz", 4.0, "pp01")
+    fused, alone = (sitk.ReadImage(str(tmp_path / f"{name}.nii.gz")) for name in ("fused", "alone"))
+    assert fused.GetSpacing() == (4.0, 4.0, 4.0) and fused.GetSize()[2] > 1
+    assert (fused.GetOrigin(), fused.GetDirection()) == (alone.GetOrigin(), alone.GetDirection())
+    assert (sitk.GetArrayFromImage(fused) == sitk.GetArrayFromImage(alone)).all()
