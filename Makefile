@@ -25,7 +25,7 @@ GPUS ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | grep -c '^GPU'); [ "$${n:-0}" -
 
 # Set everything up and run the whole pipeline on the built-in synthetic demo cohort. One thread per job:
 # the infection U-Net's training keeps about one core busy, and the patients' steps run on the other
-# (on 2 cores 297 s against 390 s with two threads per job and one gpu token; docs/demo.md).
+# (on 2 cores 295-308 s for the workflow against 392 s with two threads per job and one gpu token; docs/demo.md).
 demo: install
 	$(VENV)/bin/snakemake --cores $(CORES) --max-threads 1 --resources gpu=$(GPUS) --keep-going --configfile config/config.yaml config/demo.yaml
 	$(VENV)/bin/snakemake --report results/report.html --configfile config/config.yaml config/demo.yaml
