@@ -1,16 +1,23 @@
-"""GPU throughput of the three networks, in one run on one GPU (meant for a `gpu=1` job, under 8 min).
+"""GPU throughput of the three networks and of the per-patient chain, in one run on one GPU (meant for a
+`gpu=1` job, under 8 min).
 
 1. lungmask R231 (the real architecture, random weights: time only) over one 300-slice CT: 256x256
    slices in batches of lung_mask.batch_size (20), as lungmask runs them, forward only.
 2. The infection U-Net (`build_unet(256, classes=3)`, the default lesion-type head): one epoch over
    487 slices (the default synthetic training set) at batch 4, after one warm-up step.
-3. The 3D CNN classifier at 64x128x128: training samples/s at batch 2, after one warm-up step.
+3. The 3D CNN classifier at 64x128x128: training samples/s at batch 2, after one warm-up step, in float32
+   and in the mixed_float16 policy that ``covidct.runtime.setup_keras`` sets on a GPU.
+4. The per-patient chain in one process (``covidct.cli.run_chain``, what ``covidct run`` runs) on a
+   synthetic 300-slice 512x512 series, with ``backend: lungmask`` (random R231 weights saved to a file
+   and passed as the configured weights) and with ``backend: threshold``; and the lungmask mask step
+   (``covidct.steps.segment_lungs``) alone on its resampled volume, warm.
 
+Keras runs on the framework ``KERAS_BACKEND`` names (TensorFlow by default); the header says which.
 Prints one table. Without a GPU it says so and exits with status 2, measuring nothing; `--smoke`
 runs the same code on tiny shapes on whatever device there is (a check of the script, not a
 measurement).
 
-    python bench/gpu.py [--smoke] [--slices 300] [--unet-slices 487] [--cnn-steps 5]
+    python bench/gpu.py [--smoke] [--slices 300] [--unet-slices 487] [--cnn-steps 5] [--no-chain]
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -27,14 +36,26 @@ from train_throughput import measure  # noqa: E402  (bench/ is on the path: pyth
 NO_GPU_STATUS = 2
 
 
-def tensorflow_gpus() -> int:
-    """GPUs TensorFlow sees, each allowed to grow its memory as needed (torch shares the device)."""
+def keras_gpus() -> tuple[str, int]:
+    """The framework Keras runs on and the GPUs it sees (TensorFlow's each allowed to grow its memory as
+    needed: torch shares the device)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return backend, torch.cuda.device_count()
+    if backend == "jax":
+        import jax
+
+        return backend, sum(d.platform == "gpu" for d in jax.devices())
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
-    return len(gpus)
+    return backend, len(gpus)
 
 
 def time_r231(slices: int, size: int, batch: int, device: str) -> float:
@@ -79,6 +100,49 @@ def time_unet_epoch(n_slices: int, size: int, batch: int) -> float:
     return time.perf_counter() - t0
 
 
+def time_chain(work: Path, slices: int, thickness: float, matrix: int) -> dict[str, float]:
+    """Seconds of ``run_chain`` on one synthetic series with each lung-mask backend, and of the lungmask
+    mask step alone on the resampled volume it wrote (CUDA started by the chain before it)."""
+    import torch
+    from lungmask.resunet import UNet
+
+    from covidct import steps
+    from covidct.cli import run_chain
+    from covidct.demo.spec import PhantomSpec
+    from covidct.demo.writer import write_patient
+
+    # bench/per_patient.py's series at 300 slices of 1 mm and 512 px of 0.7 mm (the mask runs on the volume
+    # resampled to resample.spacing_mm, 200 slices of 1.5 mm)
+    spec = PhantomSpec("gpu300", 4242, True, 30.0, slices, thickness, matrix, 0.7 * 512 / matrix)
+    raw = work / "raw" / spec.patient_id
+    write_patient(spec, raw, work / "truth")
+    torch.manual_seed(0)
+    weights = work / "r231_random.pth"
+    net = UNet(n_classes=3, padding=True, depth=5, up_mode="upsample", batch_norm=True, residual=False)
+    with torch.no_grad():  # random weights mark no lung, and the chain stops at an empty mask: a bias towards
+        net.last.bias.copy_(torch.tensor([0.0, 50.0, 0.0]))  # "right lung" everywhere lets every step run
+    torch.save(net.state_dict(), weights)
+    os.environ.setdefault("COVIDCT_ANON_KEY", "benchmark-key-not-secret")
+    out: dict[str, float] = {}
+    for backend in ("lungmask", "threshold"):
+        t0 = time.perf_counter()
+        p = run_chain(raw, work / backend, spec.patient_id, backend=backend, weights=str(weights))
+        out[backend] = time.perf_counter() - t0
+    mask = work / "again"
+    t0 = time.perf_counter()
+    steps.segment_lungs(
+        p["resampled"],
+        mask / "mask.nii.gz",
+        mask / "labels.nii.gz",
+        mask / "mask.json",
+        spec.patient_id,
+        backend="lungmask",
+        weights=str(weights),
+    )
+    out["mask_step"] = time.perf_counter() - t0
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on any device: checks the script only")
@@ -88,22 +152,25 @@ def main() -> None:
     ap.add_argument("--unet-batch", type=int, default=4)
     ap.add_argument("--cnn-batch", type=int, default=2)
     ap.add_argument("--cnn-steps", type=int, default=5)
+    ap.add_argument("--no-chain", action="store_true", help="leave the per-patient chain out")
+    ap.add_argument("--work", type=Path, default=None, help="the chain's folder (default: a temporary one)")
     a = ap.parse_args()
     import torch
 
     torch_cuda = torch.cuda.is_available()
-    # TensorFlow takes seconds to import: asked only when torch sees a GPU (or for --smoke)
-    tf_gpus = tensorflow_gpus() if torch_cuda or a.smoke else 0
-    if not a.smoke and not (torch_cuda and tf_gpus):
+    # Keras's framework (TensorFlow takes seconds to import) is asked only when torch sees a GPU, or for --smoke
+    backend, keras_gpus_seen = keras_gpus() if torch_cuda or a.smoke else ("not asked", 0)
+    if not a.smoke and not (torch_cuda and keras_gpus_seen):
         print(
-            f"no GPU visible (torch.cuda.is_available(): {torch_cuda}; TensorFlow GPUs: "
-            f"{tf_gpus if torch_cuda else 'not asked'}): nothing measured. Run this in a job with one GPU "
+            f"no GPU visible (torch.cuda.is_available(): {torch_cuda}; Keras ({backend}) GPUs: "
+            f"{keras_gpus_seen if torch_cuda else 'not asked'}): nothing measured. Run this in a job with one GPU "
             "(resources gpu=1), or with --smoke to check the script.",
             file=sys.stderr,
         )
         sys.exit(NO_GPU_STATUS)
     if a.smoke:
         slices, r231_size, unet_slices, unet_size, cnn_shape, cnn_steps = 4, 64, 4, 32, (16, 32, 32), 1
+        chain_slices, chain_thickness, chain_matrix = 20, 3.0, 128
     else:
         slices, r231_size, unet_slices, unet_size, cnn_shape, cnn_steps = (
             a.slices,
@@ -113,10 +180,11 @@ def main() -> None:
             (64, 128, 128),
             a.cnn_steps,
         )
+        chain_slices, chain_thickness, chain_matrix = a.slices, 1.0, 512
     device = "cuda" if torch_cuda else "cpu"
     name = torch.cuda.get_device_name(0) if torch_cuda else f"CPU ({os.cpu_count()} cores)"
     smoke = "; SMOKE: tiny shapes, not a measurement" if a.smoke else ""
-    print(f"device: {name}; torch CUDA {torch_cuda}, TensorFlow GPUs {tf_gpus}{smoke}")
+    print(f"device: {name}; torch CUDA {torch_cuda}; Keras on {backend}, its GPUs {keras_gpus_seen}{smoke}")
     rows = []
     r231 = time_r231(slices, r231_size, a.r231_batch, device)
     rows.append((f"lungmask R231, {slices} slices {r231_size} px, batch {a.r231_batch}", f"{r231:.2f} s per CT"))
@@ -127,8 +195,18 @@ def main() -> None:
             f"{epoch:.1f} s ({unet_slices / epoch:.1f} slices/s)",
         )
     )
-    sps = measure(cnn_shape, a.cnn_batch, cnn_steps, "float32")  # bench/train_throughput.py's step loop
-    rows.append((f"3D CNN training, {'x'.join(map(str, cnn_shape))}, batch {a.cnn_batch}", f"{sps:.2f} samples/s"))
+    for policy in ("float32", "mixed_float16") if torch_cuda else ("float32",):
+        sps = measure(cnn_shape, a.cnn_batch, cnn_steps, policy)  # bench/train_throughput.py's step loop
+        rows.append(
+            (f"3D CNN training, {'x'.join(map(str, cnn_shape))}, batch {a.cnn_batch}, {policy}", f"{sps:.2f} samples/s")
+        )
+    if not a.no_chain:
+        with tempfile.TemporaryDirectory() as tmp:
+            chain = time_chain(a.work or Path(tmp), chain_slices, chain_thickness, chain_matrix)
+        what = f"per-patient chain (run_chain), {chain_slices} slices {chain_matrix}x{chain_matrix}"
+        rows.append((f"{what}, backend lungmask", f"{chain['lungmask']:.1f} s"))
+        rows.append((f"{what}, backend threshold", f"{chain['threshold']:.1f} s"))
+        rows.append(("its lungmask mask step alone (steps.segment_lungs, CUDA started)", f"{chain['mask_step']:.1f} s"))
     width = max(len(what) for what, _ in rows)
     print(f"{'what':<{width}}  result")
     for what, result in rows:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -39,21 +40,23 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=defaults["variants"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[defaults["seed"] + i for i in range(3)])
     ap.add_argument("--labels", choices=["binary", "types"], default="binary")
+    ap.add_argument("--semiseg", type=Path, default=SEMISEG, help="the COVID-SemiSeg folder (default: ../shared's)")
     ap.add_argument("--base-filters", type=int, default=defaults["base_filters"])
     ap.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: its default)")
     ap.add_argument("--tag", default=None, help="output name under bench/measured (default from the settings)")
     ap.add_argument("--reuse", action="store_true",
                     help="a seed whose JSON under this tag exists is read, not trained again")  # fmt: skip
     a = ap.parse_args()
-    import tensorflow as tf
-
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # the training's epoch lines
     if a.threads:
+        import tensorflow as tf
+
         tf.config.threading.set_intra_op_parallelism_threads(a.threads)
         tf.config.threading.set_inter_op_parallelism_threads(a.threads)
     from covidct.infection.data import load_sources
     from covidct.infection.train import cross_validate
 
-    folder = SEMISEG / ("train_multiclass" if a.labels == "types" else "train")
+    folder = a.semiseg / ("train_multiclass" if a.labels == "types" else "train")
     source = {"images": str(folder / "Imgs"), "masks": str(folder / "GT"), "labels": a.labels}
     groups = load_sources([source], a.size)
     settings = dict(

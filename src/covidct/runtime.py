@@ -15,7 +15,19 @@ LONG_CPU_SECONDS = 30 * 60
 
 
 def gpu_visible() -> bool:
-    """Whether TensorFlow sees a GPU."""
+    """Whether the framework Keras runs on sees a GPU: TensorFlow (the default), or torch or JAX where
+    ``KERAS_BACKEND`` names them (Keras 3 runs the same models on each)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    if backend == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))

@@ -4,6 +4,9 @@ when a CPU-only training will be long."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 from covidct import runtime
 from covidct.runtime import Progress, duration
@@ -51,3 +54,19 @@ def test_the_cost_is_said_before_the_first_epoch_from_the_settings(caplog, monke
     )
     assert warning.startswith("classifier: no GPU is visible and this training is estimated at 30 min 00 s on the CPU")
     assert warning.endswith("cheaper settings: fewer train.epochs") and first.startswith("classifier epoch 1/30: ")
+
+
+def test_gpu_visible_asks_the_framework_keras_runs_on():
+    """Under KERAS_BACKEND=torch the GPU question goes to torch and TensorFlow is never imported (a GPU
+    machine with PyTorch but no TensorFlow can train); under the default it goes to TensorFlow."""
+    code = (
+        "import sys, torch; from covidct import runtime; "
+        "print(runtime.gpu_visible() == torch.cuda.is_available(), 'tensorflow' in sys.modules)"
+    )
+    env_torch = {**os.environ, "KERAS_BACKEND": "torch"}
+    out = subprocess.run([sys.executable, "-c", code], env=env_torch, capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["True", "False"], out.stderr[-2000:]
+    env_tf = {**env_torch, "KERAS_BACKEND": "tensorflow"}
+    code_tf = "import sys; from covidct import runtime; runtime.gpu_visible(); print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code_tf], env=env_tf, capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["True"], out.stderr[-2000:]
