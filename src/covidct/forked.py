@@ -4,8 +4,12 @@ DICOM files in pure Python (one core each): ``start(fn, ...)`` forks, runs ``fn`
 
 The child is forked, so it sees the parent's memory as it was (datasets already read, the key) without
 copying it through a pipe; only the result goes back, pickled. An exception of ``fn`` is raised in the
-parent as it is; a child that dies without an answer raises ``RuntimeError`` with its exit code. Where
+parent as it is; a child that dies without an answer raises ``CovidctError`` with its exit code. Where
 ``fork`` does not exist (Windows) ``available()`` is False and callers run the work in their own process.
+
+The parent does its own part of the work inside ``with running(child, ...)``: an exception that leaves the
+block never leaves the child running, and the error raised is the one a single process would have met
+first (``ahead``: the child holds the part one process would do first).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import multiprocessing
 import os
 import pickle
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from covidct.errors import CovidctError
@@ -79,10 +84,12 @@ class Forked:
         self._process = ctx.Process(target=child, daemon=True)
         self._process.start()
         send.close()
+        self.taken = False  # result() was called: nothing is left to wait for or to end
 
     def result(self, patient: str | None = None) -> Any:
         """The call's value, or its exception raised here; a child that ended without an answer (killed: out
         of memory?) raises ``CovidctError`` naming ``patient``."""
+        self.taken = True
         try:
             kind, value = self._receive.recv()
         except EOFError:
@@ -108,6 +115,33 @@ class Forked:
         self._process.terminate()
         self._process.join()
         self._receive.close()
+
+
+@contextmanager
+def running(child: Forked | None, patient: str | None = None, ahead: bool = False) -> Iterator[Forked | None]:
+    """The block in which the parent does its own part while ``child`` runs (None: no child, the parent does
+    everything). An exception leaving the block ends the child and is raised, except that with ``ahead``
+    (the child's part is the one a single process would do first) an ordinary exception first waits for
+    the child, and the child's own error, if it has one, is raised instead: the error one process would
+    have met first. An interrupt (``KeyboardInterrupt``, ``SystemExit``) always ends the child at once.
+
+    >>> with running(start(sum, [1, 2])) as child:
+    ...     mine = 3
+    >>> child.result() + mine
+    6
+    """
+    try:
+        yield child
+    except Exception:
+        if child is not None and not child.taken and ahead:
+            child.result(patient)  # raises the child's error, met first by one process; else ours below
+        elif child is not None:
+            child.cancel()
+        raise
+    except BaseException:
+        if child is not None:
+            child.cancel()
+        raise
 
 
 def start(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Forked:

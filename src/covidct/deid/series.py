@@ -207,14 +207,10 @@ def anonymize_series_dir(
             if split < len(used)
             else None
         )
-        try:
+        with forked.running(other, patient):  # the first half's error is met first by one process
             first = _write_anonymized(used[:split], cache, tmp, key, offset, dates, patient)
             if first.error is not None:
                 raise first.error
-        except BaseException:
-            if other is not None:
-                other.cancel()
-            raise
         names, series, transfer_syntaxes = first.names, first.series, first.transfer_syntaxes
         if other is not None:
             second = other.result(patient)

@@ -366,14 +366,9 @@ def _read_both(orig_dir: Path, anon_dir: Path, patient: str, workers: int):
     if workers < 2 or not forked.available():
         return _original_identifiers(orig_dir, patient), _load_outputs(anon_dir, patient)
     originals = forked.start(_original_identifiers, orig_dir, patient)
-    try:
+    # the original folder's error comes first, as when one process reads both
+    with forked.running(originals, patient, ahead=True):
         outputs = _load_outputs(anon_dir, patient)
-    except Exception:
-        originals.result(patient)  # the original folder's error comes first, as when one process reads both
-        raise
-    except BaseException:
-        originals.cancel()
-        raise
     return originals.result(patient), outputs
 
 

@@ -244,11 +244,8 @@ def _decode_slices(slices: list[SliceInfo], patient: str | None, workers: int = 
     volume = np.frombuffer(shared, np.int16).reshape(shape)
     half = len(slices) // 2
     other = forked.start(decode_into, volume, slices[half:], half)
-    try:
+    with forked.running(other, patient):  # our half's error is the one one process meets first
         decode_into(volume, slices[:half], 0)
-    except BaseException:
-        other.cancel()
-        raise
     other.result(patient)
     return volume
 

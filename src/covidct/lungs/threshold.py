@@ -393,16 +393,12 @@ def segment_threshold(
         )
 
     # With two workers the first lung is filled in a forked child while this process fills the others
-    # (the fill is per lung and single-threaded); the regions are the same either way.
+    # (the fill is per lung and single-threaded); the regions, and the error raised, are the same either way.
     child = forked.start(fill, *sides[0]) if workers >= 2 and len(sides) >= 2 and forked.available() else None
-    try:
+    with forked.running(child, patient, ahead=True):
         regions = [None if child and i == 0 else fill(*side) for i, side in enumerate(sides)]
         if child:
             regions[0] = child.result(patient)
-    except BaseException:
-        if child:
-            child.cancel()
-        raise
     for (value, box, others), region in zip(sides, regions, strict=True):
         target = filled[box]
         target[region & (target == 0) & ~others & ~removed[box]] = value

@@ -69,8 +69,8 @@ def test_fused_lungs_are_split_left_right():
 
 
 def test_threshold_two_workers_fill_one_lung_in_a_forked_process(neck_phantom, monkeypatch):
-    """``workers=2`` fills the first lung in a forked child: the same labels and figures as one process, and
-    a failure in the child is raised as it is."""
+    """``workers=2`` fills the first lung in a forked child: the same labels and figures as one process, a
+    failure in the child is raised as it is, and when both fail the child's error (one process's first)."""
     from covidct import forked
     from covidct.lungs import threshold
 
@@ -95,6 +95,13 @@ def test_threshold_two_workers_fill_one_lung_in_a_forked_process(neck_phantom, m
     if not forked.available():
         return
     with pytest.raises(CovidctError, match="patient lm01: fill failed"):
+        threshold.segment_threshold(hu, (PHANTOM_MM,) * 3, patient="lm01", workers=2)
+
+    def fail_in_both(*args):  # one process fills the child's lung first and meets its error first
+        raise CovidctError("fill failed in the child" if os.getpid() != parent else "fill failed here", "lm01")
+
+    monkeypatch.setattr(threshold, "_fill_side", fail_in_both)
+    with pytest.raises(CovidctError, match="patient lm01: fill failed in the child"):
         threshold.segment_threshold(hu, (PHANTOM_MM,) * 3, patient="lm01", workers=2)
 
 
