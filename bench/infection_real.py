@@ -188,6 +188,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[defaults["seed"] + i for i in range(3)])
     ap.add_argument("--negatives", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--exports", action="store_true", help="the lesion-free CT's slices also as 8-bit exports")
+    ap.add_argument("--ensemble-folds", action="store_true", help="the fold models averaged (no final run)")
     ap.add_argument("--held-out", nargs="+", default=list(CTS), choices=list(CTS))
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "covidct-bench-infection-real")
     ap.add_argument("--tag", default=None)
@@ -200,6 +201,7 @@ def main() -> None:
     slices = nysbu_slices()
     tag = a.tag or (
         f"{a.size}px_{a.epochs}ep_bf{a.base_filters}{'_neg' if a.negatives else ''}{'_exp' if a.exports else ''}"
+        f"{'_ens' if a.ensemble_folds else ''}"
     )
     settings = {k: defaults[k] for k in ("norm", "warmup_epochs", "batch_size", "learning_rate", "retries",
                                           "augment", "tta", "max_slices_per_volume")}  # fmt: skip
@@ -214,7 +216,7 @@ def main() -> None:
             t0 = time.perf_counter()
             metrics = train(sources, run_dir / "unet.keras", run_dir / "metrics.json", size=a.size,
                             base_filters=a.base_filters, variants=a.variants, folds=a.folds, epochs=a.epochs,
-                            seed=seed, **settings)  # fmt: skip
+                            seed=seed, ensemble_folds=a.ensemble_folds, **settings)  # fmt: skip
             minutes = (time.perf_counter() - t0) / 60
             fp = false_infection(run_dir / "unet.keras", cases[held])
             png = OUT / f"infection_real_{tag}_nysbu.png" if (held, seed) == (a.held_out[0], a.seeds[0]) else None
