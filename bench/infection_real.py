@@ -109,7 +109,8 @@ def false_infection(model_path: Path, case: dict, threshold: float | None = None
     model, sidecar = load_unet(model_path)
     if threshold is not None:
         sidecar = dict(sidecar, threshold=threshold)
-    hu = sitk.GetArrayFromImage(sitk.ReadImage(str(case["resampled"]))).astype(np.float32)
+    image = sitk.ReadImage(str(case["resampled"]))
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
     lung = sitk.GetArrayFromImage(sitk.ReadImage(str(case["mask"]))) > 0
     t0 = time.perf_counter()
     infected, _ = segment_volume(model, sidecar, hu, lung)
@@ -122,6 +123,34 @@ def false_infection(model_path: Path, case: dict, threshold: float | None = None
         "percent_outside_gtv": round(100.0 * float((infected.astype(bool) & counted).sum()) / counted.sum(), 3),
         "percent_all": round(100.0 * float((infected.astype(bool) & lung).sum()) / lung.sum(), 3),
         "seconds": round(seconds, 1),
+        **where_marked(infected.astype(bool) & counted, counted, hu, image),
+    }
+
+
+def where_marked(marked: np.ndarray, counted: np.ndarray, hu: np.ndarray, image) -> dict:
+    """Where a healthy lung's false infection lies: the share of it in the posterior (dependent, supine) third
+    of the lung's front-to-back extent, against the lung's own share there; its HU quartiles; the share in 3D
+    components of at least 5 mL (not specks)."""
+    from scipy import ndimage
+
+    if not marked.any():
+        return {}
+    posterior_y = np.array(image.GetDirection()).reshape(3, 3)[1, 1] > 0  # rows run towards the patient's back
+    rows = np.nonzero(counted)[1]
+    lo, hi = rows.min(), rows.max()
+
+    def back_share(mask: np.ndarray) -> float:
+        depth = (np.nonzero(mask)[1] - lo) / max(1, hi - lo)
+        return round(float(np.mean(depth > 2 / 3 if posterior_y else depth < 1 / 3)), 3)
+
+    labels, _ = ndimage.label(marked, np.ones((3, 3, 3)))
+    voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+    sizes = np.bincount(labels.ravel())[1:] * voxel_ml
+    return {
+        "posterior_third_share": back_share(marked),
+        "lung_posterior_third_share": back_share(counted),
+        "hu_quartiles": [round(float(q)) for q in np.percentile(hu[marked], [25, 50, 75])],
+        "share_in_components_ge_5ml": round(float(sizes[sizes >= 5].sum() / sizes.sum()), 3),
     }
 
 
