@@ -10,7 +10,7 @@
 4. The per-patient chain in one process (``covidct.cli.run_chain``, what ``covidct run`` runs) on a
    synthetic 300-slice 512x512 series, with ``backend: lungmask`` (random R231 weights saved to a file
    and passed as the configured weights) and with ``backend: threshold``; and the lungmask mask step
-   (``covidct.steps.segment_lungs``) alone on its resampled volume, warm.
+   (``covidct.steps.segment_lungs``) alone on its resampled volume, once CUDA has started.
 
 Keras runs on the framework ``KERAS_BACKEND`` names (TensorFlow by default); the header says which.
 Prints one table. Without a GPU it says so and exits with status 2, measuring nothing; `--smoke`
@@ -37,25 +37,17 @@ NO_GPU_STATUS = 2
 
 
 def keras_gpus() -> tuple[str, int]:
-    """The framework Keras runs on and the GPUs it sees (TensorFlow's each allowed to grow its memory as
-    needed: torch shares the device)."""
-    import keras
+    """``covidct.runtime.keras_gpus``, TensorFlow's GPUs each allowed to grow its memory as needed (torch
+    shares the device)."""
+    from covidct.runtime import keras_gpus as framework_gpus
 
-    backend = keras.backend.backend()
-    if backend == "torch":
-        import torch
+    backend, count = framework_gpus()
+    if backend == "tensorflow":
+        import tensorflow as tf
 
-        return backend, torch.cuda.device_count()
-    if backend == "jax":
-        import jax
-
-        return backend, sum(d.platform == "gpu" for d in jax.devices())
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        tf.config.experimental.set_memory_growth(gpu, True)
-    return backend, len(gpus)
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    return backend, count
 
 
 def time_r231(slices: int, size: int, batch: int, device: str) -> float:

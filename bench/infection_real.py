@@ -118,12 +118,12 @@ def false_infection(model_path: Path, case: dict, threshold: float | None = None
     away = np.zeros_like(lung)
     if "exclude" in case:
         away = ndimage.binary_dilation(sitk.GetArrayFromImage(sitk.ReadImage(str(case["exclude"]))) > 0, iterations=3)
-    counted = lung & ~away
+    counted, marked = lung & ~away, infected.astype(bool)
     return {
-        "percent_outside_gtv": round(100.0 * float((infected.astype(bool) & counted).sum()) / counted.sum(), 3),
-        "percent_all": round(100.0 * float((infected.astype(bool) & lung).sum()) / lung.sum(), 3),
+        "percent_outside_gtv": round(100.0 * float((marked & counted).sum()) / counted.sum(), 3),
+        "percent_all": round(100.0 * float((marked & lung).sum()) / lung.sum(), 3),
         "seconds": round(seconds, 1),
-        **where_marked(infected.astype(bool) & counted, counted, hu, image),
+        **where_marked(marked & counted, counted, hu, image),
     }
 
 

@@ -14,23 +14,28 @@ log = logging.getLogger(__name__)
 LONG_CPU_SECONDS = 30 * 60
 
 
-def gpu_visible() -> bool:
-    """Whether the framework Keras runs on sees a GPU: TensorFlow (the default), or torch or JAX where
-    ``KERAS_BACKEND`` names them (Keras 3 runs the same models on each)."""
+def keras_gpus() -> tuple[str, int]:
+    """The framework Keras runs on, TensorFlow (the default), or torch or JAX where ``KERAS_BACKEND`` names
+    them (Keras 3 runs the same models on each), and the GPUs that framework sees."""
     import keras
 
     backend = keras.backend.backend()
     if backend == "torch":
         import torch
 
-        return torch.cuda.is_available()
+        return backend, torch.cuda.device_count()
     if backend == "jax":
         import jax
 
-        return any(d.platform == "gpu" for d in jax.devices())
+        return backend, sum(d.platform == "gpu" for d in jax.devices())
     import tensorflow as tf
 
-    return bool(tf.config.list_physical_devices("GPU"))
+    return backend, len(tf.config.list_physical_devices("GPU"))
+
+
+def gpu_visible() -> bool:
+    """Whether the framework Keras runs on sees a GPU (``keras_gpus``)."""
+    return keras_gpus()[1] > 0
 
 
 def setup_keras(seed: int) -> bool:

@@ -244,7 +244,7 @@ def _decode_slices(slices: list[SliceInfo], patient: str | None, workers: int = 
     volume = np.frombuffer(shared, np.int16).reshape(shape)
     half = len(slices) // 2
     other = forked.start(decode_into, volume, slices[half:], half)
-    with forked.running(other, patient):  # our half's error is the one one process meets first
+    with forked.running(other, patient):  # one process meets this half's error first
         decode_into(volume, slices[:half], 0)
     other.result(patient)
     return volume
