@@ -21,6 +21,9 @@ Real CTs: ``nsclc_radiomics_LUNG1-003`` (lung cancer, RTSTRUCT with GTV-1) and `
 
     python bench/infection_real.py --size 128 --epochs 30 --seeds 1337 1338 1339 [--no-negatives]
 
+``--dependent-rise LO HI`` trains with another range for the dependent-density augmentation's ramp
+(``covidct.infection.augment.DEPENDENT_RISE``, calibrated units: 0.3 is about 280 HU above aerated lung).
+
 Outputs: ``bench/measured/infection_real_<tag>.json`` (every run) and ``.txt`` (the table), ``_nysbu.png`` (an overlay
 of real patients' slices, to look at here: git-ignored, never committed).
 """
@@ -218,12 +221,24 @@ def main() -> None:
     ap.add_argument("--negatives", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--exports", action="store_true", help="the lesion-free CT's slices also as 8-bit exports")
     ap.add_argument("--ensemble-folds", action="store_true", help="the fold models averaged (no final run)")
+    ap.add_argument(
+        "--dependent-rise",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="the dependent-density augmentation's ramp height range (calibrated units)",
+    )
     ap.add_argument("--held-out", nargs="+", default=list(CTS), choices=list(CTS))
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "covidct-bench-infection-real")
     ap.add_argument("--tag", default=None)
     a = ap.parse_args()
+    from covidct.infection import augment
     from covidct.infection.train import train
     from covidct.infection.unet import THRESHOLD
+
+    if a.dependent_rise:  # read by augment_pairs in this process: train() runs no subprocess
+        augment.DEPENDENT_RISE = tuple(a.dependent_rise)
 
     a.work.mkdir(parents=True, exist_ok=True)
     cases = prepare(a.work)
@@ -231,6 +246,7 @@ def main() -> None:
     tag = a.tag or (
         f"{a.size}px_{a.epochs}ep_bf{a.base_filters}{'_neg' if a.negatives else ''}{'_exp' if a.exports else ''}"
         f"{'_ens' if a.ensemble_folds else ''}"
+        + (f"_dep{a.dependent_rise[0]:g}-{a.dependent_rise[1]:g}" if a.dependent_rise else "")
     )
     settings = {k: defaults[k] for k in ("norm", "warmup_epochs", "batch_size", "learning_rate", "retries",
                                           "augment", "tta", "max_slices_per_volume")}  # fmt: skip

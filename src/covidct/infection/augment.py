@@ -35,6 +35,9 @@ from skimage.exposure import equalize_adapthist
 from covidct.infection.inputs import CLIP, resize
 
 P_DEPENDENT = 0.4
+#: Range of the dependent-density ramp's height at the lung's dependent edge, calibrated units (1 = soft
+#: tissue minus aerated lung, about 940 HU).
+DEPENDENT_RISE = (0.05, 0.3)
 P_FLIP_LR = 0.5
 P_FLIP_UD = 0.5
 P_ELASTIC = 0.3
@@ -94,7 +97,7 @@ def dependent_density(image: np.ndarray, lung: np.ndarray, rng: np.random.Genera
     edge = np.where(lung, rows, -1).max(axis=0) if down else np.where(lung, rows, lung.shape[0]).min(axis=0)
     depth = (edge[None, :] - rows) if down else (rows - edge[None, :])
     length = rng.uniform(0.08, 0.3) * lung.shape[0]
-    ramp = rng.uniform(0.05, 0.3) * np.exp(-np.clip(depth, 0, None) / length)
+    ramp = rng.uniform(*DEPENDENT_RISE) * np.exp(-np.clip(depth, 0, None) / length)
     ramp = ndimage.gaussian_filter(np.where(lung, ramp, 0.0).astype(np.float32), 1.0)
     return (image + np.where(lung, ramp, 0.0)).astype(np.float32)
 
