@@ -159,15 +159,7 @@ def estimate(
     """
     value = float(metric(a, b, np.ones(len(a)))[0]) if len(a) else float("nan")
     reps = metric(a, b, boot) if len(a) else np.array([])
-    reps = reps[np.isfinite(reps)]
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan)
-    return {
-        "value": finite_or_none(value),
-        "ci_low": finite_or_none(low),
-        "ci_high": finite_or_none(high),
-        "n_boot": int(len(reps)),
-    }
+    return interval(value, reps, confidence)
 
 
 def paired_difference(
@@ -186,6 +178,11 @@ def paired_difference(
     ones = np.ones((1, len(truth)))
     value = float((metric(truth, model, ones) - metric(truth, baseline, ones))[0])
     reps = metric(truth, model, boot) - metric(truth, baseline, boot)
+    return interval(value, reps, confidence)
+
+
+def interval(value: float, reps: np.ndarray, confidence: float = CONFIDENCE) -> dict:
+    """``{"value", "ci_low", "ci_high", "n_boot"}``: the percentile interval of the finite replicates."""
     reps = reps[np.isfinite(reps)]
     alpha = (1 - confidence) / 2
     low, high = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan)
