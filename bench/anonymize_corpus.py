@@ -1,7 +1,8 @@
 """Anonymize every DICOM file of a corpus, one file at a time, and count what leaks.
 
 The corpora, the leak oracle and the classes every file ends in (unreadable, non_image, not_writable,
-refused, anonymized) are ``covidct.testing.leaks``'s, which the tests run too; its docstring (below in --help) says them.
+refused, anonymized) are ``covidct.testing.leaks``'s, which the tests run too; its docstring (below in
+--help) says them.
 
     python bench/anonymize_corpus.py [--corpus ct|pydicom|both] [--dates shift|remove] [--verbose]
 """

@@ -36,7 +36,8 @@ from covidct.infection.inputs import CLIP, resize
 
 P_DEPENDENT = 0.4
 #: Range of the dependent-density ramp's height at the lung's dependent edge, calibrated units (1 = soft
-#: tissue minus aerated lung, about 940 HU).
+#: tissue minus aerated lung, about 940 HU). 0.05-0.6 was measured on real CT and changed nothing beyond the
+#: seeds' spread (docs/measurements.md, infection U-Net).
 DEPENDENT_RISE = (0.05, 0.3)
 P_FLIP_LR = 0.5
 P_FLIP_UD = 0.5
