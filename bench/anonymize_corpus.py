@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from covidct.testing import leaks
-from covidct.testing.leaks import ct_files, pydicom_files, run_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 CT_CORPUS = REPO.parent / "shared" / "data" / "ct"
@@ -31,14 +30,14 @@ def main() -> None:
     corpora = []
     if a.corpus in ("ct", "both"):
         if CT_CORPUS.is_dir():
-            corpora.append(("shared/data/ct", ct_files(CT_CORPUS)))
+            corpora.append(("shared/data/ct", leaks.ct_files(CT_CORPUS)))
         else:
             print(f"shared/data/ct: not present at {CT_CORPUS}, skipped")
     if a.corpus in ("pydicom", "both"):
-        corpora.append(("pydicom test files", pydicom_files()))
+        corpora.append(("pydicom test files", leaks.pydicom_files()))
     failed = False
     for name, files in corpora:
-        summary = run_corpus(name, files, a.dates, a.verbose).summary()
+        summary = leaks.run_corpus(name, files, a.dates, a.verbose).summary()
         print(f"{name}:")
         for k, v in summary.items():
             if k != "corpus":
