@@ -297,7 +297,7 @@ def main() -> None:
         lines.append(f"| {held} | {mean_sd([r['cv_dice'] for r in rs])} | "
                      f"{mean_sd([r['false_infection']['percent_outside_gtv'] for r in rs])} | "
                      f"{mean_sd(covid)} ({mean_sd(share)}) | {minutes} | {[r['threshold'] for r in rs]} "
-                     f"({[fixed(r) for r in rs]}) |")  # fmt: skip
+                     f"({[float(fixed(r)) for r in rs]}) |")  # fmt: skip
     (OUT / f"infection_real_{tag}.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
