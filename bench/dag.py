@@ -4,7 +4,8 @@ jobs with and without the SLURM profile's grouping.
 The sheets hold N placeholder patients (labeled, half positive) whose DICOM folders do not
 exist: a dry run never opens them, so this measures Snakemake's own work (parsing the sheet,
 validating it, building and scheduling the DAG) of the whole workflow a user runs (`all`): the
-per-patient rules of PER_PATIENT_RULES for each patient plus the cohort rules of COHORT_RULES.
+per-patient rules of PER_PATIENT_RULES for each patient, the cohort rules of COHORT_RULES, and one job of
+FOLD_RULE per variant and fold of the infection U-Net's cross-validation (fold_jobs()).
 
     python bench/dag.py [--sizes 1000 5000] [--jobs-for 100]
 """
@@ -45,7 +46,17 @@ COHORT_RULES = [
     "severity_vs_score",
     "all",
 ]
-RULES = PER_PATIENT_RULES + COHORT_RULES
+# One job per variant and fold of the infection U-Net's cross-validation (config/config.yaml's infection block).
+FOLD_RULE = "cross_validate_infection_unet"
+RULES = PER_PATIENT_RULES + COHORT_RULES + [FOLD_RULE]
+
+
+def fold_jobs() -> int:
+    """The FOLD_RULE jobs of the dry run: config.yaml's infection variants x folds."""
+    import yaml
+
+    infection = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["infection"]
+    return len(infection["variants"]) * infection["folds"]
 
 
 def targets() -> list[str]:

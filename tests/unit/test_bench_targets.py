@@ -46,7 +46,8 @@ def test_dag_bench_resolves_to_its_rules(tmp_path):
     bench.write_sheet(sheet, n)
     rows = sheet.read_text().splitlines()[1:]
     jobs = _dry_run_jobs(tmp_path, rows, bench.targets())
-    assert jobs == dict.fromkeys(bench.PER_PATIENT_RULES, n) | dict.fromkeys(bench.COHORT_RULES, 1)
+    expected = dict.fromkeys(bench.PER_PATIENT_RULES, n) | dict.fromkeys(bench.COHORT_RULES, 1)
+    assert jobs == expected | {bench.FOLD_RULE: bench.fold_jobs()}
 
 
 # Snakemake's own set of local rules, from its API in a subprocess (the API changes the working directory).

@@ -86,6 +86,7 @@ def test_changing_the_resampling_reruns_only_what_depends_on_it(cohort):
     # the infection U-Net learns from the demo's volumes resampled to this grid: a new grid retrains it
     assert counts == {
         **dict.fromkeys(downstream, 3),
+        "cross_validate_infection_unet": 2,  # the tiny cohort's one variant x 2 folds
         "train_infection_unet": 1,
         "build_hdf5": 1,
         "train_classifier": 1,

@@ -15,6 +15,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+import yaml
 from PIL import Image
 
 from covidct.demo.cohort import DEMO_COHORT, DEMO_SPLITS, sheet_rows
@@ -58,11 +59,14 @@ def test_dry_run_demo_has_one_job_per_patient_and_rule(tmp_path):
     assert res.returncode == 0, res.stderr
     counts = job_counts(res.stdout + res.stderr)
     n = len(DEMO_COHORT)
+    infection = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["infection"]
     assert counts == {
         "all": 1,
         "synth_patient": n,
         **dict.fromkeys(PER_PATIENT_RULES, n),
         **dict.fromkeys(AGGREGATE_RULES, 1),
+        # one job per variant and fold of the infection U-Net's cross-validation
+        "cross_validate_infection_unet": len(infection["variants"]) * infection["folds"],
     }
 
 

@@ -129,6 +129,16 @@ INFECTION_SOURCES = [dict(src) for src in config["infection"]["train"]] or [
 ]
 
 
+# The folds of the U-Net's cross-validation, one job each (cross_validate_infection_unet), and the minutes each
+# training run may take on a cluster: 6 h for all of them together (variants x folds + the final run).
+INFECTION_FOLD_DIRS = [
+    f"results/models/infection_cv/{variant}_fold{k}"
+    for variant in config["infection"]["variants"]
+    for k in range(1, config["infection"]["folds"] + 1)
+]
+INFECTION_RUN_MINUTES = max(30, 360 // (len(INFECTION_FOLD_DIRS) + 1))
+
+
 def get_infection_source_dirs(wildcards):
     """The folders the infection U-Net trains on (the generated one when none is configured)."""
     if not config["infection"]["train"]:

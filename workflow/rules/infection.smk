@@ -1,6 +1,38 @@
+# One job per variant and fold of the U-Net's cross-validation, so that a workstation trains them side by side;
+# on a cluster they share one group job with the final training (profiles/slurm).
+rule cross_validate_infection_unet:
+    input:
+        sources_dirs=get_infection_source_dirs,
+    output:
+        dir=directory("results/models/infection_cv/{variant}_fold{fold}"),
+    log:
+        "results/logs/cross_validate_infection_unet/{variant}_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/cross_validate_infection_unet/{variant}_fold{fold}.tsv"
+    params:
+        sources=INFECTION_SOURCES,
+        infection=config["infection"],
+        spacing_mm=config["resample"]["spacing_mm"],
+    wildcard_constraints:
+        variant=r"[a-z_]+",
+        fold=r"[0-9]+",
+    priority: 10
+    threads: 2
+    resources:
+        gpu=1,
+        cpus_per_task=get_cpus,
+        mem_mb=12000,
+        runtime=INFECTION_RUN_MINUTES,
+    conda:
+        "../envs/covidct.yaml"
+    script:
+        "../scripts/step.py"
+
+
 rule train_infection_unet:
     input:
         sources_dirs=get_infection_source_dirs,
+        fold_dirs=INFECTION_FOLD_DIRS,
     output:
         model="results/models/infection_unet.keras",
         sidecar="results/models/infection_unet.json",
@@ -20,7 +52,7 @@ rule train_infection_unet:
         gpu=1,
         cpus_per_task=get_cpus,
         mem_mb=12000,
-        runtime=360,
+        runtime=INFECTION_RUN_MINUTES,
     conda:
         "../envs/covidct.yaml"
     script:

@@ -47,6 +47,7 @@ from covidct.infection.unet import (
     mean_metrics,
     pooled_dice,
 )
+from covidct.io import atomic_dir, atomic_path, read_json, write_json
 from covidct.modelcard import card_paths, make_card, write_card
 from covidct.runtime import Progress, setup_keras
 
@@ -355,6 +356,110 @@ def _held_out_lesion_free(model, groups: list[SliceGroup], batch_size: int) -> t
     return summary, {"free": counts, "free_pixels": pixels}
 
 
+def cv_fold(
+    groups: list[SliceGroup],
+    variant: str,
+    k: int,
+    folds: int = 5,
+    epochs: int = 40,
+    *,
+    classes: int = 1,
+    seed: int = 1337,
+    retries: int = 2,
+    tta: bool = False,
+    batch_size: int = 4,
+    **kwargs,
+) -> tuple[dict, dict, object]:
+    """One fold of the cross-validation: ``variant`` trained on every fold of ``groups`` but ``k`` (of ``folds``,
+    ``assign_folds`` with ``seed``) and measured on fold ``k`` after every epoch.
+
+    Returns ``(fold, scan, model)``: the fold's record (held-out units, attempts, seconds, the held-out curve,
+    lesion-free share, with ``tta`` the last epoch with test-time flips), its ``threshold_counts`` for
+    ``calibrate_threshold`` (``scan``: ``counts``, ``free``, ``free_pixels``) and the fold model.
+    """
+    fold_of = assign_folds([g.name for g in groups], folds, seed)
+    held = [g for g in groups if fold_of[g.name] == k]
+    annotated = [g for g in held if not g.lesion_free] or held
+    train_g = [g for g in groups if fold_of[g.name] != k]
+    x_tr, y_tr = stack(train_g)
+    x_ho, y_ho = stack(annotated)
+    t0 = time.perf_counter()
+    model, history, attempts = fit_checked(
+        x_tr, y_tr, variant, epochs, classes=classes, seed=seed + k, retries=retries,
+        x_held=x_ho, y_held=y_ho, batch_size=batch_size, lung=stack_lungs(train_g),
+        label=f"{variant} fold {k + 1}/{folds}", **kwargs,
+    )  # fmt: skip
+    fold = {
+        "fold": k,
+        "held_out": [g.name for g in held],
+        "train_slices": int(len(x_tr)),
+        "held_out_slices": int(len(x_ho)),
+        "attempts": attempts,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "seconds_per_epoch": round(float(np.mean([r["seconds"] for r in history])), 2),
+        "curve": [
+            {k2[5:]: v for k2, v in r.items() if k2.startswith("held_")} | {"loss": r["loss"]} for r in history
+        ],  # fmt: skip
+    }
+    fold["lesion_free"], scan = _held_out_lesion_free(model, held, batch_size)
+    held_prob = predict(model, x_ho, batch_size)
+    scan = scan | {"counts": threshold_counts(list(y_ho[..., 0]), list(held_prob))}
+    if tta:
+        fold["last_epoch_tta"] = evaluate(y_ho, predict(model, x_ho, batch_size, tta=True))
+    last = fold["curve"][-1]
+    log.info("%s fold %d/%d: held-out Dice %.4f (%d units, %d slices), %.1f s/epoch%s", variant, k + 1,
+             folds, last["dice"], len(annotated), len(x_ho), fold["seconds_per_epoch"],
+             f", degenerate: {attempts[-1]['degenerate']}" if attempts[-1]["degenerate"] else "")  # fmt: skip
+    return fold, scan, model
+
+
+def fold_failure(fold: dict) -> str | None:
+    """Why a fold failed (it stayed degenerate after its retries), or None."""
+    attempts = fold["attempts"]
+    if not attempts[-1]["degenerate"]:
+        return None
+    return f"fold {fold['fold'] + 1} stayed degenerate after {len(attempts)} attempts: {attempts[-1]['degenerate']}"
+
+
+def summarize_variant(variant: str, per_fold: list[dict], scans: list[dict], epochs: int, tta: bool = False) -> dict:
+    """A variant's cross-validation from its folds (``cv_fold``'s records and scans, in fold order): ``failed``
+    with the ``reason`` when a fold stayed degenerate, else the mean-over-folds Dice curve, its best epoch,
+    mean +- sd over folds at the best and the last epoch, and the threshold chosen on the held-out folds."""
+    failed = next((reason for reason in map(fold_failure, per_fold) if reason), None)
+    entry = {"status": "failed" if failed else "ok", "folds": per_fold}
+    if failed:
+        entry["reason"] = failed
+        log.warning("%s failed: %s", variant, failed)
+        return entry
+    curve = np.mean([[r["dice"] for r in f["curve"]] for f in per_fold], axis=0)
+    best = int(np.argmax(curve)) + 1
+    keys = [k for k in per_fold[0]["curve"][-1] if k not in ("loss", "marked_fraction", "truth_fraction")]
+    entry.update(
+        {
+            "mean_dice_curve": [round(float(v), 4) for v in curve],
+            "best_epoch": best,
+            "at_best_epoch": {k: _mean_sd([f["curve"][best - 1][k] for f in per_fold]) for k in keys},
+            "at_last_epoch": {k: _mean_sd([f["curve"][-1][k] for f in per_fold]) for k in keys},
+            "seconds_per_epoch": round(float(np.mean([f["seconds_per_epoch"] for f in per_fold])), 2),
+        }
+    )
+    free = [f["lesion_free"]["marked_percent"] for f in per_fold if f["lesion_free"]]
+    if free:
+        entry["lesion_free_marked_percent"] = _mean_sd(free)
+    if tta:
+        entry["at_last_epoch_tta"] = {k: _mean_sd([f["last_epoch_tta"][k] for f in per_fold]) for k in keys}
+    entry["threshold"] = calibrate_threshold(scans)
+    nested = entry["threshold"]["nested"]
+    log.info("%s: threshold %.2f chosen on the held-out folds; nested CV Dice %.4f +- %.4f (%.4f at %.2f), "
+             "pooled %.4f (%.4f)", variant, entry["threshold"]["threshold"], nested["dice"]["mean"],
+             nested["dice"]["sd"], nested["dice_at_fixed_threshold"]["mean"], THRESHOLD,
+             nested["pooled_dice"]["mean"], nested["pooled_dice_at_fixed_threshold"]["mean"])  # fmt: skip
+    log.info("%s: CV Dice %.4f +- %.4f at epoch %d (best of the mean curve), %.4f +- %.4f at epoch %d",
+             variant, entry["at_best_epoch"]["dice"]["mean"], entry["at_best_epoch"]["dice"]["sd"], best,
+             entry["at_last_epoch"]["dice"]["mean"], entry["at_last_epoch"]["dice"]["sd"], epochs)  # fmt: skip
+    return entry
+
+
 def cross_validate(
     groups: list[SliceGroup],
     variants: tuple[str, ...] | list[str],
@@ -369,7 +474,9 @@ def cross_validate(
     keep_models: bool = False,
     **kwargs,
 ):
-    """K-fold cross-validation of each variant over the source units of ``groups``.
+    """K-fold cross-validation of each variant over the source units of ``groups`` in one process
+    (``cv_fold`` for each fold, ``summarize_variant`` for each variant; a variant stops at its first fold that
+    stays degenerate).
 
     The held-out curve (metrics after every epoch) is measured on the held-out units with masks;
     held-out units of lesion-free sources are scored apart, at the last epoch, by the share of their
@@ -384,83 +491,22 @@ def cross_validate(
     ``calibrate_threshold``). With
     ``keep_models`` a pair ``(result, {variant: [fold models]})``.
     """
-    fold_of = assign_folds([g.name for g in groups], folds, seed)
-    result = {"folds": folds, "fold_of": fold_of, "variants": {}}
+    result = {"folds": folds, "fold_of": assign_folds([g.name for g in groups], folds, seed), "variants": {}}
     kept: dict[str, list] = {}
     for variant in variants:
-        per_fold, failed, models, scans = [], None, [], []
+        per_fold, models, scans = [], [], []
         for k in range(folds):
-            held = [g for g in groups if fold_of[g.name] == k]
-            annotated = [g for g in held if not g.lesion_free] or held
-            train_g = [g for g in groups if fold_of[g.name] != k]
-            x_tr, y_tr = stack(train_g)
-            x_ho, y_ho = stack(annotated)
-            t0 = time.perf_counter()
-            model, history, attempts = fit_checked(
-                x_tr, y_tr, variant, epochs, classes=classes, seed=seed + k, retries=retries,
-                x_held=x_ho, y_held=y_ho, batch_size=batch_size, lung=stack_lungs(train_g),
-                label=f"{variant} fold {k + 1}/{folds}", **kwargs,
-            )  # fmt: skip
-            fold = {
-                "fold": k,
-                "held_out": [g.name for g in held],
-                "train_slices": int(len(x_tr)),
-                "held_out_slices": int(len(x_ho)),
-                "attempts": attempts,
-                "seconds": round(time.perf_counter() - t0, 1),
-                "seconds_per_epoch": round(float(np.mean([r["seconds"] for r in history])), 2),
-                "curve": [
-                    {k2[5:]: v for k2, v in r.items() if k2.startswith("held_")} | {"loss": r["loss"]} for r in history
-                ],  # fmt: skip
-            }
-            fold["lesion_free"], scan = _held_out_lesion_free(model, held, batch_size)
-            held_prob = predict(model, x_ho, batch_size)
-            scans.append(scan | {"counts": threshold_counts(list(y_ho[..., 0]), list(held_prob))})
-            if tta:
-                fold["last_epoch_tta"] = evaluate(y_ho, predict(model, x_ho, batch_size, tta=True))
+            fold, scan, model = cv_fold(groups, variant, k, folds, epochs, classes=classes, seed=seed,
+                                        retries=retries, tta=tta, batch_size=batch_size, **kwargs)  # fmt: skip
             per_fold.append(fold)
+            scans.append(scan)
             if keep_models:
                 models.append(model)
-            last = fold["curve"][-1]
-            log.info("%s fold %d/%d: held-out Dice %.4f (%d units, %d slices), %.1f s/epoch%s", variant, k + 1,
-                     folds, last["dice"], len(annotated), len(x_ho), fold["seconds_per_epoch"],
-                     f", degenerate: {attempts[-1]['degenerate']}" if attempts[-1]["degenerate"] else "")  # fmt: skip
-            if attempts[-1]["degenerate"]:
-                failed = f"fold {k + 1} stayed degenerate after {len(attempts)} attempts: {attempts[-1]['degenerate']}"
+            if fold_failure(fold):
                 break
-        entry = {"status": "failed" if failed else "ok", "folds": per_fold}
-        if failed:
-            entry["reason"] = failed
-            log.warning("%s failed: %s", variant, failed)
-        else:
-            curve = np.mean([[r["dice"] for r in f["curve"]] for f in per_fold], axis=0)
-            best = int(np.argmax(curve)) + 1
-            keys = [k for k in per_fold[0]["curve"][-1] if k not in ("loss", "marked_fraction", "truth_fraction")]
-            entry.update(
-                {
-                    "mean_dice_curve": [round(float(v), 4) for v in curve],
-                    "best_epoch": best,
-                    "at_best_epoch": {k: _mean_sd([f["curve"][best - 1][k] for f in per_fold]) for k in keys},
-                    "at_last_epoch": {k: _mean_sd([f["curve"][-1][k] for f in per_fold]) for k in keys},
-                    "seconds_per_epoch": round(float(np.mean([f["seconds_per_epoch"] for f in per_fold])), 2),
-                }
-            )
-            free = [f["lesion_free"]["marked_percent"] for f in per_fold if f["lesion_free"]]
-            if free:
-                entry["lesion_free_marked_percent"] = _mean_sd(free)
-            if tta:
-                entry["at_last_epoch_tta"] = {k: _mean_sd([f["last_epoch_tta"][k] for f in per_fold]) for k in keys}
-            entry["threshold"] = calibrate_threshold(scans)
-            nested = entry["threshold"]["nested"]
-            log.info("%s: threshold %.2f chosen on the held-out folds; nested CV Dice %.4f +- %.4f (%.4f at %.2f), "
-                     "pooled %.4f (%.4f)", variant, entry["threshold"]["threshold"], nested["dice"]["mean"],
-                     nested["dice"]["sd"], nested["dice_at_fixed_threshold"]["mean"], THRESHOLD,
-                     nested["pooled_dice"]["mean"], nested["pooled_dice_at_fixed_threshold"]["mean"])  # fmt: skip
-            log.info("%s: CV Dice %.4f +- %.4f at epoch %d (best of the mean curve), %.4f +- %.4f at epoch %d",
-                     variant, entry["at_best_epoch"]["dice"]["mean"], entry["at_best_epoch"]["dice"]["sd"], best,
-                     entry["at_last_epoch"]["dice"]["mean"], entry["at_last_epoch"]["dice"]["sd"], epochs)  # fmt: skip
+        result["variants"][variant] = summarize_variant(variant, per_fold, scans, epochs, tta)
+        if result["variants"][variant]["status"] == "ok":
             kept[variant] = models
-        result["variants"][variant] = entry
     return (result, kept) if keep_models else result
 
 
@@ -496,6 +542,105 @@ def choose(cv: dict, at: str = "at_best_epoch") -> tuple[str, int]:
     return variant, epochs
 
 
+#: The files of one cross-validation fold's folder (``train_fold``): its record, its held-out counts, and with
+#: ``ensemble_folds`` its model.
+FOLD_RECORD, FOLD_COUNTS, FOLD_MODEL = "fold.json", "counts.npz", "model.keras"
+#: The settings a fold's folder must share with the final training that reads it.
+FOLD_SETTINGS = ("size", "base_filters", "norm", "folds", "epochs", "warmup_epochs", "batch_size", "learning_rate",
+                 "retries", "seed", "augment", "tta", "max_slices_per_volume", "spacing_mm")  # fmt: skip
+
+
+def _prepare(sources: list[dict], size: int, max_slices_per_volume: int, spacing_mm: float, seed: int):
+    """Keras seeded, and the sources loaded: ``(gpu, labels, classes, groups)``."""
+    gpu = setup_keras(seed)
+    labels = source_labels(sources)
+    classes = 3 if labels == "types" else 1
+    return gpu, labels, classes, load_sources(sources, size, max_slices_per_volume, spacing_mm)
+
+
+def _forecast(progress: Progress, groups: list[SliceGroup], size: int, base_filters: int) -> int:
+    """Tell ``progress`` the CPU cost per epoch reckoned from the settings; returns the slice count."""
+    n_slices = sum(len(g.x) for g in groups)
+    per_slice = CPU_SECONDS_PER_SLICE * (size / 256) ** 2 * (base_filters / 32) ** 2
+    progress.forecast(n_slices * per_slice, f"{n_slices} slices x {per_slice:.2g} s per slice and epoch, measured")
+    return n_slices
+
+
+def train_fold(
+    sources: list[dict],
+    out_dir: str | Path,
+    variant: str,
+    fold: int,
+    size: int = 256,
+    base_filters: int = 32,
+    norm: str = "batch",
+    folds: int = 5,
+    epochs: int = 40,
+    warmup_epochs: int = 2,
+    batch_size: int = 4,
+    learning_rate: float = 1e-3,
+    retries: int = 2,
+    seed: int = 1337,
+    augment: bool = True,
+    tta: bool = False,
+    max_slices_per_volume: int = 64,
+    spacing_mm: float = DEFAULT_SPACING_MM,
+    ensemble_folds: bool = False,
+) -> dict:
+    """One fold of ``train``'s cross-validation as a job of its own (``cv_fold``), so that the folds of a
+    workstation run side by side: writes the folder ``out_dir`` (atomically) with the fold's record and
+    settings (``fold.json``), its held-out ``threshold_counts`` (``counts.npz``) and, with ``ensemble_folds``,
+    the fold model (``model.keras``). A fold that stays degenerate is a result (the variant fails), not an
+    error. ``train(..., fold_dirs=...)`` reads the folders."""
+    values = {k: v for k, v in locals().items() if k in FOLD_SETTINGS}
+    if not 0 <= fold < folds:
+        raise CovidctError(f"fold {fold} of a {folds}-fold cross-validation does not exist")
+    gpu, labels, classes, groups = _prepare(sources, size, max_slices_per_volume, spacing_mm, seed)
+    settings = dict(
+        classes=classes, base_filters=base_filters, norm=norm, batch_size=batch_size, learning_rate=learning_rate,
+        warmup_epochs=warmup_epochs, augment=augment,
+    )  # fmt: skip
+    progress = Progress("infection U-Net", epochs, gpu, CHEAPER_UNET)
+    _forecast(progress, groups, size, base_filters)
+    record, scan, model = cv_fold(groups, variant, fold, folds, epochs, seed=seed, retries=retries, tta=tta,
+                                  progress=progress, **settings)  # fmt: skip
+    info = {"variant": variant, "fold": fold, "settings": values, "labels": labels, "classes": classes, "gpu": gpu,
+            "free_pixels": scan["free_pixels"], "record": record, "model": bool(ensemble_folds)}  # fmt: skip
+    with atomic_dir(out_dir) as tmp:
+        arrays = {"counts": scan["counts"]} | ({"free": scan["free"]} if scan["free"] is not None else {})
+        np.savez(tmp / FOLD_COUNTS, **arrays)
+        if ensemble_folds:
+            model.save(tmp / FOLD_MODEL)
+        write_json(tmp / FOLD_RECORD, info)
+    return info
+
+
+def read_folds(fold_dirs: list[str | Path], variants, folds: int, expected: dict) -> dict[str, list[dict]]:
+    """The fold folders of ``train_fold`` by variant, in fold order: ``{variant: [{record, scan, dir}]}``.
+
+    Raises:
+        CovidctError: a folder is missing a file, was made with other settings than ``expected``, or a
+            variant lacks a fold (every variant needs folds 0 .. ``folds`` - 1).
+    """
+    found: dict[tuple[str, int], dict] = {}
+    for folder in map(Path, fold_dirs):
+        record_path, counts_path = folder / FOLD_RECORD, folder / FOLD_COUNTS
+        if not record_path.is_file() or not counts_path.is_file():
+            raise CovidctError(f"not a cross-validation fold folder (no {FOLD_RECORD} or {FOLD_COUNTS})", path=folder)
+        info = read_json(record_path)
+        other = {k: (info["settings"].get(k), v) for k, v in expected.items() if info["settings"].get(k) != v}
+        if other:
+            raise CovidctError(f"fold trained with other settings (the fold's, now): {other}; re-run it", path=folder)
+        with np.load(counts_path) as arrays:
+            scan = {"counts": arrays["counts"], "free": arrays["free"] if "free" in arrays else None,
+                    "free_pixels": info["free_pixels"]}  # fmt: skip
+        found[(info["variant"], int(info["fold"]))] = {"record": info["record"], "scan": scan, "dir": folder}
+    missing = [f"{v} fold {k + 1}" for v in variants for k in range(folds) if (v, k) not in found]
+    if missing:
+        raise CovidctError(f"cross-validation folds missing: {', '.join(missing)}")
+    return {v: [found[(v, k)] for k in range(folds)] for v in variants}
+
+
 def train(
     sources: list[dict],
     out_model: str | Path,
@@ -520,6 +665,7 @@ def train(
     spacing_mm: float = DEFAULT_SPACING_MM,
     ensemble_folds: bool = False,
     threshold_from_cv: bool = True,
+    fold_dirs: list[str | Path] | None = None,
 ) -> dict:
     """Cross-validate the variants on the sources, then keep the chosen one: trained anew on all of them for
     the chosen epoch count, or (``ensemble_folds``) its fold models as they are, averaged in one model. Its
@@ -531,30 +677,42 @@ def train(
     cross-validation of every variant, the choice, the final run) and the model card (``out_card`` and its
     Markdown page ``out_card_md``, else beside the model: ``covidct.modelcard``).
 
-    Raises:
-        CovidctError: bad sources, too few units for the folds, every variant degenerate, or a final
-            run that stays degenerate after its retries (nothing is written then).
-    """
-    from covidct.io import atomic_path, write_json
+    With ``fold_dirs`` (the folders of ``train_fold``, one per variant and fold, made with these settings) the
+    cross-validation is read from them instead of run here: the workflow runs the folds as jobs of their own.
 
-    gpu = setup_keras(seed)
-    labels = source_labels(sources)
-    classes = 3 if labels == "types" else 1
-    groups = load_sources(sources, size, max_slices_per_volume, spacing_mm)
+    Raises:
+        CovidctError: bad sources, too few units for the folds, every variant degenerate, a final
+            run that stays degenerate after its retries (nothing is written then), or fold folders that are
+            missing or were made with other settings.
+    """
+    fold_settings = {k: v for k, v in locals().items() if k in FOLD_SETTINGS}
+    gpu, labels, classes, groups = _prepare(sources, size, max_slices_per_volume, spacing_mm, seed)
     settings = dict(
         classes=classes, base_filters=base_filters, norm=norm, batch_size=batch_size, learning_rate=learning_rate,
         warmup_epochs=warmup_epochs, augment=augment,
     )  # fmt: skip
-    planned = len(variants) * folds * epochs + (0 if ensemble_folds else epochs)
+    planned = (0 if fold_dirs is not None else len(variants) * folds * epochs) + (0 if ensemble_folds else epochs)
     progress = Progress("infection U-Net", planned, gpu, CHEAPER_UNET)
-    n_slices = sum(len(g.x) for g in groups)
-    per_slice = CPU_SECONDS_PER_SLICE * (size / 256) ** 2 * (base_filters / 32) ** 2
-    progress.forecast(n_slices * per_slice, f"{n_slices} slices x {per_slice:.2g} s per slice and epoch, measured")
+    n_slices = _forecast(progress, groups, size, base_filters)
     log.info("infection U-Net: %d units (%d slices), %s labels, %dx%d, %d-fold CV of %s, %d epochs", len(groups),
              n_slices, labels, size, size, folds, ", ".join(variants), epochs)  # fmt: skip
-    cv = cross_validate(groups, variants, folds, epochs, seed=seed, retries=retries, tta=tta,
-                        keep_models=ensemble_folds, progress=progress, **settings)  # fmt: skip
-    cv, fold_models = cv if ensemble_folds else (cv, {})
+    if fold_dirs is None:
+        cv = cross_validate(groups, variants, folds, epochs, seed=seed, retries=retries, tta=tta,
+                            keep_models=ensemble_folds, progress=progress, **settings)  # fmt: skip
+        cv, fold_models = cv if ensemble_folds else (cv, {})
+    else:
+        by_variant = read_folds(fold_dirs, variants, folds, fold_settings)
+        cv = {"folds": folds, "fold_of": assign_folds([g.name for g in groups], folds, seed), "variants": {}}
+        for variant, runs in by_variant.items():
+            cv["variants"][variant] = summarize_variant(
+                variant, [r["record"] for r in runs], [r["scan"] for r in runs], epochs, tta
+            )
+        fold_models = {}
+        if ensemble_folds:
+            import keras
+
+            fold_models = {v: [keras.models.load_model(r["dir"] / FOLD_MODEL) for r in runs]
+                           for v, runs in by_variant.items() if cv["variants"][v]["status"] == "ok"}  # fmt: skip
     metrics = {"classes": classes, "class_names": list(CLASS_NAMES[classes]), "labels": labels, "gpu": gpu,
                "units": len(groups), "slices": n_slices, "cross_validation": cv}  # fmt: skip
     at = "at_last_epoch" if ensemble_folds else "at_best_epoch"

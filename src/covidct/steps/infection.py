@@ -11,7 +11,7 @@ from covidct import config
 from covidct.errors import CovidctError
 from covidct.infection.inference import evaluate_folder
 from covidct.infection.segment import segment
-from covidct.infection.train import train
+from covidct.infection.train import train, train_fold
 from covidct.io import read_json, write_json
 from covidct.modelcard import check_may_read, read_card
 from covidct.report.montage import infection_qc_title, lesion_types_text, montage, write_png
@@ -41,6 +41,26 @@ TRAINING_KEYS = (
 )
 
 
+#: The training keys a cross-validation fold does not use (the final training does).
+FINAL_ONLY_KEYS = ("variants", "threshold_from_cv")
+
+
+def cross_validate_infection_unet(
+    sources_dirs: list[str],
+    out_dir: str | Path,
+    sources: list[dict],
+    infection: dict,
+    variant: str,
+    fold: str,
+    spacing_mm: float = config.default("resample.spacing_mm"),
+) -> dict:
+    """One fold (``fold``: 1 .. ``infection.folds``) of the cross-validation of one infection U-Net ``variant``
+    on the configured ``sources``, as a job of its own: its record, held-out counts and (with
+    ``ensemble_folds``) model in the folder ``out_dir`` (``covidct.infection.train.train_fold``)."""
+    settings = {k: infection[k] for k in TRAINING_KEYS if k not in FINAL_ONLY_KEYS}
+    return train_fold(sources, out_dir, variant, int(fold) - 1, spacing_mm=spacing_mm, **settings)
+
+
 def train_infection_unet(
     sources_dirs: list[str],
     out_model: str | Path,
@@ -51,13 +71,16 @@ def train_infection_unet(
     sources: list[dict],
     infection: dict,
     spacing_mm: float = config.default("resample.spacing_mm"),
+    fold_dirs: list[str] | None = None,
 ) -> dict:
-    """Cross-validate the infection U-Net variants on the configured ``sources`` (``sources_dirs``: their
-    folders, what the job waits for) with the ``infection`` config block, then train the chosen variant
-    for the chosen epoch count on all of them."""
+    """The infection U-Net variants' cross-validation on the configured ``sources`` (``sources_dirs``: their
+    folders, what the job waits for) read from its folds' folders (``fold_dirs``, one job each:
+    ``cross_validate_infection_unet``; without them it runs here, in this process), then the chosen variant
+    trained for the chosen epoch count on all of them (or its fold models averaged, with ``ensemble_folds``),
+    with the ``infection`` config block."""
     settings = {k: infection[k] for k in TRAINING_KEYS}
     return train(sources, out_model, out_metrics, out_sidecar=out_sidecar, out_card=out_card, out_card_md=out_card_md,
-                 spacing_mm=spacing_mm, **settings)  # fmt: skip
+                 spacing_mm=spacing_mm, fold_dirs=fold_dirs, **settings)  # fmt: skip
 
 
 def evaluate_infection_unet(

@@ -298,3 +298,47 @@ def test_volume_source_with_exports_adds_each_slice_as_a_2d_export(tmp_path):
     assert abs(share[0] - share[1]) < 0.5 * share[0], share
     with pytest.raises(CovidctError, match="exports apply to volumes"):
         load_sources([{"images": "a", "masks": "b", "exports": True}], 32)
+
+
+def test_folds_as_jobs_of_their_own_make_the_same_cross_validation(tmp_path, monkeypatch):
+    """The workflow runs each fold as a job (``train_fold``) and the final training reads their folders
+    (``train(fold_dirs=...)``): the same folds, held-out units and choice as in one process; a folder made
+    with other settings, or a missing fold, is refused by name. (Plumbing: runs this short count as healthy.)"""
+    import importlib
+
+    from covidct.infection.train import train_fold
+
+    # the module, not the function ``train`` that ``covidct.infection`` exports under the same name
+    monkeypatch.setattr(importlib.import_module("covidct.infection.train"), "degenerate", lambda history, checked: None)
+
+    write_infection_training(tmp_path / "src", n=4, matrix=32, pixel_spacing_mm=12.0)
+    source = {"volumes": str(tmp_path / "src" / "volumes"), "masks": str(tmp_path / "src" / "masks"),
+              "lungs": str(tmp_path / "src" / "lungs"), "labels": "types"}  # fmt: skip
+    settings = dict(size=32, base_filters=2, folds=2, epochs=2, batch_size=8, augment=False, max_slices_per_volume=4)
+    dirs = [tmp_path / f"dice_ce_fold{k + 1}" for k in range(2)]
+    infos = [train_fold([source], d, "dice_ce", k, ensemble_folds=True, **settings) for k, d in enumerate(dirs)]
+    assert all((d / "fold.json").is_file() and (d / "counts.npz").is_file() and (d / "model.keras").is_file()
+               for d in dirs)  # fmt: skip
+    metrics = train([source], tmp_path / "jobs.keras", tmp_path / "jobs.json", variants=("dice_ce",),
+                    fold_dirs=dirs, **settings)  # fmt: skip
+    alone = train([source], tmp_path / "one.keras", tmp_path / "one.json", variants=("dice_ce",), **settings)
+    jobs_cv, one_cv = metrics["cross_validation"], alone["cross_validation"]
+    assert jobs_cv["fold_of"] == one_cv["fold_of"]
+    for ours, theirs, info in zip(
+        jobs_cv["variants"]["dice_ce"]["folds"], one_cv["variants"]["dice_ce"]["folds"], infos
+    ):
+        assert ours == info["record"]
+        assert (ours["held_out"], ours["train_slices"], len(ours["curve"])) == (
+            theirs["held_out"], theirs["train_slices"], len(theirs["curve"]))  # fmt: skip
+    assert "threshold" in jobs_cv["variants"]["dice_ce"] and (tmp_path / "jobs.keras").is_file()
+    # the fold models averaged: read from the folders
+    ensembled = train([source], tmp_path / "ens.keras", tmp_path / "ens.json", variants=("dice_ce",),
+                      fold_dirs=dirs, ensemble_folds=True, **settings)  # fmt: skip
+    assert ensembled["ensemble"] == 2
+    with pytest.raises(CovidctError, match="other settings.*epochs"):
+        train([source], tmp_path / "x.keras", tmp_path / "x.json", variants=("dice_ce",), fold_dirs=dirs,
+              **(settings | {"epochs": 3}))  # fmt: skip
+    with pytest.raises(CovidctError, match="folds missing: dice_ce fold 2"):
+        train([source], tmp_path / "x.keras", tmp_path / "x.json", variants=("dice_ce",), fold_dirs=dirs[:1],
+              **settings)  # fmt: skip
+    assert not (tmp_path / "x.keras").exists()
