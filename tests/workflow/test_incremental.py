@@ -163,3 +163,13 @@ def test_removed_patient_rebuilds_data_sets_and_models_only(cohort):
         **READOUT_COHORT,
         "all": 1,
     }
+
+
+def test_a_new_threshold_rule_chooses_again_without_training_the_folds_again(cohort):
+    """The folds' jobs depend on what they train with, not on how the final step chooses among them."""
+    config = yaml.safe_load((cohort / "config.yaml").read_text())
+    config["infection"]["threshold_from_cv"] = not config["infection"].get("threshold_from_cv", True)
+    (cohort / "config_thr.yaml").write_text(yaml.safe_dump(config))
+    counts = _dry(cohort, f"patients={cohort / 'patients.tsv'}", configfile=cohort / "config_thr.yaml")
+    assert "cross_validate_infection_unet" not in counts
+    assert counts["train_infection_unet"] == 1 and counts["segment_infection"] == 3

@@ -137,6 +137,12 @@ INFECTION_FOLD_DIRS = [
     for k in range(1, config["infection"]["folds"] + 1)
 ]
 INFECTION_RUN_MINUTES = max(30, 360 // (len(INFECTION_FOLD_DIRS) + 1))
+# What a fold's training depends on: the infection block less what only the choice among the folds reads
+# (covidct.steps.infection.FINAL_ONLY_KEYS) and the test set: adding a variant or changing the threshold rule
+# re-runs no fold.
+INFECTION_FOLD_PARAMS = {
+    key: value for key, value in config["infection"].items() if key not in ("variants", "threshold_from_cv", "test")
+}
 
 
 def get_infection_source_dirs(wildcards):

@@ -11,7 +11,7 @@ rule cross_validate_infection_unet:
         "results/benchmarks/cross_validate_infection_unet/{variant}_fold{fold}.tsv"
     params:
         sources=INFECTION_SOURCES,
-        infection=config["infection"],
+        infection=INFECTION_FOLD_PARAMS,
         spacing_mm=config["resample"]["spacing_mm"],
     wildcard_constraints:
         variant=r"[a-z_]+",
