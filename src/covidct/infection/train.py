@@ -44,6 +44,7 @@ from covidct.infection.unet import (
     build_unet,
     infection_probability,
     lesion_types,
+    load_model,
     mean_metrics,
     pooled_dice,
 )
@@ -709,9 +710,9 @@ def train(
             )
         fold_models = {}
         if ensemble_folds:
-            import keras
-
-            fold_models = {v: [keras.models.load_model(r["dir"] / FOLD_MODEL) for r in runs]
+            # through unet.load_model, which registers the custom losses: the workflow reads the folds in a
+            # process that trained none of them
+            fold_models = {v: [load_model(r["dir"] / FOLD_MODEL) for r in runs]
                            for v, runs in by_variant.items() if cv["variants"][v]["status"] == "ok"}  # fmt: skip
     metrics = {"classes": classes, "class_names": list(CLASS_NAMES[classes]), "labels": labels, "gpu": gpu,
                "units": len(groups), "slices": n_slices, "cross_validation": cv}  # fmt: skip

@@ -5,6 +5,8 @@ inference (infection and lesion types) and segmentation severity on held-out syn
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -335,6 +337,20 @@ def test_folds_as_jobs_of_their_own_make_the_same_cross_validation(tmp_path, mon
     ensembled = train([source], tmp_path / "ens.keras", tmp_path / "ens.json", variants=("dice_ce",),
                       fold_dirs=dirs, ensemble_folds=True, **settings)  # fmt: skip
     assert ensembled["ensemble"] == 2
+    # as the workflow's final job reads them: in a process that trained no fold (the losses not yet registered)
+    script = (
+        "import json, sys\n"
+        "from covidct.infection.train import train\n"
+        "a = json.loads(sys.argv[1])\n"
+        "m = train([a['source']], a['out'], a['metrics'], variants=('dice_ce',), fold_dirs=a['dirs'],\n"
+        "          ensemble_folds=True, **a['settings'])\n"
+        "print('ensemble', m['ensemble'])\n"
+    )
+    args = {"source": source, "out": str(tmp_path / "fresh.keras"), "metrics": str(tmp_path / "fresh.json"),
+            "dirs": [str(d) for d in dirs], "settings": settings}  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", script, json.dumps(args)], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0 and "ensemble 2" in run.stdout, run.stderr[-3000:]
     with pytest.raises(CovidctError, match="other settings.*epochs"):
         train([source], tmp_path / "x.keras", tmp_path / "x.json", variants=("dice_ce",), fold_dirs=dirs,
               **(settings | {"epochs": 3}))  # fmt: skip
