@@ -21,6 +21,32 @@ SCHEMA = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+#: The keys of the ``infection`` config block that set the U-Net's training (``covidct.infection.train.train``).
+INFECTION_TRAINING_KEYS = (
+    "size",
+    "base_filters",
+    "norm",
+    "variants",
+    "folds",
+    "epochs",
+    "warmup_epochs",
+    "batch_size",
+    "learning_rate",
+    "retries",
+    "seed",
+    "augment",
+    "tta",
+    "max_slices_per_volume",
+    "ensemble_folds",
+    "threshold_from_cv",
+)
+
+
+#: The training keys a cross-validation fold does not use (the final training does): the workflow leaves them
+#: out of the fold jobs' params (``INFECTION_FOLD_PARAMS``), so a new variant or threshold rule re-runs no fold.
+INFECTION_FINAL_ONLY_KEYS = ("variants", "threshold_from_cv")
+
+
 @functools.cache
 def schema() -> dict:
     """The configuration schema, read once."""

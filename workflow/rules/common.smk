@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
+from covidct.config import INFECTION_FINAL_ONLY_KEYS
 from covidct.sheet import SAFE_ID, SAFE_ID_WORDS, load_patient_sheet
 
 # `--config retrain=false` arrives as the string "false" (Snakemake only parses True/False).
@@ -138,10 +139,12 @@ INFECTION_FOLD_DIRS = [
 ]
 INFECTION_RUN_MINUTES = max(30, 360 // (len(INFECTION_FOLD_DIRS) + 1))
 # What a fold's training depends on: the infection block less what only the choice among the folds reads
-# (covidct.steps.infection.FINAL_ONLY_KEYS) and the test set: adding a variant or changing the threshold rule
-# re-runs no fold.
+# (covidct.config.INFECTION_FINAL_ONLY_KEYS, which the final training's step also uses) and the test set:
+# adding a variant or changing the threshold rule re-runs no fold.
 INFECTION_FOLD_PARAMS = {
-    key: value for key, value in config["infection"].items() if key not in ("variants", "threshold_from_cv", "test")
+    key: value
+    for key, value in config["infection"].items()
+    if key not in INFECTION_FINAL_ONLY_KEYS and key != "test"
 }
 
 

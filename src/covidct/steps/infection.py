@@ -20,30 +20,6 @@ from covidct.volume import Volume
 
 log = logging.getLogger(__name__)
 
-#: The keys of the ``infection`` config block that set the U-Net's training (``covidct.infection.train.train``).
-TRAINING_KEYS = (
-    "size",
-    "base_filters",
-    "norm",
-    "variants",
-    "folds",
-    "epochs",
-    "warmup_epochs",
-    "batch_size",
-    "learning_rate",
-    "retries",
-    "seed",
-    "augment",
-    "tta",
-    "max_slices_per_volume",
-    "ensemble_folds",
-    "threshold_from_cv",
-)
-
-
-#: The training keys a cross-validation fold does not use (the final training does).
-FINAL_ONLY_KEYS = ("variants", "threshold_from_cv")
-
 
 def cross_validate_infection_unet(
     sources_dirs: list[str],
@@ -57,7 +33,7 @@ def cross_validate_infection_unet(
     """One fold (``fold``: 1 .. ``infection.folds``) of the cross-validation of one infection U-Net ``variant``
     on the configured ``sources``, as a job of its own: its record, held-out counts and (with
     ``ensemble_folds``) model in the folder ``out_dir`` (``covidct.infection.train.train_fold``)."""
-    settings = {k: infection[k] for k in TRAINING_KEYS if k not in FINAL_ONLY_KEYS}
+    settings = {k: infection[k] for k in config.INFECTION_TRAINING_KEYS if k not in config.INFECTION_FINAL_ONLY_KEYS}
     return train_fold(sources, out_dir, variant, int(fold) - 1, spacing_mm=spacing_mm, **settings)
 
 
@@ -78,7 +54,7 @@ def train_infection_unet(
     ``cross_validate_infection_unet``; without them it runs here, in this process), then the chosen variant
     trained for the chosen epoch count on all of them (or its fold models averaged, with ``ensemble_folds``),
     with the ``infection`` config block."""
-    settings = {k: infection[k] for k in TRAINING_KEYS}
+    settings = {k: infection[k] for k in config.INFECTION_TRAINING_KEYS}
     return train(sources, out_model, out_metrics, out_sidecar=out_sidecar, out_card=out_card, out_card_md=out_card_md,
                  spacing_mm=spacing_mm, fold_dirs=fold_dirs, **settings)  # fmt: skip
 
